@@ -1,0 +1,217 @@
+package cugarmetrics
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	metricsv1 "github.com/cugar-metrics/cugar-metrics/clients/go/gen/cugar/metrics/v1"
+)
+
+// DefaultTimeout is the deadline given to a call whose context has none.
+const DefaultTimeout = 5 * time.Second
+
+// DefaultMaxAttempts is how many times a call is tried in all (the first try and its
+// retries) while the server answers UNAVAILABLE.
+const DefaultMaxAttempts = 4
+
+// MaxBatchSize is the largest number of executions the server takes in one RecordBatch.
+const MaxBatchSize = 1000
+
+// Result is what the server did with one execution.
+type Result = metricsv1.RecordResult
+
+// The results of a Record call or of one item of a batch.
+const (
+	// ResultAccepted: the execution was new and is now recorded.
+	ResultAccepted = metricsv1.RecordResult_RECORD_RESULT_ACCEPTED
+	// ResultDuplicate: an execution with the same execution_id was already recorded; this
+	// one was acknowledged and not counted again.
+	ResultDuplicate = metricsv1.RecordResult_RECORD_RESULT_DUPLICATE
+	// ResultRejected: the execution failed validation (batches only).
+	ResultRejected = metricsv1.RecordResult_RECORD_RESULT_REJECTED
+)
+
+const serviceName = "cugar.metrics.v1.MetricsService"
+
+// Option configures a Client.
+type Option func(*clientOptions)
+
+type clientOptions struct {
+	timeout     time.Duration
+	maxAttempts int
+	creds       credentials.TransportCredentials
+	dialOptions []grpc.DialOption
+}
+
+// WithTimeout sets the deadline given to each call whose context has none (default
+// DefaultTimeout). The deadline covers every retry of the call. Zero or less disables it.
+func WithTimeout(d time.Duration) Option {
+	return func(o *clientOptions) { o.timeout = d }
+}
+
+// WithMaxAttempts sets how many times a call is tried in all while the server answers
+// UNAVAILABLE (default DefaultMaxAttempts; gRPC caps it at 5). 1 disables retries.
+func WithMaxAttempts(n int) Option {
+	return func(o *clientOptions) { o.maxAttempts = n }
+}
+
+// WithTransportCredentials sets the transport security (default: plaintext).
+func WithTransportCredentials(c credentials.TransportCredentials) Option {
+	return func(o *clientOptions) { o.creds = c }
+}
+
+// WithDialOptions adds gRPC dial options, applied after the client's own.
+func WithDialOptions(opts ...grpc.DialOption) Option {
+	return func(o *clientOptions) { o.dialOptions = append(o.dialOptions, opts...) }
+}
+
+// Client records executions and reads dashboards. It is safe for concurrent use.
+type Client struct {
+	conn *grpc.ClientConn
+	stub metricsv1.MetricsServiceClient
+}
+
+// NewClient creates a client of the server at target ("host:port", or any gRPC target such
+// as "dns:///metrics.example:50051"). It does not connect until the first call.
+func NewClient(target string, opts ...Option) (*Client, error) {
+	o := clientOptions{
+		timeout:     DefaultTimeout,
+		maxAttempts: DefaultMaxAttempts,
+		creds:       insecure.NewCredentials(),
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.maxAttempts < 1 {
+		return nil, fmt.Errorf("cugarmetrics: max attempts must be at least 1, got %d", o.maxAttempts)
+	}
+	dialOpts := []grpc.DialOption{
+		grpc.WithTransportCredentials(o.creds),
+		grpc.WithDefaultServiceConfig(serviceConfig(o.maxAttempts)),
+	}
+	if o.timeout > 0 {
+		dialOpts = append(dialOpts, grpc.WithChainUnaryInterceptor(defaultDeadline(o.timeout)))
+	}
+	dialOpts = append(dialOpts, o.dialOptions...)
+	conn, err := grpc.NewClient(target, dialOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("cugarmetrics: %w", err)
+	}
+	return &Client{conn: conn, stub: metricsv1.NewMetricsServiceClient(conn)}, nil
+}
+
+// serviceConfig retries every RPC of the service on UNAVAILABLE with exponential backoff.
+// Safe: the Record RPCs are idempotent by execution_id and GetDashboard only reads.
+func serviceConfig(maxAttempts int) string {
+	if maxAttempts == 1 {
+		return `{}`
+	}
+	return fmt.Sprintf(`{"methodConfig":[{"name":[{"service":%q}],"retryPolicy":{`+
+		`"maxAttempts":%d,"initialBackoff":"0.1s","maxBackoff":"1s","backoffMultiplier":2,`+
+		`"retryableStatusCodes":["UNAVAILABLE"]}}]}`, serviceName, maxAttempts)
+}
+
+// defaultDeadline gives a call whose context has no deadline the client's default one.
+func defaultDeadline(d time.Duration) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn,
+		invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if _, ok := ctx.Deadline(); !ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, d)
+			defer cancel()
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+}
+
+// Close closes the connection. Calls in flight fail with CANCELED.
+func (c *Client) Close() error {
+	return c.conn.Close()
+}
+
+// Service returns the generated stub over the client's connection, for calls the helpers
+// do not cover.
+func (c *Client) Service() metricsv1.MetricsServiceClient {
+	return c.stub
+}
+
+// Record records one finished execution and returns ResultAccepted or ResultDuplicate.
+//
+// An execution that fails validation returns an *InvalidArgumentError whose violations name
+// each offending field (for example "execution.duration"); other failures return the gRPC
+// status error.
+func (c *Client) Record(ctx context.Context, e *metricsv1.Execution) (Result, error) {
+	resp, err := c.stub.RecordExecution(ctx, &metricsv1.RecordExecutionRequest{Execution: e})
+	if err != nil {
+		return metricsv1.RecordResult_RECORD_RESULT_UNSPECIFIED, fromStatus(err)
+	}
+	return resp.GetResult(), nil
+}
+
+// BatchResult is the result of a RecordBatch call.
+type BatchResult struct {
+	// How many executions were new and are now recorded.
+	Accepted int
+	// How many were duplicates of already recorded executions.
+	Duplicate int
+	// How many failed validation and were not recorded.
+	Rejected int
+	// The result of each execution, in the order they were given.
+	Results []Result
+	// The rejected executions, in the order they were given, with their violations.
+	RejectedExecutions []RejectedExecution
+}
+
+// RejectedExecution is one execution of a batch that failed validation.
+type RejectedExecution struct {
+	// The execution's position in the batch, from 0.
+	Index int
+	// Its execution_id as sent.
+	ExecutionID string
+	// Every violation found; paths start at the request root, e.g. "executions[1].profile".
+	Violations []FieldViolation
+}
+
+// RecordBatch records up to MaxBatchSize executions, each on its own: an invalid one never
+// prevents the valid ones from being recorded. An empty or oversized batch returns an
+// *InvalidArgumentError and records nothing.
+func (c *Client) RecordBatch(ctx context.Context, executions []*metricsv1.Execution) (*BatchResult, error) {
+	resp, err := c.stub.RecordExecutions(ctx, &metricsv1.RecordExecutionsRequest{Executions: executions})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	res := &BatchResult{
+		Accepted:  int(resp.GetAcceptedCount()),
+		Duplicate: int(resp.GetDuplicateCount()),
+		Rejected:  int(resp.GetRejectedCount()),
+		Results:   resp.GetResults(),
+	}
+	for _, r := range resp.GetRejected() {
+		rej := RejectedExecution{Index: int(r.GetIndex()), ExecutionID: r.GetExecutionId()}
+		for _, v := range r.GetFieldViolations() {
+			rej.Violations = append(rej.Violations, FieldViolation{
+				Field: v.GetField(), Description: v.GetDescription(), Reason: v.GetReason(),
+			})
+		}
+		res.RejectedExecutions = append(res.RejectedExecutions, rej)
+	}
+	return res, nil
+}
+
+// Dashboard returns the golden signals of the replica that answers. A nil request asks for
+// everything since the replica started, unfiltered.
+func (c *Client) Dashboard(ctx context.Context, req *metricsv1.GetDashboardRequest) (*metricsv1.GetDashboardResponse, error) {
+	if req == nil {
+		req = &metricsv1.GetDashboardRequest{}
+	}
+	resp, err := c.stub.GetDashboard(ctx, req)
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return resp, nil
+}

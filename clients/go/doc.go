@@ -1,0 +1,17 @@
+// Package cugarmetrics is the Go client of cugar-metrics, the service that records every
+// finished agent execution and turns them into golden signals.
+//
+// It wraps the generated gRPC stubs (package metricsv1, under gen/) with:
+//
+//   - [NewClient]: a connection with a default per-call deadline and retries on UNAVAILABLE
+//     (the Record RPCs are idempotent by execution_id, so a retry is never counted twice);
+//   - [Client.Record], [Client.RecordBatch] and [Client.Dashboard];
+//   - [InvalidArgumentError]: the field violations of a rejected request, read with errors.As;
+//   - [StartExecution]: a timer that picks a unique execution_id, measures the duration on the
+//     monotonic clock, collects tool calls and approvals, and fills in the outcome at End;
+//   - [Recorder]: a background batcher that never blocks its caller and counts what it drops.
+//
+// The module's import path ends in "go"; import it under the package's own name:
+//
+//	import cugarmetrics "github.com/cugar-metrics/cugar-metrics/clients/go"
+package cugarmetrics
