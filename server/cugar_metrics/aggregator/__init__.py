@@ -1,0 +1,32 @@
+"""The pure aggregator: dedup, caps, counters and windowed sketches. No I/O, no gRPC."""
+
+from cugar_metrics.aggregator.core import (
+    APPROVAL_BUCKETS,
+    CHECKPOINT_SECONDS,
+    EXECUTION_BUCKETS,
+    MAX_WINDOW_SECONDS,
+    STEP_BUCKETS,
+    TOOL_BUCKETS,
+    UTILIZATION_BUCKETS,
+    Aggregator,
+    Caps,
+    Snapshot,
+    WindowState,
+)
+from cugar_metrics.aggregator.dashboard import Dashboard, build_dashboard
+
+__all__ = [
+    "APPROVAL_BUCKETS",
+    "CHECKPOINT_SECONDS",
+    "EXECUTION_BUCKETS",
+    "MAX_WINDOW_SECONDS",
+    "STEP_BUCKETS",
+    "TOOL_BUCKETS",
+    "UTILIZATION_BUCKETS",
+    "Aggregator",
+    "Caps",
+    "Dashboard",
+    "Snapshot",
+    "WindowState",
+    "build_dashboard",
+]

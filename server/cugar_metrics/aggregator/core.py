@@ -1,0 +1,299 @@
+"""The aggregator: the one source of truth behind /metrics and GetDashboard.
+
+Pure: no gRPC, no prometheus_client, no I/O; every method takes `now` (seconds since the
+epoch) from its caller. State grows with the cardinality caps and the dedup horizon, never
+with the number of executions, and holds no payload.
+
+Windows: every 10 seconds (lazily, on the first call after a boundary) the aggregator freezes
+its cumulative state into a checkpoint; the last 362 are kept. The state of a recent window is
+the state now minus the checkpoint at the window's start, so counters and quantiles of any
+window from 10 s to 1 h cost one subtraction per series.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from cugar_metrics.aggregator.dedup import DedupIndex, id_hash
+from cugar_metrics.aggregator.sketch import Distribution, FrozenDistribution
+from cugar_metrics.model import (
+    CAPPED_LABELS,
+    DECISIONS,
+    INGEST_RESULTS,
+    OVERFLOW,
+    REJECTION_REASONS,
+    Execution,
+    RecordResult,
+)
+
+#: Window granularity (seconds) and the longest window served.
+CHECKPOINT_SECONDS = 10
+MAX_WINDOW_SECONDS = 3600
+_KEEP_CHECKPOINTS = MAX_WINDOW_SECONDS // CHECKPOINT_SECONDS + 2
+
+# Histogram buckets (upper bounds, seconds or plain numbers), chosen for agent work.
+EXECUTION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
+TOOL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+APPROVAL_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
+STEP_BUCKETS = (1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377)
+UTILIZATION_BUCKETS = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.5, 2.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Caps:
+    """Maximum distinct values kept per label-bound name (tool caps domain/tool pairs)."""
+
+    profile: int = 50
+    domain: int = 20
+    tool: int = 200
+    error_type: int = 100
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The aggregator's cumulative state at one instant. Immutable."""
+
+    time: float
+    #: (profile, outcome, error_type) -> executions
+    executions: dict[tuple[str, str, str], int]
+    #: (profile, outcome) -> execution duration (seconds)
+    durations: dict[tuple[str, str], FrozenDistribution]
+    #: profile -> steps per execution
+    steps: dict[str, FrozenDistribution]
+    #: (domain, tool, status) -> tool calls
+    tool_calls: dict[tuple[str, str, str], int]
+    #: (domain, tool) -> duration of the calls that ran (seconds)
+    tool_durations: dict[tuple[str, str], FrozenDistribution]
+    #: profile -> cost units spent
+    budget_spent: dict[str, float]
+    #: profile -> spent / limit per execution that reported a budget
+    budget_utilization: dict[str, FrozenDistribution]
+    #: profile -> executions that exceeded their budget
+    budget_exceeded: dict[str, int]
+    #: (profile, decision) -> approval wait (seconds)
+    approvals: dict[tuple[str, str], FrozenDistribution]
+    #: profile -> time of its last execution
+    last_execution: dict[str, float]
+    #: accepted / duplicate / rejected -> executions
+    ingest: dict[str, int]
+    #: rejection reason -> executions
+    rejections: dict[str, int]
+    #: label -> values folded into `_overflow`
+    overflow: dict[str, int]
+    #: label -> distinct values kept
+    label_values: dict[str, int]
+    dedup_entries: int
+    dedup_evicted: int
+
+
+@dataclass
+class _Checkpoint:
+    index: int
+    snapshot: Snapshot
+    #: When the first execution after this checkpoint was recorded, overall and per profile.
+    first_execution: float | None = None
+    first_by_profile: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WindowState:
+    """What happened between `start` and `end`: `current` minus `base` (None: since start)."""
+
+    start: float
+    end: float
+    current: Snapshot
+    base: Snapshot | None
+    first_execution: float | None
+    first_by_profile: dict[str, float]
+
+
+class Aggregator:
+    def __init__(
+        self,
+        *,
+        start_time: float,
+        caps: Caps | None = None,
+        dedup_horizon: float = 600.0,
+        dedup_max_entries: int = 5_000_000,
+    ) -> None:
+        self.start_time = start_time
+        self.caps = caps or Caps()
+        self._lock = threading.Lock()
+        self._dedup = DedupIndex(dedup_horizon, dedup_max_entries)
+        self._values: dict[str, set[str]] = {label: set() for label in CAPPED_LABELS}
+        self._limits = {label: getattr(self.caps, label) for label in CAPPED_LABELS}
+        self._executions: dict[tuple[str, str, str], int] = {}
+        self._durations: dict[tuple[str, str], Distribution] = {}
+        self._steps: dict[str, Distribution] = {}
+        self._tool_calls: dict[tuple[str, str, str], int] = {}
+        self._tool_durations: dict[tuple[str, str], Distribution] = {}
+        self._budget_spent: dict[str, float] = {}
+        self._budget_util: dict[str, Distribution] = {}
+        self._budget_exceeded: dict[str, int] = {}
+        self._approvals: dict[tuple[str, str], Distribution] = {}
+        self._last_execution: dict[str, float] = {}
+        self._ingest = dict.fromkeys(INGEST_RESULTS, 0)
+        self._rejections = dict.fromkeys(REJECTION_REASONS, 0)
+        self._overflow = dict.fromkeys(CAPPED_LABELS, 0)
+        self._checkpoints: deque[_Checkpoint] = deque()
+        self._last_index = int(start_time // CHECKPOINT_SECONDS)
+        self._first_ever: float | None = None
+        self._first_ever_by_profile: dict[str, float] = {}
+
+    # --- writes -------------------------------------------------------------------------
+
+    def record(self, executions: Sequence[Execution], now: float) -> list[RecordResult]:
+        """Records valid executions; returns accepted/duplicate for each, in order."""
+        hashes = [id_hash(e.execution_id) for e in executions]
+        with self._lock:
+            self._advance(now)
+            seen = self._dedup.check_and_add(hashes, now)
+            results: list[RecordResult] = []
+            for execution, duplicate in zip(executions, seen, strict=True):
+                if duplicate:
+                    self._ingest["duplicate"] += 1
+                    results.append("duplicate")
+                else:
+                    self._apply(execution, now)
+                    self._ingest["accepted"] += 1
+                    results.append("accepted")
+            return results
+
+    def reject(self, reasons: Sequence[str], now: float) -> None:
+        """Counts rejected executions, one reason each (see model.REJECTION_REASONS)."""
+        if not reasons:
+            return
+        with self._lock:
+            self._advance(now)
+            self._ingest["rejected"] += len(reasons)
+            for reason in reasons:
+                self._rejections[reason] += 1
+
+    def _fold(self, label: str, value: str) -> str:
+        values = self._values[label]
+        if value in values:
+            return value
+        if len(values) < self._limits[label]:
+            values.add(value)
+            return value
+        self._overflow[label] += 1
+        return OVERFLOW
+
+    def _apply(self, e: Execution, now: float) -> None:
+        fold = self._fold
+        profile = fold("profile", e.profile)
+        error_type = fold("error_type", e.error_type) if e.error_type else ""
+        key = (profile, e.outcome, error_type)
+        self._executions[key] = self._executions.get(key, 0) + 1
+        dist = self._durations.get((profile, e.outcome))
+        if dist is None:
+            dist = self._durations[(profile, e.outcome)] = Distribution(EXECUTION_BUCKETS)
+        dist.observe(e.duration)
+        steps = self._steps.get(profile)
+        if steps is None:
+            steps = self._steps[profile] = Distribution(STEP_BUCKETS, sketch=False)
+        steps.observe(e.steps)
+        if e.budget is not None:
+            b = e.budget
+            self._budget_spent[profile] = self._budget_spent.get(profile, 0.0) + b.spent
+            util = self._budget_util.get(profile)
+            if util is None:
+                util = self._budget_util[profile] = Distribution(UTILIZATION_BUCKETS, sketch=False)
+            util.observe(b.spent / b.limit)
+            if b.exceeded:
+                self._budget_exceeded[profile] = self._budget_exceeded.get(profile, 0) + 1
+        for a in e.approvals:
+            akey = (profile, a.decision)
+            adist = self._approvals.get(akey)
+            if adist is None:
+                adist = self._approvals[akey] = Distribution(APPROVAL_BUCKETS)
+            adist.observe(a.wait)
+        for t in e.tool_calls:
+            domain = fold("domain", t.domain)
+            pair = f"{domain}\x00{t.tool}"
+            tool = t.tool if fold("tool", pair) != OVERFLOW else OVERFLOW
+            tkey = (domain, tool, t.status)
+            self._tool_calls[tkey] = self._tool_calls.get(tkey, 0) + 1
+            if t.status != "skipped":
+                tdist = self._tool_durations.get((domain, tool))
+                if tdist is None:
+                    tdist = self._tool_durations[(domain, tool)] = Distribution(TOOL_BUCKETS)
+                tdist.observe(t.duration)
+        self._last_execution[profile] = now
+        if self._first_ever is None:
+            self._first_ever = now
+        self._first_ever_by_profile.setdefault(profile, now)
+        cp = self._checkpoints[-1]  # _advance made one
+        if cp.first_execution is None:
+            cp.first_execution = now
+        cp.first_by_profile.setdefault(profile, now)
+
+    # --- checkpoints --------------------------------------------------------------------
+
+    def _advance(self, now: float) -> None:
+        index = int(now // CHECKPOINT_SECONDS)
+        if self._checkpoints and index <= self._last_index:
+            return
+        # This is the first call since the boundary `index * 10 s`, so the state now is the
+        # state at that boundary (and at every boundary since the previous call).
+        self._checkpoints.append(_Checkpoint(index, self._snapshot(now)))
+        self._last_index = index
+        while self._checkpoints[0].index < index - _KEEP_CHECKPOINTS:
+            self._checkpoints.popleft()
+
+    # --- reads --------------------------------------------------------------------------
+
+    def snapshot(self, now: float) -> Snapshot:
+        """The cumulative state now (for /metrics)."""
+        with self._lock:
+            return self._snapshot(now)
+
+    def window(self, now: float, seconds: float | None) -> WindowState:
+        """The state of the last `seconds` (rounded out to a 10 s boundary), or since start."""
+        with self._lock:
+            self._advance(now)
+            current = self._snapshot(now)
+            boundary = None if seconds is None else int((now - seconds) // CHECKPOINT_SECONDS)
+            if boundary is None or boundary * CHECKPOINT_SECONDS <= self.start_time:
+                return WindowState(self.start_time, now, current, None, self._first_ever,
+                                   dict(self._first_ever_by_profile))
+            # The state at the boundary is the first checkpoint taken at or after it: nothing
+            # was recorded between the boundary and that checkpoint. _advance made sure that
+            # one exists (the one for `now`).
+            later = [cp for cp in self._checkpoints if cp.index >= boundary]
+            first: float | None = None
+            first_by_profile: dict[str, float] = {}
+            for cp in later:
+                if first is None:
+                    first = cp.first_execution
+                for profile, t in cp.first_by_profile.items():
+                    first_by_profile.setdefault(profile, t)
+            return WindowState(boundary * CHECKPOINT_SECONDS, now, current, later[0].snapshot,
+                               first, first_by_profile)
+
+    def _snapshot(self, now: float) -> Snapshot:
+        return Snapshot(
+            time=now,
+            executions=dict(self._executions),
+            durations={k: d.freeze() for k, d in self._durations.items()},
+            steps={k: d.freeze() for k, d in self._steps.items()},
+            tool_calls=dict(self._tool_calls),
+            tool_durations={k: d.freeze() for k, d in self._tool_durations.items()},
+            budget_spent=dict(self._budget_spent),
+            budget_utilization={k: d.freeze() for k, d in self._budget_util.items()},
+            budget_exceeded=dict(self._budget_exceeded),
+            approvals={k: d.freeze() for k, d in self._approvals.items()},
+            last_execution=dict(self._last_execution),
+            ingest=dict(self._ingest),
+            rejections=dict(self._rejections),
+            overflow=dict(self._overflow),
+            label_values={label: len(v) for label, v in self._values.items()},
+            dedup_entries=len(self._dedup),
+            dedup_evicted=self._dedup.evicted,
+        )
+
+
+__all__ = ["DECISIONS", "Aggregator", "Caps", "Snapshot", "WindowState"]

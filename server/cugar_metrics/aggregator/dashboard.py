@@ -1,0 +1,225 @@
+"""The dashboard: golden signals and breakdowns of one window, computed from snapshots.
+
+Pure functions over `WindowState`. A rate or mean with no data is None (absent), never 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from cugar_metrics.aggregator.core import WindowState
+from cugar_metrics.aggregator.sketch import FrozenDistribution, merged_quantiles
+from cugar_metrics.model import DECISIONS
+
+K = TypeVar("K")
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileRow:
+    profile: str
+    total: int
+    succeeded: int
+    failed: int
+    success_rate: float | None
+    latency_p95: float | None
+    budget_spent: float
+    budget_exceeded: int
+
+
+@dataclass(frozen=True, slots=True)
+class ToolRow:
+    domain: str
+    tool: str  # "" for a domain row
+    calls: int
+    errors: int
+    skipped: int
+    error_rate: float | None
+    latency_p95: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRow:
+    decision: str
+    count: int
+    wait_p95: float | None
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    window_start: float
+    window_end: float
+    total: int
+    succeeded: int
+    failed: int
+    total_steps: int
+    success_rate: float | None
+    error_rate: float | None
+    tool_error_rate: float | None
+    budget_utilization: float | None
+    latency_p50: float | None
+    latency_p95: float | None
+    latency_p99: float | None
+    latency_mean: float | None
+    mean_steps: float | None
+    approval_wait_p50: float | None
+    approval_wait_p95: float | None
+    throughput: float | None
+    profiles: list[ProfileRow]
+    domains: list[ToolRow]
+    tools: list[ToolRow]
+    error_types: list[tuple[str, int]]
+    budget_spent: float
+    budget_mean_spent: float | None
+    budget_exceeded: int
+    budget_executions: int
+    approvals_total: int
+    approvals: list[DecisionRow]
+    first_execution: float | None
+    last_execution: float | None
+    ingest: dict[str, int]
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den else None
+
+
+def _counts(cur: Mapping[K, int], base: Mapping[K, int] | None) -> dict[K, int]:
+    if base is None:
+        return {k: v for k, v in cur.items() if v}
+    out = {k: v - base.get(k, 0) for k, v in cur.items()}
+    return {k: v for k, v in out.items() if v}
+
+
+def _floats(cur: Mapping[K, float], base: Mapping[K, float] | None) -> dict[K, float]:
+    if base is None:
+        return dict(cur)
+    return {k: v - base.get(k, 0.0) for k, v in cur.items()}
+
+
+def _dists(
+    cur: Mapping[K, FrozenDistribution], base: Mapping[K, FrozenDistribution] | None
+) -> dict[K, FrozenDistribution]:
+    out = {k: d.minus(base.get(k)) if base is not None else d for k, d in cur.items()}
+    return {k: d for k, d in out.items() if d.count}
+
+
+def _p95(dists: Iterable[FrozenDistribution]) -> float | None:
+    return merged_quantiles(dists, [0.95])[0]
+
+
+def build_dashboard(state: WindowState, profile: str = "", domain: str = "") -> Dashboard:
+    cur, base = state.current, state.base
+
+    def want_profile(p: str) -> bool:
+        return not profile or p == profile
+
+    def want_domain(d: str) -> bool:
+        return not domain or d == domain
+
+    executions = {k: v for k, v in _counts(cur.executions, base and base.executions).items()
+                  if want_profile(k[0])}
+    durations = {k: v for k, v in _dists(cur.durations, base and base.durations).items()
+                 if want_profile(k[0])}
+    steps = {k: v for k, v in _dists(cur.steps, base and base.steps).items() if want_profile(k)}
+    utilization = {k: v for k, v in
+                   _dists(cur.budget_utilization, base and base.budget_utilization).items()
+                   if want_profile(k)}
+    spent = {k: v for k, v in _floats(cur.budget_spent, base and base.budget_spent).items()
+             if want_profile(k)}
+    exceeded = {k: v for k, v in _counts(cur.budget_exceeded, base and base.budget_exceeded)
+                .items() if want_profile(k)}
+    approvals = {k: v for k, v in _dists(cur.approvals, base and base.approvals).items()
+                 if want_profile(k[0])}
+    tool_calls = {k: v for k, v in _counts(cur.tool_calls, base and base.tool_calls).items()
+                  if want_domain(k[0])}
+    tool_durations = {k: v for k, v in
+                      _dists(cur.tool_durations, base and base.tool_durations).items()
+                      if want_domain(k[0])}
+
+    succeeded = sum(v for k, v in executions.items() if k[1] == "success")
+    failed = sum(v for k, v in executions.items() if k[1] == "failure")
+    total = succeeded + failed
+    p50, p95, p99 = merged_quantiles(durations.values(), [0.5, 0.95, 0.99])
+    duration_count = sum(d.count for d in durations.values())
+    duration_sum = sum(d.sum for d in durations.values())
+    step_count = sum(d.count for d in steps.values())
+    step_sum = sum(d.sum for d in steps.values())
+    util_count = sum(d.count for d in utilization.values())
+    util_sum = sum(d.sum for d in utilization.values())
+
+    # Profiles
+    profiles: list[ProfileRow] = []
+    for p in sorted({k[0] for k in executions}):
+        ok = sum(v for k, v in executions.items() if k[0] == p and k[1] == "success")
+        bad = sum(v for k, v in executions.items() if k[0] == p and k[1] == "failure")
+        profiles.append(ProfileRow(
+            profile=p, total=ok + bad, succeeded=ok, failed=bad,
+            success_rate=_ratio(ok, ok + bad),
+            latency_p95=_p95(d for k, d in durations.items() if k[0] == p),
+            budget_spent=spent.get(p, 0.0), budget_exceeded=exceeded.get(p, 0)))
+
+    # Tools and domains
+    per_tool: dict[tuple[str, str], dict[str, int]] = {}
+    for (d, t, status), v in tool_calls.items():
+        per_tool.setdefault((d, t), {"success": 0, "error": 0, "skipped": 0})[status] += v
+
+    def row(d: str, t: str, counts: Iterable[dict[str, int]],
+            dists: Iterable[FrozenDistribution]) -> ToolRow:
+        ok = err = skipped = 0
+        for c in counts:
+            ok, err, skipped = ok + c["success"], err + c["error"], skipped + c["skipped"]
+        return ToolRow(d, t, ok + err + skipped, err, skipped, _ratio(err, ok + err), _p95(dists))
+
+    tools = [row(d, t, [c], [tool_durations[(d, t)]] if (d, t) in tool_durations else [])
+             for (d, t), c in sorted(per_tool.items())]
+    domains = [row(d, "", [c for (dd, _), c in per_tool.items() if dd == d],
+                   [x for (dd, _), x in tool_durations.items() if dd == d])
+               for d in sorted({d for d, _ in per_tool})]
+    ran = sum(r.calls - r.skipped for r in domains)
+    tool_errors = sum(r.errors for r in domains)
+
+    # Errors, budget, approvals
+    error_counts: dict[str, int] = {}
+    for (_, outcome, et), v in executions.items():
+        if outcome == "failure":
+            error_counts[et] = error_counts.get(et, 0) + v
+    error_types = sorted(error_counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    budget_spent = sum(spent.values())
+    by_decision = []
+    for decision in DECISIONS:
+        ds = [x for (_, dec), x in approvals.items() if dec == decision]
+        by_decision.append(DecisionRow(decision, sum(x.count for x in ds), _p95(ds)))
+    wait_p50, wait_p95 = merged_quantiles(approvals.values(), [0.5, 0.95])
+
+    # Times
+    if profile:
+        first = state.first_by_profile.get(profile)
+        last = cur.last_execution.get(profile)
+    else:
+        first = state.first_execution
+        last = max(cur.last_execution.values(), default=None)
+    if total == 0:
+        first = last = None
+    seconds = state.end - state.start
+    ingest = _counts(cur.ingest, base and base.ingest)
+
+    return Dashboard(
+        window_start=state.start, window_end=state.end,
+        total=total, succeeded=succeeded, failed=failed, total_steps=int(step_sum),
+        success_rate=_ratio(succeeded, total), error_rate=_ratio(failed, total),
+        tool_error_rate=_ratio(tool_errors, ran),
+        budget_utilization=_ratio(util_sum, util_count),
+        latency_p50=p50, latency_p95=p95, latency_p99=p99,
+        latency_mean=_ratio(duration_sum, duration_count),
+        mean_steps=_ratio(step_sum, step_count),
+        approval_wait_p50=wait_p50, approval_wait_p95=wait_p95,
+        throughput=_ratio(total, seconds) if total else None,
+        profiles=profiles, domains=domains, tools=tools, error_types=error_types,
+        budget_spent=budget_spent, budget_mean_spent=_ratio(budget_spent, util_count),
+        budget_exceeded=sum(exceeded.values()), budget_executions=util_count,
+        approvals_total=sum(r.count for r in by_decision), approvals=by_decision,
+        first_execution=first, last_execution=last,
+        ingest={r: ingest.get(r, 0) for r in ("accepted", "duplicate", "rejected")},
+    )

@@ -1,0 +1,176 @@
+"""Distributions: exact count and sum, Prometheus bucket counts, and a relative-error sketch.
+
+The sketch is DDSketch's logarithmic key mapping (from the `ddsketch` library) over a dense
+store of counts. Two frozen distributions of the same series can be *subtracted*, because
+the store holds plain counts per key: the difference between the state now and the state at
+the start of a window is the distribution of the window, exactly, with the sketch's relative
+accuracy. That is what makes windowed quantiles cheap (one subtraction, not a merge of
+hundreds of buckets).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+from ddsketch.mapping import LogarithmicMapping
+
+#: Relative accuracy of every quantile estimate: |estimate - true| <= 1 % of the true value.
+RELATIVE_ACCURACY = 0.01
+_MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)
+_key = _MAPPING.key
+_EMPTY_BINS: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class FrozenDistribution:
+    """An immutable view of a distribution at one instant."""
+
+    count: int
+    sum: float
+    #: Counts per Prometheus bucket (not cumulative); the last one is the +Inf bucket.
+    buckets: tuple[int, ...]
+    #: Observations equal to 0 (the logarithmic mapping covers only positive values).
+    zero_count: int = 0
+    #: Sketch key of bins[0].
+    offset: int = 0
+    bins: npt.NDArray[np.int64] = field(default_factory=lambda: _EMPTY_BINS)
+
+    def minus(self, earlier: FrozenDistribution | None) -> FrozenDistribution:
+        """The observations made after `earlier` (a frozen state of the same series)."""
+        if earlier is None or earlier.count == 0:
+            return self
+        return FrozenDistribution(
+            count=self.count - earlier.count,
+            sum=self.sum - earlier.sum,
+            buckets=tuple(a - b for a, b in zip(self.buckets, earlier.buckets, strict=True)),
+            zero_count=self.zero_count - earlier.zero_count,
+            offset=self.offset,
+            bins=_subtract(self.offset, self.bins, earlier.offset, earlier.bins),
+        )
+
+    @property
+    def mean(self) -> float | None:
+        return self.sum / self.count if self.count else None
+
+    def quantile(self, q: float) -> float | None:
+        """The q-quantile (0 <= q <= 1) within the sketch's relative accuracy; None if empty."""
+        return merged_quantiles([self], [q])[0]
+
+
+def _subtract(
+    offset: int, bins: npt.NDArray[np.int64], old_offset: int, old_bins: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    if len(old_bins) == 0:
+        return bins
+    # A store only grows, so the earlier range lies inside the later one.
+    out = bins.copy()
+    start = old_offset - offset
+    out[start : start + len(old_bins)] -= old_bins
+    return out
+
+
+def merged_quantiles(
+    dists: Iterable[FrozenDistribution], qs: Sequence[float]
+) -> list[float | None]:
+    """Quantiles of the union of several distributions (same mapping), one pass."""
+    parts = [d for d in dists if d.count > 0]
+    total = sum(d.count for d in parts)
+    if total == 0:
+        return [None for _ in qs]
+    zero = sum(d.zero_count for d in parts)
+    with_bins = [d for d in parts if len(d.bins)]
+    if with_bins:
+        lo = min(d.offset for d in with_bins)
+        hi = max(d.offset + len(d.bins) for d in with_bins)
+        acc = np.zeros(hi - lo, dtype=np.int64)
+        for d in with_bins:
+            acc[d.offset - lo : d.offset - lo + len(d.bins)] += d.bins
+        cum = np.cumsum(acc)
+    else:
+        lo, cum = 0, np.zeros(0, dtype=np.int64)
+    out: list[float | None] = []
+    for q in qs:
+        # DDSketch's rank rule: the value of the (q * (n - 1))-th observation, from 0.
+        rank = q * (total - 1)
+        if rank < zero:
+            out.append(0.0)
+            continue
+        idx = int(np.searchsorted(cum, rank - zero, side="right"))
+        idx = min(idx, len(cum) - 1)
+        out.append(float(_MAPPING.value(lo + idx)))
+    return out
+
+
+class Distribution:
+    """A mutable distribution owned by the aggregator (called under its lock)."""
+
+    __slots__ = ("_bins", "_bounds", "_buckets", "_frozen", "_offset", "_sketch", "count", "sum",
+                 "zero_count")
+
+    def __init__(self, bounds: Sequence[float], *, sketch: bool = True) -> None:
+        self._bounds = bounds
+        self._buckets = [0] * (len(bounds) + 1)
+        self._sketch = sketch
+        self._bins: list[int] = []
+        self._offset = 0
+        self._frozen: FrozenDistribution | None = None
+        self.count = 0
+        self.sum = 0.0
+        self.zero_count = 0
+
+    def observe(self, value: float) -> None:
+        self.count += 1
+        self.sum += value
+        self._buckets[bisect_left(self._bounds, value)] += 1
+        self._frozen = None
+        if not self._sketch:
+            return
+        if value <= 0.0:
+            self.zero_count += 1
+            return
+        key = _key(value)
+        bins = self._bins
+        i = key - self._offset
+        if 0 <= i < len(bins):
+            bins[i] += 1
+        elif not bins:
+            self._offset = key
+            bins.append(1)
+        elif i < 0:
+            self._bins = [1] + [0] * (-i - 1) + bins
+            self._offset = key
+        else:
+            bins.extend([0] * (i - len(bins)))
+            bins.append(1)
+
+    def freeze(self) -> FrozenDistribution:
+        """An immutable copy; cached until the next observation, so idle series cost nothing."""
+        if self._frozen is None:
+            self._frozen = FrozenDistribution(
+                count=self.count,
+                sum=self.sum,
+                buckets=tuple(self._buckets),
+                zero_count=self.zero_count,
+                offset=self._offset,
+                bins=np.array(self._bins, dtype=np.int64) if self._bins else _EMPTY_BINS,
+            )
+        return self._frozen
+
+
+def empty(bounds: Sequence[float]) -> FrozenDistribution:
+    return FrozenDistribution(count=0, sum=0.0, buckets=(0,) * (len(bounds) + 1))
+
+
+def merge_buckets(dists: Iterable[FrozenDistribution]) -> FrozenDistribution:
+    """Sum of count, sum and Prometheus buckets (the sketch is left out): for exposition."""
+    count, total, buckets = 0, 0.0, None
+    for d in dists:
+        count += d.count
+        total += d.sum
+        buckets = list(d.buckets) if buckets is None else [a + b for a, b in
+                                                           zip(buckets, d.buckets, strict=True)]
+    return FrozenDistribution(count=count, sum=total, buckets=tuple(buckets or ()))

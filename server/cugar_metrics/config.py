@@ -1,0 +1,75 @@
+"""The server's configuration: one frozen object, from flags and environment, validated."""
+
+from __future__ import annotations
+
+import re
+import socket
+from dataclasses import dataclass, field
+
+from cugar_metrics.aggregator import Caps
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the flag and the fix."""
+
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
+
+
+def parse_duration(text: str, flag: str) -> float:
+    """'90s', '10m', '24h', '1h30m' or a plain number of seconds -> seconds."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    m = _DURATION.fullmatch(text)
+    if not text or m is None:
+        raise ConfigError(f"{flag}: {text!r} is not a duration; use e.g. 30s, 10m, 24h or 1h30m")
+    h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+    return h * 3600 + mi * 60 + s
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    metrics_host: str | None = None  # None: same as host
+    metrics_port: int = 9464
+    reflection: bool = True
+    shutdown_grace: float = 10.0
+    max_duration: float = 86_400.0
+    dedup_horizon: float = 600.0
+    dedup_max_entries: int = 5_000_000
+    caps: Caps = field(default_factory=Caps)
+    replica: str = field(default_factory=socket.gethostname)
+    ready_file: str | None = None
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        for flag, port in (("--grpc-port", self.grpc_port), ("--metrics-port", self.metrics_port)):
+            if not 0 <= port <= 65535:
+                raise ConfigError(f"{flag}: {port} is not a port number (0-65535; 0 picks a free "
+                                  "port)")
+        if self.grpc_port and self.grpc_port == self.metrics_port and (
+                self.metrics_host in (None, self.host)):
+            raise ConfigError(f"--grpc-port and --metrics-port are both {self.grpc_port}: "
+                              "give them different ports")
+        if not 0 <= self.shutdown_grace <= 3600:
+            raise ConfigError("--shutdown-grace: must be between 0s and 1h")
+        if not 1 <= self.max_duration <= 30 * 86_400:
+            raise ConfigError("--max-duration: must be between 1s and 30 days")
+        if not 60 <= self.dedup_horizon <= 86_400:
+            raise ConfigError("--dedup-horizon: must be between 1m and 24h")
+        if self.dedup_max_entries < 1000:
+            raise ConfigError("--dedup-max-entries: must be at least 1000")
+        for name in ("profile", "domain", "tool", "error_type"):
+            if not 1 <= getattr(self.caps, name) <= 100_000:
+                raise ConfigError(f"--max-{name.replace('_', '-')}s: must be between 1 and "
+                                  "100000")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError("--log-level: one of DEBUG, INFO, WARNING, ERROR")
+
+    @property
+    def effective_metrics_host(self) -> str:
+        return self.metrics_host if self.metrics_host is not None else self.host

@@ -1,0 +1,77 @@
+"""The domain model: what the service keeps of an execution once it passed validation.
+
+Plain immutable values with no protobuf or gRPC in them. Durations are seconds (floats);
+enumerations are the lowercase words used as Prometheus label values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+Outcome = Literal["success", "failure"]
+ToolStatus = Literal["success", "error", "skipped"]
+Decision = Literal["approved", "denied", "timeout", "cancelled"]
+Operation = Literal["propose", "execute"]
+
+OUTCOMES: Final[tuple[Outcome, ...]] = ("success", "failure")
+TOOL_STATUSES: Final[tuple[ToolStatus, ...]] = ("success", "error", "skipped")
+DECISIONS: Final[tuple[Decision, ...]] = ("approved", "denied", "timeout", "cancelled")
+
+#: The value that stands for every label value past its cardinality cap. It cannot collide
+#: with a real name, which must start with a letter.
+OVERFLOW: Final = "_overflow"
+
+#: The label-bound names whose distinct values are capped.
+CAPPED_LABELS: Final = ("profile", "domain", "tool", "error_type")
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    spent: float
+    limit: float
+    exceeded: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    decision: Decision
+    wait: float
+    operation: Operation
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    tool: str
+    domain: str
+    status: ToolStatus
+    duration: float
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    execution_id: str
+    profile: str
+    outcome: Outcome
+    error_type: str
+    duration: float
+    steps: int
+    budget: Budget | None
+    approvals: tuple[Approval, ...]
+    tool_calls: tuple[ToolCall, ...]
+
+
+RecordResult = Literal["accepted", "duplicate"]
+INGEST_RESULTS: Final = ("accepted", "duplicate", "rejected")
+
+#: Why an execution was rejected: the bounded `reason` label of cugar_ingest_rejections_total.
+#: An execution with several violations is counted once, under the reason of its first one.
+REJECTION_REASONS: Final = (
+    "required",  # a required field is missing or empty
+    "invalid_name",  # an id or label-bound name does not match its pattern
+    "invalid_enum",  # an enum is UNSPECIFIED or unknown
+    "out_of_range",  # a duration, count or number outside its bounds
+    "inconsistent",  # fields that contradict each other (error_type on success, ...)
+    "too_many",  # more tool calls or approvals than allowed in one execution
+    "batch_size",  # a RecordExecutions batch that is empty or too large (all its items)
+)

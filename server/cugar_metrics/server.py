@@ -1,0 +1,183 @@
+"""Server lifecycle: gRPC server, health, reflection, interceptors, the HTTP metrics port,
+signal handling and drain. No business logic."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
+
+from cugar.metrics.v1 import metrics_service_pb2 as pb
+from cugar.metrics.v1 import metrics_service_pb2_grpc as pb_grpc
+from cugar_metrics import __version__
+from cugar_metrics.aggregator import Aggregator
+from cugar_metrics.config import Config
+from cugar_metrics.exposition import AggregatorCollector
+from cugar_metrics.interceptors import MetricsInterceptor, RpcMetrics
+from cugar_metrics.service import MAX_BATCH, MetricsService
+from cugar_metrics.validation import Limits
+
+log = logging.getLogger("cugar_metrics")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["MetricsService"].full_name
+#: Room for a full batch of large executions.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+_LANDING = """<!doctype html>
+<html><head><title>cugar-metrics</title></head><body>
+<h1>cugar-metrics {version}</h1>
+<p>Replica <code>{replica}</code>. gRPC service <code>{service}</code> on port {grpc_port}.</p>
+<p><a href="/metrics">/metrics</a>: Prometheus exposition of this replica.</p>
+</body></html>
+"""
+
+
+class PortInUseError(OSError):
+    """A port could not be bound; the message names it."""
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+        pass
+
+
+def _http_app(metrics_app: Callable[..., Iterable[bytes]], landing: bytes) -> Callable[..., Any]:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        if path == "/metrics":
+            return metrics_app(environ, start_response)
+        if path == "/":
+            start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+            return [landing]
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"not found: see /metrics\n"]
+
+    return app
+
+
+@dataclass
+class RunningServer:
+    config: Config
+    grpc_server: grpc.aio.Server
+    grpc_port: int
+    metrics_port: int
+    aggregator: Aggregator
+    registry: CollectorRegistry
+    health: health.aio.HealthServicer
+    _http: ThreadingWSGIServer
+    _http_thread: threading.Thread
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Drain: NOT_SERVING, refuse new RPCs, let in-flight ones finish within `grace`."""
+        await self.health.enter_graceful_shutdown()
+        await self.grpc_server.stop(self.config.shutdown_grace if grace is None else grace)
+        self._http.shutdown()
+        self._http.server_close()
+        self._http_thread.join(timeout=5)
+
+
+async def create_server(config: Config, clock: Callable[[], float] = time.time) -> RunningServer:
+    """Builds and starts the server on its ports; returns it SERVING, with the bound ports."""
+    aggregator = Aggregator(start_time=clock(), caps=config.caps,
+                            dedup_horizon=config.dedup_horizon,
+                            dedup_max_entries=config.dedup_max_entries)
+    registry = CollectorRegistry(auto_describe=False)
+    rpc_metrics = RpcMetrics(registry)
+    rpc_metrics.initialize(SERVICE_NAME, list(
+        pb.DESCRIPTOR.services_by_name["MetricsService"].methods_by_name))
+    registry.register(AggregatorCollector(aggregator.snapshot, clock))
+
+    server = grpc.aio.server(
+        interceptors=[MetricsInterceptor(rpc_metrics)],
+        options=[
+            ("grpc.so_reuseport", 0),  # a port in use is an error, not a shared port
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ],
+    )
+    pb_grpc.add_MetricsServiceServicer_to_server(
+        MetricsService(aggregator, Limits(max_duration=config.max_duration), config.replica,
+                       clock), server)
+    health_servicer = health.aio.HealthServicer()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if config.reflection:
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+
+    address = f"{config.host}:{config.grpc_port}"
+    try:
+        grpc_port = server.add_insecure_port(address)
+    except RuntimeError as e:
+        raise PortInUseError(f"cannot listen for gRPC on {address}: the port is in use or the "
+                             "address is not local (choose another with --grpc-port)") from e
+    metrics_host = config.effective_metrics_host
+    try:
+        http = make_server(metrics_host, config.metrics_port, lambda e, s: [],
+                           ThreadingWSGIServer, handler_class=_QuietHandler)
+    except OSError as e:
+        raise PortInUseError(f"cannot listen for metrics on {metrics_host}:{config.metrics_port}:"
+                             f" {e.strerror} (choose another with --metrics-port)") from e
+    metrics_port = http.server_port
+    http.set_app(_http_app(make_wsgi_app(registry), _LANDING.format(
+        version=__version__, replica=config.replica, service=SERVICE_NAME,
+        grpc_port=grpc_port).encode()))
+    http_thread = threading.Thread(target=http.serve_forever, name="metrics-http", daemon=True)
+    http_thread.start()
+
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return RunningServer(config, server, grpc_port, metrics_port, aggregator, registry,
+                         health_servicer, http, http_thread)
+
+
+def _write_ready_file(path: str, running: RunningServer) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump({"grpc_port": running.grpc_port, "metrics_port": running.metrics_port,
+                   "pid": os.getpid()}, f)
+    os.replace(tmp, path)
+
+
+async def serve(config: Config) -> None:
+    """Runs until SIGTERM or SIGINT, then drains. Raises PortInUseError when a port is taken."""
+    running = await create_server(config)
+    log.info("cugar-metrics %s serving: gRPC %s:%d (reflection %s), metrics http://%s:%d/metrics,"
+             " replica %s", __version__, config.host, running.grpc_port,
+             "on" if config.reflection else "off", config.effective_metrics_host,
+             running.metrics_port, config.replica)
+    if config.ready_file:
+        _write_ready_file(config.ready_file, running)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    received: list[str] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda s=sig: (received.append(s.name), stop.set()))
+    await stop.wait()
+    log.info("%s received: NOT_SERVING, draining in-flight RPCs (grace %gs)", received[0],
+             config.shutdown_grace)
+    t0 = time.monotonic()
+    await running.stop()
+    ingest = running.aggregator.snapshot(time.time()).ingest
+    log.info("drained in %.2fs; final counts: accepted=%d duplicate=%d rejected=%d",
+             time.monotonic() - t0, ingest["accepted"], ingest["duplicate"], ingest["rejected"])
+
+
+__all__ = ["MAX_BATCH", "SERVICE_NAME", "PortInUseError", "RunningServer", "create_server",
+           "serve"]

@@ -1,0 +1,188 @@
+"""The MetricsService servicer: proto in, validation, aggregator, proto out."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import grpc
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from cugar.metrics.v1 import metrics_service_pb2 as pb
+from cugar.metrics.v1 import metrics_service_pb2_grpc as pb_grpc
+from cugar_metrics import errors, validation
+from cugar_metrics.aggregator import (
+    CHECKPOINT_SECONDS,
+    MAX_WINDOW_SECONDS,
+    Aggregator,
+    Dashboard,
+    build_dashboard,
+)
+from cugar_metrics.model import RecordResult
+
+log = logging.getLogger(__name__)
+
+#: The largest RecordExecutions batch; documented in the proto.
+MAX_BATCH = 1000
+MIN_WINDOW_SECONDS = 60
+
+_RESULT = {"accepted": pb.RECORD_RESULT_ACCEPTED, "duplicate": pb.RECORD_RESULT_DUPLICATE}
+_DECISION = {"approved": pb.APPROVAL_DECISION_APPROVED, "denied": pb.APPROVAL_DECISION_DENIED,
+             "timeout": pb.APPROVAL_DECISION_TIMEOUT,
+             "cancelled": pb.APPROVAL_DECISION_CANCELLED}
+
+
+class MetricsService(pb_grpc.MetricsServiceServicer):  # type: ignore[misc]
+    def __init__(
+        self,
+        aggregator: Aggregator,
+        limits: validation.Limits,
+        replica: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._aggregator = aggregator
+        self._limits = limits
+        self._replica = replica
+        self._clock = clock
+
+    async def RecordExecution(  # noqa: N802 (gRPC method name)
+        self, request: pb.RecordExecutionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RecordExecutionResponse:
+        now = self._clock()
+        if not request.HasField("execution"):
+            violations = [validation.Violation(
+                "execution", "is required: the execution to record", "REQUIRED")]
+        else:
+            execution, violations = validation.validate_execution(
+                request.execution, "execution", self._limits, now)
+        if violations:
+            self._aggregator.reject([violations[0].metric_reason], now)
+            await context.abort_with_status(
+                errors.invalid_argument("invalid execution", violations, "INVALID_EXECUTION"))
+        assert execution is not None
+        (result,) = self._aggregator.record([execution], now)
+        return pb.RecordExecutionResponse(result=_RESULT[result])
+
+    async def RecordExecutions(  # noqa: N802 (gRPC method name)
+        self, request: pb.RecordExecutionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RecordExecutionsResponse:
+        now = self._clock()
+        n = len(request.executions)
+        if n == 0 or n > MAX_BATCH:
+            self._aggregator.reject(["batch_size"] * n, now)
+            what = "is empty" if n == 0 else f"has {n} items"
+            violation = validation.Violation(
+                "executions", f"{what}: a batch holds 1 to {MAX_BATCH} executions", "BATCH_SIZE")
+            await context.abort_with_status(
+                errors.invalid_argument("invalid batch", [violation], "INVALID_BATCH"))
+        valid = []
+        positions = []
+        results = [pb.RECORD_RESULT_REJECTED] * n
+        rejected = []
+        reasons = []
+        for i, item in enumerate(request.executions):
+            execution, violations = validation.validate_execution(
+                item, f"executions[{i}]", self._limits, now)
+            if execution is None:
+                reasons.append(violations[0].metric_reason)
+                rejected.append(pb.RejectedExecution(
+                    index=i, execution_id=item.execution_id,
+                    field_violations=[pb.FieldViolation(
+                        field=v.field, description=v.description, reason=v.reason)
+                        for v in violations]))
+            else:
+                valid.append(execution)
+                positions.append(i)
+        self._aggregator.reject(reasons, now)
+        recorded: list[RecordResult] = self._aggregator.record(valid, now) if valid else []
+        for i, result in zip(positions, recorded, strict=True):
+            results[i] = _RESULT[result]
+        accepted = recorded.count("accepted")
+        return pb.RecordExecutionsResponse(
+            accepted_count=accepted, duplicate_count=len(recorded) - accepted,
+            rejected_count=len(rejected), results=results, rejected=rejected)
+
+    async def GetDashboard(  # noqa: N802 (gRPC method name)
+        self, request: pb.GetDashboardRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetDashboardResponse:
+        now = self._clock()
+        violations = validation.check_name_filter("profile", request.profile)
+        violations += validation.check_name_filter("domain", request.domain)
+        seconds: float | None = None
+        if request.HasField("window"):
+            seconds = request.window.ToTimedelta().total_seconds()
+            if not MIN_WINDOW_SECONDS <= seconds <= MAX_WINDOW_SECONDS:
+                violations.append(validation.Violation(
+                    "window", f"is {seconds:g}s: a window is from {MIN_WINDOW_SECONDS}s to "
+                    f"{MAX_WINDOW_SECONDS}s (1 minute to 1 hour); leave it unset for "
+                    "everything since the server started", "OUT_OF_RANGE"))
+        if violations:
+            await context.abort_with_status(
+                errors.invalid_argument("invalid dashboard request", violations,
+                                        "INVALID_DASHBOARD_REQUEST"))
+        state = self._aggregator.window(now, seconds)
+        return dashboard_to_proto(build_dashboard(state, request.profile, request.domain),
+                                  self._replica)
+
+
+def _duration(seconds: float | None) -> duration_pb2.Duration | None:
+    if seconds is None:
+        return None
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(round(seconds * 1e9))
+    return d
+
+
+def _timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
+    if seconds is None:
+        return None
+    t = timestamp_pb2.Timestamp()
+    t.FromNanoseconds(round(seconds * 1e9))
+    return t
+
+
+def dashboard_to_proto(d: Dashboard, replica: str) -> pb.GetDashboardResponse:
+    golden = pb.GoldenSignals(
+        success_rate=d.success_rate, error_rate=d.error_rate,
+        tool_error_rate=d.tool_error_rate, budget_utilization=d.budget_utilization,
+        latency_p50=_duration(d.latency_p50), latency_p95=_duration(d.latency_p95),
+        latency_p99=_duration(d.latency_p99), latency_mean=_duration(d.latency_mean),
+        mean_steps=d.mean_steps, approval_wait_p50=_duration(d.approval_wait_p50),
+        approval_wait_p95=_duration(d.approval_wait_p95),
+        throughput_per_second=d.throughput)
+    return pb.GetDashboardResponse(
+        window=_duration(d.window_end - d.window_start),
+        window_start_time=_timestamp(d.window_start),
+        window_end_time=_timestamp(d.window_end),
+        scope=pb.DASHBOARD_SCOPE_REPLICA,
+        replica=replica,
+        executions=pb.ExecutionCounts(total=d.total, succeeded=d.succeeded, failed=d.failed,
+                                      total_steps=d.total_steps),
+        golden_signals=golden,
+        profiles=[pb.ProfileStats(
+            profile=p.profile, total=p.total, succeeded=p.succeeded, failed=p.failed,
+            success_rate=p.success_rate, latency_p95=_duration(p.latency_p95),
+            budget_spent=p.budget_spent, budget_exceeded_count=p.budget_exceeded)
+            for p in d.profiles],
+        domains=[pb.DomainStats(
+            domain=r.domain, calls=r.calls, errors=r.errors, skipped=r.skipped,
+            error_rate=r.error_rate, latency_p95=_duration(r.latency_p95)) for r in d.domains],
+        tools=[pb.ToolStats(
+            domain=r.domain, tool=r.tool, calls=r.calls, errors=r.errors, skipped=r.skipped,
+            error_rate=r.error_rate, latency_p95=_duration(r.latency_p95)) for r in d.tools],
+        error_types=[pb.ErrorTypeCount(error_type=e, count=n) for e, n in d.error_types],
+        budget=pb.BudgetStats(spent=d.budget_spent,
+                              mean_spent_per_execution=d.budget_mean_spent,
+                              exceeded_count=d.budget_exceeded,
+                              executions_with_budget=d.budget_executions),
+        approvals=pb.ApprovalStats(total=d.approvals_total, by_decision=[
+            pb.ApprovalDecisionStats(decision=_DECISION[r.decision], count=r.count,
+                                     wait_p95=_duration(r.wait_p95)) for r in d.approvals]),
+        first_execution_time=_timestamp(d.first_execution),
+        last_execution_time=_timestamp(d.last_execution),
+        ingest=pb.IngestStats(**d.ingest),
+    )
+
+
+__all__ = ["CHECKPOINT_SECONDS", "MAX_BATCH", "MetricsService", "dashboard_to_proto"]
