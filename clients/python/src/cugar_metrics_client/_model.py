@@ -1,0 +1,290 @@
+"""Plain dataclasses for executions, so agents never touch protobuf, and their conversion."""
+
+from __future__ import annotations
+
+import enum
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeAlias, TypeVar
+
+from cugar.metrics.v1 import metrics_service_pb2 as pb
+from google.protobuf import duration_pb2
+
+from ._errors import FieldViolation
+
+_E = TypeVar("_E")
+
+DurationLike: TypeAlias = float | int | timedelta
+"""A duration: seconds as a number, or a ``datetime.timedelta``."""
+
+# google.protobuf.Duration's own bounds (about 10 000 years).
+_MAX_DURATION_SECONDS = 315_576_000_000
+
+
+class Outcome(enum.StrEnum):
+    """How an execution ended."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+
+
+class ToolStatus(enum.StrEnum):
+    """How one tool call ended; ``SKIPPED`` means it never ran (budget, denied approval)."""
+
+    SUCCESS = "success"
+    ERROR = "error"
+    SKIPPED = "skipped"
+
+
+class Decision(enum.StrEnum):
+    """What a human decided on an action that needed sign-off."""
+
+    APPROVED = "approved"
+    DENIED = "denied"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+
+
+class Operation(enum.StrEnum):
+    """The kind of action that needed sign-off."""
+
+    PROPOSE = "propose"
+    EXECUTE = "execute"
+
+
+class RecordResult(enum.StrEnum):
+    """What the server did with one execution."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
+_OUTCOME_PB: dict[str, pb.Outcome] = {
+    Outcome.SUCCESS: pb.OUTCOME_SUCCESS,
+    Outcome.FAILURE: pb.OUTCOME_FAILURE,
+}
+_STATUS_PB: dict[str, pb.ToolCallStatus] = {
+    ToolStatus.SUCCESS: pb.TOOL_CALL_STATUS_SUCCESS,
+    ToolStatus.ERROR: pb.TOOL_CALL_STATUS_ERROR,
+    ToolStatus.SKIPPED: pb.TOOL_CALL_STATUS_SKIPPED,
+}
+_DECISION_PB: dict[str, pb.ApprovalDecision] = {
+    Decision.APPROVED: pb.APPROVAL_DECISION_APPROVED,
+    Decision.DENIED: pb.APPROVAL_DECISION_DENIED,
+    Decision.TIMEOUT: pb.APPROVAL_DECISION_TIMEOUT,
+    Decision.CANCELLED: pb.APPROVAL_DECISION_CANCELLED,
+}
+_OPERATION_PB: dict[str, pb.ApprovalOperation] = {
+    Operation.PROPOSE: pb.APPROVAL_OPERATION_PROPOSE,
+    Operation.EXECUTE: pb.APPROVAL_OPERATION_EXECUTE,
+}
+RESULT_FROM_PB: dict[int, RecordResult] = {
+    pb.RECORD_RESULT_ACCEPTED: RecordResult.ACCEPTED,
+    pb.RECORD_RESULT_DUPLICATE: RecordResult.DUPLICATE,
+    pb.RECORD_RESULT_REJECTED: RecordResult.REJECTED,
+}
+
+
+def new_execution_id() -> str:
+    """A fresh, unique execution id (a random UUID)."""
+    return str(uuid.uuid4())
+
+
+def _seconds_nanos(value: DurationLike) -> tuple[int, int]:
+    if isinstance(value, timedelta):
+        micros = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+        seconds, rest = divmod(abs(micros), 1_000_000)
+        sign = -1 if micros < 0 else 1
+        return sign * seconds, sign * rest * 1000
+    number = float(value)
+    if not math.isfinite(number) or abs(number) > _MAX_DURATION_SECONDS:
+        raise ValueError(f"duration must be a finite number of seconds, got {value!r}")
+    seconds = int(number)  # towards zero: seconds and nanos keep the same sign
+    nanos = round((number - seconds) * 1e9)
+    if nanos >= 1_000_000_000:
+        seconds, nanos = seconds + 1, nanos - 1_000_000_000
+    elif nanos <= -1_000_000_000:
+        seconds, nanos = seconds - 1, nanos + 1_000_000_000
+    return seconds, nanos
+
+
+def set_duration(target: duration_pb2.Duration, value: DurationLike) -> None:
+    """Write ``value`` (seconds or a timedelta) into ``target``, to the nanosecond.
+
+    Raises ValueError for NaN, infinities and values outside google.protobuf.Duration's range.
+    Anything else, negative or huge, is sent as is: the server decides what is valid.
+    """
+    target.seconds, target.nanos = _seconds_nanos(value)
+
+
+def _duration_fields(value: DurationLike) -> dict[str, int]:
+    seconds, nanos = _seconds_nanos(value)
+    return {"seconds": seconds, "nanos": nanos}
+
+
+def _lookup(table: Mapping[str, _E], value: str, what: str) -> _E:
+    # The enums are StrEnums, so members and their lower-case names find the same entry.
+    try:
+        return table[value]
+    except (KeyError, TypeError):
+        names = ", ".join(sorted(str(name) for name in table))
+        raise ValueError(f"unknown {what} {value!r}; expected one of {names}") from None
+
+
+def duration_seconds(value: duration_pb2.Duration) -> float:
+    """A google.protobuf.Duration as seconds."""
+    return value.seconds + value.nanos / 1e9
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """One tool call of an execution. A skipped call has a duration of 0."""
+
+    tool: str
+    domain: str
+    status: ToolStatus | str = ToolStatus.SUCCESS
+    duration: DurationLike = 0.0
+    error_type: str = ""
+
+    def to_proto(self) -> pb.ToolCall:
+        """The protobuf message for this tool call."""
+        return pb.ToolCall(**self._fields())
+
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "tool": self.tool,
+            "domain": self.domain,
+            "status": _lookup(_STATUS_PB, self.status, "tool call status"),
+            "duration": _duration_fields(self.duration),
+            "error_type": self.error_type,
+        }
+
+
+@dataclass(slots=True)
+class Approval:
+    """One human sign-off: the decision, the wait until it, and what it was for."""
+
+    decision: Decision | str
+    wait: DurationLike
+    operation: Operation | str = Operation.EXECUTE
+
+    def to_proto(self) -> pb.Approval:
+        """The protobuf message for this approval."""
+        return pb.Approval(**self._fields())
+
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "decision": _lookup(_DECISION_PB, self.decision, "approval decision"),
+            "wait": _duration_fields(self.wait),
+            "operation": _lookup(_OPERATION_PB, self.operation, "approval operation"),
+        }
+
+
+@dataclass(slots=True)
+class Budget:
+    """Cost units spent against a limit; ``exceeded`` when the run hit the limit."""
+
+    spent: float
+    limit: float
+    exceeded: bool = False
+
+    def to_proto(self) -> pb.Budget:
+        """The protobuf message for this budget."""
+        return pb.Budget(spent=self.spent, limit=self.limit, exceeded=self.exceeded)
+
+
+@dataclass(slots=True)
+class Execution:
+    """One finished agent run.
+
+    ``duration`` is the measured run time (seconds or a timedelta), never a clock reading.
+    ``error_type`` is required on failure and must stay empty on success. A fresh
+    ``execution_id`` is generated unless one is given; re-sending the same id within the
+    server's deduplication horizon is acknowledged as a duplicate and counted once.
+    """
+
+    profile: str
+    outcome: Outcome | str
+    duration: DurationLike
+    error_type: str = ""
+    steps: int = 0
+    budget: Budget | None = None
+    tool_calls: Sequence[ToolCall] = ()
+    approvals: Sequence[Approval] = ()
+    execution_id: str = field(default_factory=new_execution_id)
+    trace_id: str = ""
+    start_time: datetime | None = None
+
+    def to_proto(self) -> pb.Execution:
+        """The protobuf message for this execution.
+
+        Raises ValueError for an unknown outcome, status, decision or operation name, or a
+        duration that is not a finite number.
+        """
+        message = pb.Execution()
+        self.fill(message)
+        return message
+
+    def fill(self, message: pb.Execution) -> None:
+        """Write this execution into an empty ``message`` (for example a batch's new item)."""
+        message.execution_id = self.execution_id
+        if self.trace_id:
+            message.trace_id = self.trace_id
+        message.profile = self.profile
+        message.outcome = _lookup(_OUTCOME_PB, self.outcome, "outcome")
+        if self.error_type:
+            message.error_type = self.error_type
+        message.duration.seconds, message.duration.nanos = _seconds_nanos(self.duration)
+        if self.steps:
+            message.steps = self.steps
+        if self.start_time is not None:
+            message.start_time.FromDatetime(self.start_time)
+        if self.budget is not None:
+            budget = self.budget
+            message.budget.spent = budget.spent
+            message.budget.limit = budget.limit
+            message.budget.exceeded = budget.exceeded
+        if self.tool_calls:
+            add_call = message.tool_calls.add
+            for call in self.tool_calls:
+                add_call(**call._fields())
+        if self.approvals:
+            add_approval = message.approvals.add
+            for approval in self.approvals:
+                add_approval(**approval._fields())
+
+
+ExecutionLike: TypeAlias = Execution | pb.Execution
+"""What the record methods accept: the dataclass, or the protobuf message itself."""
+
+
+def to_proto(execution: ExecutionLike) -> pb.Execution:
+    """The protobuf message for ``execution``."""
+    if isinstance(execution, pb.Execution):
+        return execution
+    return execution.to_proto()
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedItem:
+    """One execution of a batch that failed validation."""
+
+    index: int
+    """Its position in the batch given to ``record_batch``, from 0."""
+    execution_id: str
+    violations: tuple[FieldViolation, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What the server did with each execution of a batch, in order."""
+
+    accepted: int
+    duplicate: int
+    rejected: int
+    results: tuple[RecordResult, ...]
+    rejected_items: tuple[RejectedItem, ...]
