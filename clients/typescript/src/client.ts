@@ -1,0 +1,183 @@
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { type Client, type Interceptor, type Transport, createClient } from "@connectrpc/connect";
+import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
+import { millis } from "./durations.js";
+import {
+  InvalidArgumentError,
+  InvalidExecutionError,
+  translateError,
+} from "./errors.js";
+import {
+  type ExecutionSchema,
+  type GetDashboardResponse,
+  MetricsService,
+  RecordResult,
+  type RecordExecutionsResponse,
+} from "./gen/cugar/metrics/v1/metrics_service_pb.js";
+import { type RetryOptions, type RetryPolicy, retryPolicy, withRetries } from "./retry.js";
+
+/** The fields of an execution to record (plain object or `Execution` message). */
+export type ExecutionInit = MessageInitShape<typeof ExecutionSchema>;
+
+/** What the server did with one recorded execution. */
+export type RecordOutcome = "accepted" | "duplicate";
+
+/** The most executions one RecordExecutions call may carry. */
+export const MAX_BATCH_SIZE = 1000;
+
+/** The default deadline of each attempt of a call, in milliseconds. */
+export const DEFAULT_TIMEOUT_MS = 5000;
+
+export interface MetricsClientOptions {
+  /**
+   * The server: `host:port` for plaintext gRPC (HTTP/2 without TLS), or a base URL such as
+   * `http://host:port` or `https://host:port`.
+   */
+  readonly target: string;
+  /** The deadline of each attempt, in milliseconds. Default 5000. */
+  readonly timeoutMs?: number;
+  /** Retries on UNAVAILABLE; see `RetryOptions`. */
+  readonly retry?: RetryOptions;
+  /** Connect interceptors applied to every attempt (e.g. to add auth headers). */
+  readonly interceptors?: Interceptor[];
+}
+
+/** Per-call overrides. */
+export interface CallOptions {
+  /** The deadline of each attempt of this call, in milliseconds. */
+  readonly timeoutMs?: number;
+  /** Cancels the call, including any pending retry. */
+  readonly signal?: AbortSignal;
+}
+
+/** Selects what `dashboard()` covers. */
+export interface DashboardQuery {
+  /** The most recent window, 1 minute to 1 hour, in milliseconds; unset: since start. */
+  readonly windowMs?: number;
+  /** Only this profile's execution figures. */
+  readonly profile?: string;
+  /** Only this domain's tool figures. */
+  readonly domain?: string;
+}
+
+/** Turns a `host:port` target or a URL into a base URL. */
+export function baseUrlOf(target: string): string {
+  if (target.trim() === "") throw new TypeError("target must not be empty");
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(target) ? target : `http://${target}`;
+}
+
+/**
+ * A client of the cugar-metrics `MetricsService` over standard gRPC (HTTP/2).
+ *
+ * Every call has a deadline (`timeoutMs`) and is retried with exponential backoff when the
+ * server answers UNAVAILABLE. Invalid input is reported as `InvalidExecutionError` (Record
+ * RPCs) or `InvalidArgumentError` (GetDashboard), carrying the server's field violations;
+ * any other failure is the `ConnectError` of the last attempt.
+ *
+ * Call `close()` when done to release the HTTP/2 connection.
+ */
+export class MetricsClient {
+  /** The generated Connect client, for anything the helpers do not cover. */
+  readonly rpc: Client<typeof MetricsService>;
+  readonly timeoutMs: number;
+  readonly retry: RetryPolicy;
+  private readonly sessions: Http2SessionManager;
+
+  constructor(options: MetricsClientOptions) {
+    const baseUrl = baseUrlOf(options.target);
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    if (!(this.timeoutMs > 0)) {
+      throw new RangeError(`timeoutMs must be > 0, got ${this.timeoutMs}`);
+    }
+    this.retry = retryPolicy(options.retry);
+    this.sessions = new Http2SessionManager(baseUrl);
+    const transport: Transport = createGrpcTransport({
+      baseUrl,
+      sessionManager: this.sessions,
+      interceptors: options.interceptors ?? [],
+    });
+    this.rpc = createClient(MetricsService, transport);
+  }
+
+  /**
+   * Records one finished execution. Resolves to `"accepted"`, or to `"duplicate"` when an
+   * execution with the same `executionId` was already recorded (it counts once).
+   *
+   * @throws InvalidExecutionError when the execution fails validation.
+   */
+  async record(execution: ExecutionInit, options: CallOptions = {}): Promise<RecordOutcome> {
+    const response = await this.call(
+      options,
+      (call) => this.rpc.recordExecution({ execution }, call),
+      InvalidExecutionError,
+    );
+    switch (response.result) {
+      case RecordResult.ACCEPTED:
+        return "accepted";
+      case RecordResult.DUPLICATE:
+        return "duplicate";
+      default:
+        throw new Error(`unexpected RecordExecution result ${RecordResult[response.result]}`);
+    }
+  }
+
+  /**
+   * Records a batch of 1 to 1000 executions, each on its own: invalid items are listed in
+   * `rejected` (with violation paths such as `executions[1].profile`) and do not prevent
+   * the valid ones from being recorded.
+   *
+   * @throws InvalidExecutionError when the batch is empty or larger than 1000.
+   */
+  async recordBatch(
+    executions: readonly ExecutionInit[],
+    options: CallOptions = {},
+  ): Promise<RecordExecutionsResponse> {
+    return this.call(
+      options,
+      (call) => this.rpc.recordExecutions({ executions: [...executions] }, call),
+      InvalidExecutionError,
+    );
+  }
+
+  /**
+   * Reads the golden signals and breakdowns of the replica that answers.
+   *
+   * @throws InvalidArgumentError when the window or a filter is invalid.
+   */
+  async dashboard(
+    query: DashboardQuery = {},
+    options: CallOptions = {},
+  ): Promise<GetDashboardResponse> {
+    const request = {
+      profile: query.profile ?? "",
+      domain: query.domain ?? "",
+      ...(query.windowMs === undefined ? {} : { window: millis(query.windowMs) }),
+    };
+    return this.call(
+      options,
+      (call) => this.rpc.getDashboard(request, call),
+      InvalidArgumentError,
+    );
+  }
+
+  /** Closes the HTTP/2 connection. Calls made afterwards open a new one. */
+  close(): void {
+    this.sessions.abort();
+  }
+
+  private async call<T>(
+    options: CallOptions,
+    attempt: (call: { timeoutMs: number; signal?: AbortSignal }) => Promise<T>,
+    invalid: new (...args: ConstructorParameters<typeof InvalidArgumentError>) => InvalidArgumentError,
+  ): Promise<T> {
+    const call = {
+      timeoutMs: options.timeoutMs ?? this.timeoutMs,
+      ...(options.signal ? { signal: options.signal } : {}),
+    };
+    try {
+      return await withRetries(this.retry, () => attempt(call), options.signal);
+    } catch (error) {
+      throw translateError(error, invalid);
+    }
+  }
+}

@@ -1,0 +1,43 @@
+// @cugar-metrics/client: record finished agent executions with cugar-metrics over gRPC.
+export {
+  type CallOptions,
+  type DashboardQuery,
+  DEFAULT_TIMEOUT_MS,
+  type ExecutionInit,
+  MAX_BATCH_SIZE,
+  MetricsClient,
+  type MetricsClientOptions,
+  type RecordOutcome,
+  baseUrlOf,
+} from "./client.js";
+export { millis, seconds, toSeconds } from "./durations.js";
+export {
+  InvalidArgumentError,
+  InvalidExecutionError,
+  type Violation,
+  decodeBadRequest,
+  violationsOf,
+} from "./errors.js";
+export {
+  type BatchSender,
+  Recorder,
+  type RecorderOptions,
+  type RecorderStats,
+} from "./recorder.js";
+export { DEFAULT_RETRY, type RetryOptions, type RetryPolicy, backoffMs } from "./retry.js";
+export {
+  type ApprovalInit,
+  type Decision,
+  type Operation,
+  Run,
+  type RunOptions,
+  type ToolCallInit,
+  ToolCallTimer,
+  type ToolStatus,
+  errorTypeOf,
+  startRun,
+} from "./run.js";
+// The generated messages, enums and service descriptor (Protobuf-ES v2).
+export * from "./gen/cugar/metrics/v1/metrics_service_pb.js";
+// Connect's error type and status codes, for errors other than invalid input.
+export { Code, ConnectError } from "@connectrpc/connect";

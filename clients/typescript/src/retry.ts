@@ -1,0 +1,104 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { Code, ConnectError } from "@connectrpc/connect";
+
+/**
+ * How calls are retried when the server answers UNAVAILABLE (starting, draining, or not
+ * reachable). Only UNAVAILABLE is retried: the Record RPCs are idempotent by
+ * `execution_id` and GetDashboard only reads, so a repeated call never counts twice.
+ */
+export interface RetryOptions {
+  /** Attempts in total, the first one included. 1 disables retries. Default 4. */
+  readonly maxAttempts?: number;
+  /** The backoff ceiling before the first retry, in milliseconds. Default 100. */
+  readonly initialBackoffMs?: number;
+  /** The largest backoff ceiling, in milliseconds. Default 2000. */
+  readonly maxBackoffMs?: number;
+  /** The factor the ceiling grows by after each retry. Default 2. */
+  readonly multiplier?: number;
+}
+
+/** A `RetryOptions` with every default filled in and checked. */
+export interface RetryPolicy {
+  readonly maxAttempts: number;
+  readonly initialBackoffMs: number;
+  readonly maxBackoffMs: number;
+  readonly multiplier: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = Object.freeze({
+  maxAttempts: 4,
+  initialBackoffMs: 100,
+  maxBackoffMs: 2000,
+  multiplier: 2,
+});
+
+export function retryPolicy(options: RetryOptions = {}): RetryPolicy {
+  const policy: RetryPolicy = { ...DEFAULT_RETRY, ...stripUndefined(options) };
+  if (!Number.isInteger(policy.maxAttempts) || policy.maxAttempts < 1) {
+    throw new RangeError(`retry.maxAttempts must be an integer >= 1, got ${policy.maxAttempts}`);
+  }
+  if (!(policy.initialBackoffMs >= 0)) {
+    throw new RangeError(`retry.initialBackoffMs must be >= 0, got ${policy.initialBackoffMs}`);
+  }
+  if (!(policy.maxBackoffMs >= policy.initialBackoffMs)) {
+    throw new RangeError(
+      `retry.maxBackoffMs must be >= initialBackoffMs, got ${policy.maxBackoffMs}`,
+    );
+  }
+  if (!(policy.multiplier >= 1)) {
+    throw new RangeError(`retry.multiplier must be >= 1, got ${policy.multiplier}`);
+  }
+  return Object.freeze(policy);
+}
+
+function stripUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(
+    Object.entries(value).filter(([, v]) => v !== undefined),
+  ) as Partial<T>;
+}
+
+/**
+ * The backoff before retry number `retry` (1 for the first retry): exponential with "full
+ * jitter", as in gRPC's retry design: uniform in [0, min(initial * multiplier^(retry-1),
+ * max)). `random` returns a number in [0, 1).
+ */
+export function backoffMs(
+  policy: RetryPolicy,
+  retry: number,
+  random: () => number = Math.random,
+): number {
+  const ceiling = Math.min(
+    policy.initialBackoffMs * policy.multiplier ** (retry - 1),
+    policy.maxBackoffMs,
+  );
+  return random() * ceiling;
+}
+
+/** Whether a failed attempt may be retried. */
+export function isRetryable(error: unknown): boolean {
+  return error instanceof ConnectError && error.code === Code.Unavailable;
+}
+
+/**
+ * Runs `attempt` until it succeeds, fails with a non-retryable error, or `maxAttempts`
+ * are used up; then throws the last error. Stops waiting when `signal` aborts.
+ */
+export async function withRetries<T>(
+  policy: RetryPolicy,
+  attempt: () => Promise<T>,
+  signal?: AbortSignal,
+): Promise<T> {
+  for (let n = 1; ; n++) {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (n >= policy.maxAttempts || !isRetryable(error) || signal?.aborted) throw error;
+      const delay = backoffMs(policy, n);
+      try {
+        await sleep(delay, undefined, signal ? { signal } : {});
+      } catch {
+        throw error; // aborted while waiting: report the call's own failure
+      }
+    }
+  }
+}
