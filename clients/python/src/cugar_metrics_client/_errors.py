@@ -49,9 +49,8 @@ class InvalidRequestError(CugarMetricsError):
 
     def __str__(self) -> str:
         base = super().__str__()
-        if not self.violations:
-            return base
-        return base + "; " + "; ".join(str(v) for v in self.violations)
+        missing = [str(v) for v in self.violations if v.field not in self.message]
+        return "; ".join([base, *missing])
 
 
 class InvalidExecutionError(InvalidRequestError):
