@@ -38,6 +38,7 @@ class Config:
     metrics_port: int = 9464
     reflection: bool = True
     shutdown_grace: float = 10.0
+    shutdown_delay: float = 0.0
     max_duration: float = 86_400.0
     dedup_horizon: float = 600.0
     dedup_max_entries: int = 5_000_000
@@ -55,6 +56,8 @@ class Config:
                 self.metrics_host in (None, self.host)):
             raise ConfigError(f"--grpc-port and --metrics-port are both {self.grpc_port}: "
                               "give them different ports")
+        if not 0 <= self.shutdown_delay <= 600:
+            raise ConfigError("--shutdown-delay: must be between 0s and 10m")
         if not 0 <= self.shutdown_grace <= 3600:
             raise ConfigError("--shutdown-grace: must be between 0s and 1h")
         if not 1 <= self.max_duration <= 30 * 86_400:

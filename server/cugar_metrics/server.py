@@ -81,9 +81,11 @@ class RunningServer:
     _http: ThreadingWSGIServer
     _http_thread: threading.Thread
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Drain: NOT_SERVING, refuse new RPCs, let in-flight ones finish within `grace`."""
+    async def stop(self, grace: float | None = None, delay: float | None = None) -> None:
+        """Drain: NOT_SERVING; keep serving for `delay`; then refuse new RPCs and let the
+        in-flight ones finish within `grace`."""
         await self.health.enter_graceful_shutdown()
+        await asyncio.sleep(self.config.shutdown_delay if delay is None else delay)
         await self.grpc_server.stop(self.config.shutdown_grace if grace is None else grace)
         self._http.shutdown()
         self._http.server_close()
@@ -137,7 +139,8 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
     http.set_app(_http_app(make_wsgi_app(registry), _LANDING.format(
         version=__version__, replica=config.replica, service=SERVICE_NAME,
         grpc_port=grpc_port).encode()))
-    http_thread = threading.Thread(target=http.serve_forever, name="metrics-http", daemon=True)
+    http_thread = threading.Thread(target=http.serve_forever, kwargs={"poll_interval": 0.1},
+                                   name="metrics-http", daemon=True)
     http_thread.start()
 
     await server.start()
@@ -170,8 +173,8 @@ async def serve(config: Config) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda s=sig: (received.append(s.name), stop.set()))
     await stop.wait()
-    log.info("%s received: NOT_SERVING, draining in-flight RPCs (grace %gs)", received[0],
-             config.shutdown_grace)
+    log.info("%s received: NOT_SERVING; serving %gs more, then draining in-flight RPCs "
+             "(grace %gs)", received[0], config.shutdown_delay, config.shutdown_grace)
     t0 = time.monotonic()
     await running.stop()
     ingest = running.aggregator.snapshot(time.time()).ingest
