@@ -35,13 +35,27 @@ def pb_execution(execution_id: str = "e-1", **overrides: Any) -> pb.Execution:
         "duration": dur(1.5),
         "steps": 3,
         "budget": pb.Budget(spent=2, limit=10),
-        "approvals": [pb.Approval(decision=pb.APPROVAL_DECISION_APPROVED, wait=dur(30),
-                                  operation=pb.APPROVAL_OPERATION_EXECUTE)],
+        "approvals": [
+            pb.Approval(
+                decision=pb.APPROVAL_DECISION_APPROVED,
+                wait=dur(30),
+                operation=pb.APPROVAL_OPERATION_EXECUTE,
+            )
+        ],
         "tool_calls": [
-            pb.ToolCall(tool="search_accounts", domain="territory",
-                        status=pb.TOOL_CALL_STATUS_SUCCESS, duration=dur(0.2)),
-            pb.ToolCall(tool="score_lead", domain="qualification",
-                        status=pb.TOOL_CALL_STATUS_ERROR, duration=dur(0.1), error_type="timeout"),
+            pb.ToolCall(
+                tool="search_accounts",
+                domain="territory",
+                status=pb.TOOL_CALL_STATUS_SUCCESS,
+                duration=dur(0.2),
+            ),
+            pb.ToolCall(
+                tool="score_lead",
+                domain="qualification",
+                status=pb.TOOL_CALL_STATUS_ERROR,
+                duration=dur(0.1),
+                error_type="timeout",
+            ),
         ],
     }
     fields.update(overrides)
@@ -49,8 +63,16 @@ def pb_execution(execution_id: str = "e-1", **overrides: Any) -> pb.Execution:
 
 
 BASE = model.Execution(
-    execution_id="x", profile="sales_rep", outcome="success", error_type="", duration=1.0,
-    steps=2, budget=None, approvals=(), tool_calls=())
+    execution_id="x",
+    profile="sales_rep",
+    outcome="success",
+    error_type="",
+    duration=1.0,
+    steps=2,
+    budget=None,
+    approvals=(),
+    tool_calls=(),
+)
 
 
 def execution(execution_id: str, **overrides: Any) -> model.Execution:
@@ -74,8 +96,9 @@ class ServerHandle:
         return f"http://127.0.0.1:{self.running.metrics_port}/metrics"
 
 
-def start_server(config: Config) -> tuple[RunningServer, asyncio.AbstractEventLoop,
-                                          threading.Thread]:
+def start_server(
+    config: Config,
+) -> tuple[RunningServer, asyncio.AbstractEventLoop, threading.Thread]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -85,8 +108,9 @@ def start_server(config: Config) -> tuple[RunningServer, asyncio.AbstractEventLo
 
 @pytest.fixture
 def server_config() -> Config:
-    return Config(host="127.0.0.1", grpc_port=0, metrics_port=0, replica="test-replica",
-                  shutdown_grace=1.0)
+    return Config(
+        host="127.0.0.1", grpc_port=0, metrics_port=0, replica="test-replica", shutdown_grace=1.0
+    )
 
 
 @pytest.fixture

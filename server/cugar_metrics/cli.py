@@ -23,26 +23,53 @@ _SERVE_OPTIONS = [
     ("--grpc-port", "GRPC_PORT", "gRPC port; 0 picks a free one", "50051"),
     ("--metrics-host", "METRICS_HOST", "address of the metrics port (default: --host)", None),
     ("--metrics-port", "METRICS_PORT", "HTTP port of /metrics; 0 picks a free one", "9464"),
-    ("--shutdown-delay", "SHUTDOWN_DELAY",
-     "on SIGTERM/SIGINT, how long to keep serving while health says NOT_SERVING, so load "
-     "balancers stop sending before the listener closes", "0s"),
-    ("--shutdown-grace", "SHUTDOWN_GRACE",
-     "then, how long in-flight RPCs may take to finish", "10s"),
-    ("--max-duration", "MAX_DURATION",
-     "longest accepted duration (execution, tool call, approval wait)", "24h"),
-    ("--dedup-horizon", "DEDUP_HORIZON",
-     "how long an execution_id is remembered to acknowledge retries as duplicates", "10m"),
-    ("--dedup-max-entries", "DEDUP_MAX_ENTRIES",
-     "most execution ids remembered (about 8 bytes each); past it the oldest are forgotten",
-     "5000000"),
-    ("--max-profiles", "MAX_PROFILES", "distinct profiles kept before folding into _overflow",
-     "50"),
+    (
+        "--shutdown-delay",
+        "SHUTDOWN_DELAY",
+        "on SIGTERM/SIGINT, how long to keep serving while health says NOT_SERVING, so load "
+        "balancers stop sending before the listener closes",
+        "0s",
+    ),
+    (
+        "--shutdown-grace",
+        "SHUTDOWN_GRACE",
+        "then, how long in-flight RPCs may take to finish",
+        "10s",
+    ),
+    (
+        "--max-duration",
+        "MAX_DURATION",
+        "longest accepted duration (execution, tool call, approval wait)",
+        "24h",
+    ),
+    (
+        "--dedup-horizon",
+        "DEDUP_HORIZON",
+        "how long an execution_id is remembered to acknowledge retries as duplicates",
+        "10m",
+    ),
+    (
+        "--dedup-max-entries",
+        "DEDUP_MAX_ENTRIES",
+        "most execution ids remembered (about 8 bytes each); past it the oldest are forgotten",
+        "5000000",
+    ),
+    (
+        "--max-profiles",
+        "MAX_PROFILES",
+        "distinct profiles kept before folding into _overflow",
+        "50",
+    ),
     ("--max-domains", "MAX_DOMAINS", "distinct domains kept", "20"),
     ("--max-tools", "MAX_TOOLS", "distinct domain/tool pairs kept", "200"),
     ("--max-error-types", "MAX_ERROR_TYPES", "distinct execution error types kept", "100"),
     ("--replica", "REPLICA", "name of this replica in dashboards (default: host name)", None),
-    ("--ready-file", "READY_FILE",
-     "once serving, write {grpc_port, metrics_port, pid} as JSON to this file", None),
+    (
+        "--ready-file",
+        "READY_FILE",
+        "once serving, write {grpc_port, metrics_port, pid} as JSON to this file",
+        None,
+    ),
     ("--log-level", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", "INFO"),
 ]
 
@@ -56,33 +83,51 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="cugar-metrics",
         description="Records AI agent executions over gRPC and serves their golden signals "
-                    "(GetDashboard RPC, Prometheus /metrics, gRPC health, reflection).")
+        "(GetDashboard RPC, Prometheus /metrics, gRPC health, reflection).",
+    )
     parser.add_argument("--version", action="version", version=f"cugar-metrics {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     serve = sub.add_parser(
-        "serve", help="run the server",
+        "serve",
+        help="run the server",
         description="Run the server until SIGTERM or SIGINT, then drain and exit 0. Every "
-                    f"option can also be set by its environment variable ({ENV_PREFIX}...); "
-                    "a flag wins over the variable.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        f"option can also be set by its environment variable ({ENV_PREFIX}...); "
+        "a flag wins over the variable.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     for flag, env, text, default in _SERVE_OPTIONS:
-        serve.add_argument(flag, default=os.environ.get(ENV_PREFIX + env, default),
-                           help=f"{text} [env {ENV_PREFIX}{env}]")
-    serve.add_argument("--no-reflection", action="store_true",
-                       default=os.environ.get(ENV_PREFIX + "REFLECTION", "").lower()
-                       in ("0", "false", "no", "off"),
-                       help=f"turn off gRPC server reflection [env {ENV_PREFIX}REFLECTION=false]")
-    serve.add_argument("--check-config", action="store_true",
-                       help="validate the configuration, print it and exit (0 if valid)")
-    for name, module in (("demo", "cugar_metrics.demo"),
-                         ("dashboard", "cugar_metrics.dashboard_view")):
+        serve.add_argument(
+            flag,
+            default=os.environ.get(ENV_PREFIX + env, default),
+            help=f"{text} [env {ENV_PREFIX}{env}]",
+        )
+    serve.add_argument(
+        "--no-reflection",
+        action="store_true",
+        default=os.environ.get(ENV_PREFIX + "REFLECTION", "").lower()
+        in ("0", "false", "no", "off"),
+        help=f"turn off gRPC server reflection [env {ENV_PREFIX}REFLECTION=false]",
+    )
+    serve.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the configuration, print it and exit (0 if valid)",
+    )
+    for name, module in (
+        ("demo", "cugar_metrics.demo"),
+        ("dashboard", "cugar_metrics.dashboard_view"),
+    ):
         try:
             mod = importlib.import_module(module)
         except ImportError:
             continue
         doc = (mod.__doc__ or name).strip().splitlines()[0]
-        p = sub.add_parser(name, help=doc, description=mod.__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            name,
+            help=doc,
+            description=mod.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         mod.add_arguments(p)
         p.set_defaults(run=mod.run)
     return parser
@@ -108,10 +153,12 @@ def config_from_args(a: argparse.Namespace) -> Config:
         max_duration=parse_duration(a.max_duration, "--max-duration"),
         dedup_horizon=parse_duration(a.dedup_horizon, "--dedup-horizon"),
         dedup_max_entries=_int(a.dedup_max_entries, "--dedup-max-entries"),
-        caps=Caps(profile=_int(a.max_profiles, "--max-profiles"),
-                  domain=_int(a.max_domains, "--max-domains"),
-                  tool=_int(a.max_tools, "--max-tools"),
-                  error_type=_int(a.max_error_types, "--max-error-types")),
+        caps=Caps(
+            profile=_int(a.max_profiles, "--max-profiles"),
+            domain=_int(a.max_domains, "--max-domains"),
+            tool=_int(a.max_tools, "--max-tools"),
+            error_type=_int(a.max_error_types, "--max-error-types"),
+        ),
         ready_file=a.ready_file,
         log_level=a.log_level.upper(),
         **kwargs,
@@ -135,8 +182,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"{key} = {value}")
         print("configuration is valid")
         sys.exit(0)
-    logging.basicConfig(level=config.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     from cugar_metrics.server import PortInUseError, serve  # grpc loads only to serve
 
     try:

@@ -50,12 +50,18 @@ class Config:
     def __post_init__(self) -> None:
         for flag, port in (("--grpc-port", self.grpc_port), ("--metrics-port", self.metrics_port)):
             if not 0 <= port <= 65535:
-                raise ConfigError(f"{flag}: {port} is not a port number (0-65535; 0 picks a free "
-                                  "port)")
-        if self.grpc_port and self.grpc_port == self.metrics_port and (
-                self.metrics_host in (None, self.host)):
-            raise ConfigError(f"--grpc-port and --metrics-port are both {self.grpc_port}: "
-                              "give them different ports")
+                raise ConfigError(
+                    f"{flag}: {port} is not a port number (0-65535; 0 picks a free port)"
+                )
+        if (
+            self.grpc_port
+            and self.grpc_port == self.metrics_port
+            and (self.metrics_host in (None, self.host))
+        ):
+            raise ConfigError(
+                f"--grpc-port and --metrics-port are both {self.grpc_port}: "
+                "give them different ports"
+            )
         if not 0 <= self.shutdown_delay <= 600:
             raise ConfigError("--shutdown-delay: must be between 0s and 10m")
         if not 0 <= self.shutdown_grace <= 3600:
@@ -68,8 +74,7 @@ class Config:
             raise ConfigError("--dedup-max-entries: must be at least 1000")
         for name in ("profile", "domain", "tool", "error_type"):
             if not 1 <= getattr(self.caps, name) <= 100_000:
-                raise ConfigError(f"--max-{name.replace('_', '-')}s: must be between 1 and "
-                                  "100000")
+                raise ConfigError(f"--max-{name.replace('_', '-')}s: must be between 1 and 100000")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError("--log-level: one of DEBUG, INFO, WARNING, ERROR")
 

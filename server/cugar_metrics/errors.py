@@ -21,10 +21,14 @@ ERROR_DOMAIN: Final = "cugar.metrics.v1"
 
 def invalid_argument(summary: str, violations: Sequence[Violation], reason: str) -> grpc.Status:
     """INVALID_ARGUMENT whose message lists the violations and whose details carry them."""
-    bad_request = error_details_pb2.BadRequest(field_violations=[
-        error_details_pb2.BadRequest.FieldViolation(
-            field=v.field, description=v.description, reason=v.reason)
-        for v in violations])
+    bad_request = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(
+                field=v.field, description=v.description, reason=v.reason
+            )
+            for v in violations
+        ]
+    )
     info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN)
     details = []
     for detail in (bad_request, info):
@@ -33,5 +37,8 @@ def invalid_argument(summary: str, violations: Sequence[Violation], reason: str)
         details.append(packed)
     listed = "; ".join(f"{v.field} {v.description}" for v in violations[:5])
     more = f" (and {len(violations) - 5} more)" if len(violations) > 5 else ""
-    return rpc_status.to_status(status_pb2.Status(
-        code=code_pb2.INVALID_ARGUMENT, message=f"{summary}: {listed}{more}", details=details))
+    return rpc_status.to_status(
+        status_pb2.Status(
+            code=code_pb2.INVALID_ARGUMENT, message=f"{summary}: {listed}{more}", details=details
+        )
+    )

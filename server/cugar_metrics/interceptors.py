@@ -21,14 +21,22 @@ _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 class RpcMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.started = Counter("grpc_server_started_total", "RPCs started on the server.",
-                               _LABELS, registry=registry)
-        self.handled = Counter("grpc_server_handled_total",
-                               "RPCs completed on the server, regardless of success or failure.",
-                               [*_LABELS, "grpc_code"], registry=registry)
-        self.seconds = Histogram("grpc_server_handling_seconds",
-                                 "Response latency of RPCs handled by the server.",
-                                 _LABELS, buckets=_BUCKETS, registry=registry)
+        self.started = Counter(
+            "grpc_server_started_total", "RPCs started on the server.", _LABELS, registry=registry
+        )
+        self.handled = Counter(
+            "grpc_server_handled_total",
+            "RPCs completed on the server, regardless of success or failure.",
+            [*_LABELS, "grpc_code"],
+            registry=registry,
+        )
+        self.seconds = Histogram(
+            "grpc_server_handling_seconds",
+            "Response latency of RPCs handled by the server.",
+            _LABELS,
+            buckets=_BUCKETS,
+            registry=registry,
+        )
 
     def initialize(self, service: str, methods: list[str]) -> None:
         for method in methods:

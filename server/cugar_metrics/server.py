@@ -51,7 +51,7 @@ class PortInUseError(OSError):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -94,13 +94,17 @@ class RunningServer:
 
 async def create_server(config: Config, clock: Callable[[], float] = time.time) -> RunningServer:
     """Builds and starts the server on its ports; returns it SERVING, with the bound ports."""
-    aggregator = Aggregator(start_time=clock(), caps=config.caps,
-                            dedup_horizon=config.dedup_horizon,
-                            dedup_max_entries=config.dedup_max_entries)
+    aggregator = Aggregator(
+        start_time=clock(),
+        caps=config.caps,
+        dedup_horizon=config.dedup_horizon,
+        dedup_max_entries=config.dedup_max_entries,
+    )
     registry = CollectorRegistry(auto_describe=False)
     rpc_metrics = RpcMetrics(registry)
-    rpc_metrics.initialize(SERVICE_NAME, list(
-        pb.DESCRIPTOR.services_by_name["MetricsService"].methods_by_name))
+    rpc_metrics.initialize(
+        SERVICE_NAME, list(pb.DESCRIPTOR.services_by_name["MetricsService"].methods_by_name)
+    )
     registry.register(AggregatorCollector(aggregator.snapshot, clock))
 
     server = grpc.aio.server(
@@ -112,75 +116,130 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
         ],
     )
     pb_grpc.add_MetricsServiceServicer_to_server(
-        MetricsService(aggregator, Limits(max_duration=config.max_duration), config.replica,
-                       clock), server)
+        MetricsService(aggregator, Limits(max_duration=config.max_duration), config.replica, clock),
+        server,
+    )
     health_servicer = health.aio.HealthServicer()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if config.reflection:
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
 
     address = f"{config.host}:{config.grpc_port}"
     try:
         grpc_port = server.add_insecure_port(address)
     except RuntimeError as e:
-        raise PortInUseError(f"cannot listen for gRPC on {address}: the port is in use or the "
-                             "address is not local (choose another with --grpc-port)") from e
+        raise PortInUseError(
+            f"cannot listen for gRPC on {address}: the port is in use or the "
+            "address is not local (choose another with --grpc-port)"
+        ) from e
     metrics_host = config.effective_metrics_host
     try:
-        http = make_server(metrics_host, config.metrics_port, lambda e, s: [],
-                           ThreadingWSGIServer, handler_class=_QuietHandler)
+        http = make_server(
+            metrics_host,
+            config.metrics_port,
+            lambda e, s: [],
+            ThreadingWSGIServer,
+            handler_class=_QuietHandler,
+        )
     except OSError as e:
-        raise PortInUseError(f"cannot listen for metrics on {metrics_host}:{config.metrics_port}:"
-                             f" {e.strerror} (choose another with --metrics-port)") from e
+        raise PortInUseError(
+            f"cannot listen for metrics on {metrics_host}:{config.metrics_port}:"
+            f" {e.strerror} (choose another with --metrics-port)"
+        ) from e
     metrics_port = http.server_port
-    http.set_app(_http_app(make_wsgi_app(registry), _LANDING.format(
-        version=__version__, replica=config.replica, service=SERVICE_NAME,
-        grpc_port=grpc_port).encode()))
-    http_thread = threading.Thread(target=http.serve_forever, kwargs={"poll_interval": 0.1},
-                                   name="metrics-http", daemon=True)
+    http.set_app(
+        _http_app(
+            make_wsgi_app(registry),
+            _LANDING.format(
+                version=__version__,
+                replica=config.replica,
+                service=SERVICE_NAME,
+                grpc_port=grpc_port,
+            ).encode(),
+        )
+    )
+    http_thread = threading.Thread(
+        target=http.serve_forever, kwargs={"poll_interval": 0.1}, name="metrics-http", daemon=True
+    )
     http_thread.start()
 
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(config, server, grpc_port, metrics_port, aggregator, registry,
-                         health_servicer, http, http_thread)
+    return RunningServer(
+        config,
+        server,
+        grpc_port,
+        metrics_port,
+        aggregator,
+        registry,
+        health_servicer,
+        http,
+        http_thread,
+    )
 
 
 def _write_ready_file(path: str, running: RunningServer) -> None:
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
-        json.dump({"grpc_port": running.grpc_port, "metrics_port": running.metrics_port,
-                   "pid": os.getpid()}, f)
+        json.dump(
+            {
+                "grpc_port": running.grpc_port,
+                "metrics_port": running.metrics_port,
+                "pid": os.getpid(),
+            },
+            f,
+        )
     os.replace(tmp, path)
 
 
 async def serve(config: Config) -> None:
     """Runs until SIGTERM or SIGINT, then drains. Raises PortInUseError when a port is taken."""
     running = await create_server(config)
-    log.info("cugar-metrics %s serving: gRPC %s:%d (reflection %s), metrics http://%s:%d/metrics,"
-             " replica %s", __version__, config.host, running.grpc_port,
-             "on" if config.reflection else "off", config.effective_metrics_host,
-             running.metrics_port, config.replica)
+    log.info(
+        "cugar-metrics %s serving: gRPC %s:%d (reflection %s), metrics http://%s:%d/metrics,"
+        " replica %s",
+        __version__,
+        config.host,
+        running.grpc_port,
+        "on" if config.reflection else "off",
+        config.effective_metrics_host,
+        running.metrics_port,
+        config.replica,
+    )
     if config.ready_file:
         _write_ready_file(config.ready_file, running)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     received: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda s=sig: (received.append(s.name), stop.set()))
+        loop.add_signal_handler(sig, on_signal, sig)
     await stop.wait()
-    log.info("%s received: NOT_SERVING; serving %gs more, then draining in-flight RPCs "
-             "(grace %gs)", received[0], config.shutdown_delay, config.shutdown_grace)
+    log.info(
+        "%s received: NOT_SERVING; serving %gs more, then draining in-flight RPCs (grace %gs)",
+        received[0],
+        config.shutdown_delay,
+        config.shutdown_grace,
+    )
     t0 = time.monotonic()
     await running.stop()
     ingest = running.aggregator.snapshot(time.time()).ingest
-    log.info("drained in %.2fs; final counts: accepted=%d duplicate=%d rejected=%d",
-             time.monotonic() - t0, ingest["accepted"], ingest["duplicate"], ingest["rejected"])
+    log.info(
+        "drained in %.2fs; final counts: accepted=%d duplicate=%d rejected=%d",
+        time.monotonic() - t0,
+        ingest["accepted"],
+        ingest["duplicate"],
+        ingest["rejected"],
+    )
 
 
-__all__ = ["MAX_BATCH", "SERVICE_NAME", "PortInUseError", "RunningServer", "create_server",
-           "serve"]
+__all__ = ["MAX_BATCH", "SERVICE_NAME", "PortInUseError", "RunningServer", "create_server", "serve"]

@@ -28,12 +28,15 @@ MAX_BATCH = 1000
 MIN_WINDOW_SECONDS = 60
 
 _RESULT = {"accepted": pb.RECORD_RESULT_ACCEPTED, "duplicate": pb.RECORD_RESULT_DUPLICATE}
-_DECISION = {"approved": pb.APPROVAL_DECISION_APPROVED, "denied": pb.APPROVAL_DECISION_DENIED,
-             "timeout": pb.APPROVAL_DECISION_TIMEOUT,
-             "cancelled": pb.APPROVAL_DECISION_CANCELLED}
+_DECISION = {
+    "approved": pb.APPROVAL_DECISION_APPROVED,
+    "denied": pb.APPROVAL_DECISION_DENIED,
+    "timeout": pb.APPROVAL_DECISION_TIMEOUT,
+    "cancelled": pb.APPROVAL_DECISION_CANCELLED,
+}
 
 
-class MetricsService(pb_grpc.MetricsServiceServicer):  # type: ignore[misc]
+class MetricsService(pb_grpc.MetricsServiceServicer):
     def __init__(
         self,
         aggregator: Aggregator,
@@ -46,25 +49,30 @@ class MetricsService(pb_grpc.MetricsServiceServicer):  # type: ignore[misc]
         self._replica = replica
         self._clock = clock
 
-    async def RecordExecution(  # noqa: N802 (gRPC method name)
+    async def RecordExecution(
         self, request: pb.RecordExecutionRequest, context: grpc.aio.ServicerContext
     ) -> pb.RecordExecutionResponse:
         now = self._clock()
         if not request.HasField("execution"):
-            violations = [validation.Violation(
-                "execution", "is required: the execution to record", "REQUIRED")]
+            violations = [
+                validation.Violation(
+                    "execution", "is required: the execution to record", "REQUIRED"
+                )
+            ]
         else:
             execution, violations = validation.validate_execution(
-                request.execution, "execution", self._limits, now)
+                request.execution, "execution", self._limits, now
+            )
         if violations:
             self._aggregator.reject([violations[0].metric_reason], now)
             await context.abort_with_status(
-                errors.invalid_argument("invalid execution", violations, "INVALID_EXECUTION"))
+                errors.invalid_argument("invalid execution", violations, "INVALID_EXECUTION")
+            )
         assert execution is not None
         (result,) = self._aggregator.record([execution], now)
         return pb.RecordExecutionResponse(result=_RESULT[result])
 
-    async def RecordExecutions(  # noqa: N802 (gRPC method name)
+    async def RecordExecutions(
         self, request: pb.RecordExecutionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.RecordExecutionsResponse:
         now = self._clock()
@@ -73,9 +81,11 @@ class MetricsService(pb_grpc.MetricsServiceServicer):  # type: ignore[misc]
             self._aggregator.reject(["batch_size"] * n, now)
             what = "is empty" if n == 0 else f"has {n} items"
             violation = validation.Violation(
-                "executions", f"{what}: a batch holds 1 to {MAX_BATCH} executions", "BATCH_SIZE")
+                "executions", f"{what}: a batch holds 1 to {MAX_BATCH} executions", "BATCH_SIZE"
+            )
             await context.abort_with_status(
-                errors.invalid_argument("invalid batch", [violation], "INVALID_BATCH"))
+                errors.invalid_argument("invalid batch", [violation], "INVALID_BATCH")
+            )
         valid = []
         positions = []
         results = [pb.RECORD_RESULT_REJECTED] * n
@@ -83,14 +93,22 @@ class MetricsService(pb_grpc.MetricsServiceServicer):  # type: ignore[misc]
         reasons = []
         for i, item in enumerate(request.executions):
             execution, violations = validation.validate_execution(
-                item, f"executions[{i}]", self._limits, now)
+                item, f"executions[{i}]", self._limits, now
+            )
             if execution is None:
                 reasons.append(violations[0].metric_reason)
-                rejected.append(pb.RejectedExecution(
-                    index=i, execution_id=item.execution_id,
-                    field_violations=[pb.FieldViolation(
-                        field=v.field, description=v.description, reason=v.reason)
-                        for v in violations]))
+                rejected.append(
+                    pb.RejectedExecution(
+                        index=i,
+                        execution_id=item.execution_id,
+                        field_violations=[
+                            pb.FieldViolation(
+                                field=v.field, description=v.description, reason=v.reason
+                            )
+                            for v in violations
+                        ],
+                    )
+                )
             else:
                 valid.append(execution)
                 positions.append(i)
@@ -100,10 +118,14 @@ class MetricsService(pb_grpc.MetricsServiceServicer):  # type: ignore[misc]
             results[i] = _RESULT[result]
         accepted = recorded.count("accepted")
         return pb.RecordExecutionsResponse(
-            accepted_count=accepted, duplicate_count=len(recorded) - accepted,
-            rejected_count=len(rejected), results=results, rejected=rejected)
+            accepted_count=accepted,
+            duplicate_count=len(recorded) - accepted,
+            rejected_count=len(rejected),
+            results=results,
+            rejected=rejected,
+        )
 
-    async def GetDashboard(  # noqa: N802 (gRPC method name)
+    async def GetDashboard(
         self, request: pb.GetDashboardRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetDashboardResponse:
         now = self._clock()
@@ -113,17 +135,25 @@ class MetricsService(pb_grpc.MetricsServiceServicer):  # type: ignore[misc]
         if request.HasField("window"):
             seconds = request.window.ToTimedelta().total_seconds()
             if not MIN_WINDOW_SECONDS <= seconds <= MAX_WINDOW_SECONDS:
-                violations.append(validation.Violation(
-                    "window", f"is {seconds:g}s: a window is from {MIN_WINDOW_SECONDS}s to "
-                    f"{MAX_WINDOW_SECONDS}s (1 minute to 1 hour); leave it unset for "
-                    "everything since the server started", "OUT_OF_RANGE"))
+                violations.append(
+                    validation.Violation(
+                        "window",
+                        f"is {seconds:g}s: a window is from {MIN_WINDOW_SECONDS}s to "
+                        f"{MAX_WINDOW_SECONDS}s (1 minute to 1 hour); leave it unset for "
+                        "everything since the server started",
+                        "OUT_OF_RANGE",
+                    )
+                )
         if violations:
             await context.abort_with_status(
-                errors.invalid_argument("invalid dashboard request", violations,
-                                        "INVALID_DASHBOARD_REQUEST"))
+                errors.invalid_argument(
+                    "invalid dashboard request", violations, "INVALID_DASHBOARD_REQUEST"
+                )
+            )
         state = self._aggregator.window(now, seconds)
-        return dashboard_to_proto(build_dashboard(state, request.profile, request.domain),
-                                  self._replica)
+        return dashboard_to_proto(
+            build_dashboard(state, request.profile, request.domain), self._replica
+        )
 
 
 def _duration(seconds: float | None) -> duration_pb2.Duration | None:
@@ -144,41 +174,81 @@ def _timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
 
 def dashboard_to_proto(d: Dashboard, replica: str) -> pb.GetDashboardResponse:
     golden = pb.GoldenSignals(
-        success_rate=d.success_rate, error_rate=d.error_rate,
-        tool_error_rate=d.tool_error_rate, budget_utilization=d.budget_utilization,
-        latency_p50=_duration(d.latency_p50), latency_p95=_duration(d.latency_p95),
-        latency_p99=_duration(d.latency_p99), latency_mean=_duration(d.latency_mean),
-        mean_steps=d.mean_steps, approval_wait_p50=_duration(d.approval_wait_p50),
+        success_rate=d.success_rate,
+        error_rate=d.error_rate,
+        tool_error_rate=d.tool_error_rate,
+        budget_utilization=d.budget_utilization,
+        latency_p50=_duration(d.latency_p50),
+        latency_p95=_duration(d.latency_p95),
+        latency_p99=_duration(d.latency_p99),
+        latency_mean=_duration(d.latency_mean),
+        mean_steps=d.mean_steps,
+        approval_wait_p50=_duration(d.approval_wait_p50),
         approval_wait_p95=_duration(d.approval_wait_p95),
-        throughput_per_second=d.throughput)
+        throughput_per_second=d.throughput,
+    )
     return pb.GetDashboardResponse(
         window=_duration(d.window_end - d.window_start),
         window_start_time=_timestamp(d.window_start),
         window_end_time=_timestamp(d.window_end),
         scope=pb.DASHBOARD_SCOPE_REPLICA,
         replica=replica,
-        executions=pb.ExecutionCounts(total=d.total, succeeded=d.succeeded, failed=d.failed,
-                                      total_steps=d.total_steps),
+        executions=pb.ExecutionCounts(
+            total=d.total, succeeded=d.succeeded, failed=d.failed, total_steps=d.total_steps
+        ),
         golden_signals=golden,
-        profiles=[pb.ProfileStats(
-            profile=p.profile, total=p.total, succeeded=p.succeeded, failed=p.failed,
-            success_rate=p.success_rate, latency_p95=_duration(p.latency_p95),
-            budget_spent=p.budget_spent, budget_exceeded_count=p.budget_exceeded)
-            for p in d.profiles],
-        domains=[pb.DomainStats(
-            domain=r.domain, calls=r.calls, errors=r.errors, skipped=r.skipped,
-            error_rate=r.error_rate, latency_p95=_duration(r.latency_p95)) for r in d.domains],
-        tools=[pb.ToolStats(
-            domain=r.domain, tool=r.tool, calls=r.calls, errors=r.errors, skipped=r.skipped,
-            error_rate=r.error_rate, latency_p95=_duration(r.latency_p95)) for r in d.tools],
+        profiles=[
+            pb.ProfileStats(
+                profile=p.profile,
+                total=p.total,
+                succeeded=p.succeeded,
+                failed=p.failed,
+                success_rate=p.success_rate,
+                latency_p95=_duration(p.latency_p95),
+                budget_spent=p.budget_spent,
+                budget_exceeded_count=p.budget_exceeded,
+            )
+            for p in d.profiles
+        ],
+        domains=[
+            pb.DomainStats(
+                domain=r.domain,
+                calls=r.calls,
+                errors=r.errors,
+                skipped=r.skipped,
+                error_rate=r.error_rate,
+                latency_p95=_duration(r.latency_p95),
+            )
+            for r in d.domains
+        ],
+        tools=[
+            pb.ToolStats(
+                domain=r.domain,
+                tool=r.tool,
+                calls=r.calls,
+                errors=r.errors,
+                skipped=r.skipped,
+                error_rate=r.error_rate,
+                latency_p95=_duration(r.latency_p95),
+            )
+            for r in d.tools
+        ],
         error_types=[pb.ErrorTypeCount(error_type=e, count=n) for e, n in d.error_types],
-        budget=pb.BudgetStats(spent=d.budget_spent,
-                              mean_spent_per_execution=d.budget_mean_spent,
-                              exceeded_count=d.budget_exceeded,
-                              executions_with_budget=d.budget_executions),
-        approvals=pb.ApprovalStats(total=d.approvals_total, by_decision=[
-            pb.ApprovalDecisionStats(decision=_DECISION[r.decision], count=r.count,
-                                     wait_p95=_duration(r.wait_p95)) for r in d.approvals]),
+        budget=pb.BudgetStats(
+            spent=d.budget_spent,
+            mean_spent_per_execution=d.budget_mean_spent,
+            exceeded_count=d.budget_exceeded,
+            executions_with_budget=d.budget_executions,
+        ),
+        approvals=pb.ApprovalStats(
+            total=d.approvals_total,
+            by_decision=[
+                pb.ApprovalDecisionStats(
+                    decision=_DECISION[r.decision], count=r.count, wait_p95=_duration(r.wait_p95)
+                )
+                for r in d.approvals
+            ],
+        ),
         first_execution_time=_timestamp(d.first_execution),
         last_execution_time=_timestamp(d.last_execution),
         ingest=pb.IngestStats(**d.ingest),

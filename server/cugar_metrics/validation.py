@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -34,7 +35,9 @@ _name = re.compile(NAME_PATTERN).fullmatch
 _id = re.compile(ID_PATTERN).fullmatch
 
 _OUTCOMES: Final[dict[int, model.Outcome]] = {
-    pb.OUTCOME_SUCCESS: "success", pb.OUTCOME_FAILURE: "failure"}
+    pb.OUTCOME_SUCCESS: "success",
+    pb.OUTCOME_FAILURE: "failure",
+}
 _STATUSES: Final[dict[int, model.ToolStatus]] = {
     pb.TOOL_CALL_STATUS_SUCCESS: "success",
     pb.TOOL_CALL_STATUS_ERROR: "error",
@@ -47,7 +50,9 @@ _DECISIONS: Final[dict[int, model.Decision]] = {
     pb.APPROVAL_DECISION_CANCELLED: "cancelled",
 }
 _OPERATIONS: Final[dict[int, model.Operation]] = {
-    pb.APPROVAL_OPERATION_PROPOSE: "propose", pb.APPROVAL_OPERATION_EXECUTE: "execute"}
+    pb.APPROVAL_OPERATION_PROPOSE: "propose",
+    pb.APPROVAL_OPERATION_EXECUTE: "execute",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,43 +90,58 @@ class _Checker:
             if required:
                 self.add(field, "is required: a name matching " + NAME_PATTERN, "REQUIRED")
         elif not _name(value):
-            self.add(field, f"{_show(value)} is not a valid name: it must match {NAME_PATTERN} "
-                     "(a letter, then at most 63 letters, digits, '_', '.', ':' or '-')",
-                     "INVALID_NAME")
+            self.add(
+                field,
+                f"{_show(value)} is not a valid name: it must match {NAME_PATTERN} "
+                "(a letter, then at most 63 letters, digits, '_', '.', ':' or '-')",
+                "INVALID_NAME",
+            )
 
-    def enum(self, field: str, value: int, known: dict[int, str], enum: str) -> None:
+    def enum(self, field: str, value: int, known: Mapping[int, str], enum: str) -> None:
         if value not in known:
             what = "is required" if value == 0 else f"has the unknown value {value}"
-            self.add(field, f"{what}: one of {', '.join(sorted(_enum_names(enum, known)))}",
-                     "REQUIRED" if value == 0 else "INVALID_ENUM")
+            self.add(
+                field,
+                f"{what}: one of {', '.join(sorted(_enum_names(enum, known)))}",
+                "REQUIRED" if value == 0 else "INVALID_ENUM",
+            )
 
     def duration(self, field: str, message: object, present: bool) -> float:
         if not present:
-            self.add(field, "is required: the measured duration (google.protobuf.Duration)",
-                     "REQUIRED")
+            self.add(
+                field, "is required: the measured duration (google.protobuf.Duration)", "REQUIRED"
+            )
             return 0.0
         assert isinstance(message, duration_pb2.Duration)
         seconds, nanos = message.seconds, message.nanos
-        if not -999_999_999 <= nanos <= 999_999_999 or (seconds > 0 > nanos) or (
-                seconds < 0 < nanos):
-            self.add(field, f"is not a valid Duration (seconds={seconds}, nanos={nanos})",
-                     "OUT_OF_RANGE")
+        if (
+            not -999_999_999 <= nanos <= 999_999_999
+            or (seconds > 0 > nanos)
+            or (seconds < 0 < nanos)
+        ):
+            self.add(
+                field, f"is not a valid Duration (seconds={seconds}, nanos={nanos})", "OUT_OF_RANGE"
+            )
             return 0.0
         value = seconds + nanos / 1e9
         if value < 0:
-            self.add(field, f"is negative ({value:g}s): a duration is at least 0",
-                     "OUT_OF_RANGE")
+            self.add(field, f"is negative ({value:g}s): a duration is at least 0", "OUT_OF_RANGE")
         elif value > self.limits.max_duration:
             hint = ""
             if value > 1e9:
-                hint = (" It looks like an epoch timestamp: send the elapsed time, measured "
-                        "with a monotonic clock, not the current time.")
-            self.add(field, f"is {value:g}s, more than the maximum of "
-                     f"{self.limits.max_duration:g}s.{hint}", "OUT_OF_RANGE")
+                hint = (
+                    " It looks like an epoch timestamp: send the elapsed time, measured "
+                    "with a monotonic clock, not the current time."
+                )
+            self.add(
+                field,
+                f"is {value:g}s, more than the maximum of {self.limits.max_duration:g}s.{hint}",
+                "OUT_OF_RANGE",
+            )
         return value
 
 
-def _enum_names(enum: str, known: dict[int, str]) -> list[str]:
+def _enum_names(enum: str, known: Mapping[int, str]) -> list[str]:
     descriptor = pb.DESCRIPTOR.enum_types_by_name[enum]
     return [descriptor.values_by_number[n].name for n in known]
 
@@ -136,73 +156,98 @@ def validate_execution(
     """Checks one execution; returns the domain value, or None and every violation found."""
     c = _Checker(limits, now)
     if not message.execution_id:
-        c.add(f"{path}.execution_id", "is required: a unique id of 1 to 128 characters from "
-              "[A-Za-z0-9._:-], chosen by the client (a UUID is a good choice)", "REQUIRED")
+        c.add(
+            f"{path}.execution_id",
+            "is required: a unique id of 1 to 128 characters from "
+            "[A-Za-z0-9._:-], chosen by the client (a UUID is a good choice)",
+            "REQUIRED",
+        )
     elif not _id(message.execution_id):
-        c.add(f"{path}.execution_id", f"{_show(message.execution_id)} must match {ID_PATTERN}",
-              "INVALID_NAME")
+        c.add(
+            f"{path}.execution_id",
+            f"{_show(message.execution_id)} must match {ID_PATTERN}",
+            "INVALID_NAME",
+        )
     if message.trace_id and not _id(message.trace_id):
-        c.add(f"{path}.trace_id", f"{_show(message.trace_id)} must match {ID_PATTERN}",
-              "INVALID_NAME")
+        c.add(
+            f"{path}.trace_id", f"{_show(message.trace_id)} must match {ID_PATTERN}", "INVALID_NAME"
+        )
     c.name(f"{path}.profile", message.profile)
     c.enum(f"{path}.outcome", message.outcome, _OUTCOMES, "Outcome")
     if message.outcome == pb.OUTCOME_FAILURE:
         c.name(f"{path}.error_type", message.error_type)
     elif message.error_type and message.outcome == pb.OUTCOME_SUCCESS:
-        c.add(f"{path}.error_type", "must be empty when outcome is OUTCOME_SUCCESS",
-              "INCONSISTENT")
+        c.add(f"{path}.error_type", "must be empty when outcome is OUTCOME_SUCCESS", "INCONSISTENT")
     if message.HasField("start_time"):
         _check_start_time(c, f"{path}.start_time", message.start_time)
     duration = c.duration(f"{path}.duration", message.duration, message.HasField("duration"))
     if message.steps > MAX_STEPS:
-        c.add(f"{path}.steps", f"is {message.steps}, more than the maximum of {MAX_STEPS}",
-              "OUT_OF_RANGE")
+        c.add(
+            f"{path}.steps",
+            f"is {message.steps}, more than the maximum of {MAX_STEPS}",
+            "OUT_OF_RANGE",
+        )
 
     budget = None
     if message.HasField("budget"):
         b = message.budget
         if not (math.isfinite(b.spent) and b.spent >= 0):
-            c.add(f"{path}.budget.spent", f"is {b.spent}: must be a finite number >= 0",
-                  "OUT_OF_RANGE")
+            c.add(
+                f"{path}.budget.spent",
+                f"is {b.spent}: must be a finite number >= 0",
+                "OUT_OF_RANGE",
+            )
         if not (math.isfinite(b.limit) and b.limit > 0):
-            c.add(f"{path}.budget.limit", f"is {b.limit}: must be a finite number > 0",
-                  "OUT_OF_RANGE")
+            c.add(
+                f"{path}.budget.limit", f"is {b.limit}: must be a finite number > 0", "OUT_OF_RANGE"
+            )
         budget = model.Budget(b.spent, b.limit, b.exceeded)
 
     approvals: list[model.Approval] = []
     if len(message.approvals) > MAX_APPROVALS:
-        c.add(f"{path}.approvals", f"has {len(message.approvals)} items, more than the maximum "
-              f"of {MAX_APPROVALS}", "TOO_MANY")
+        c.add(
+            f"{path}.approvals",
+            f"has {len(message.approvals)} items, more than the maximum of {MAX_APPROVALS}",
+            "TOO_MANY",
+        )
     else:
         for i, a in enumerate(message.approvals):
             p = f"{path}.approvals[{i}]"
-            c.enum(f"{p}.decision", a.decision, _DECISIONS, "ApprovalDecision")  # type: ignore[arg-type]
-            c.enum(f"{p}.operation", a.operation, _OPERATIONS, "ApprovalOperation")  # type: ignore[arg-type]
+            c.enum(f"{p}.decision", a.decision, _DECISIONS, "ApprovalDecision")
+            c.enum(f"{p}.operation", a.operation, _OPERATIONS, "ApprovalOperation")
             wait = c.duration(f"{p}.wait", a.wait, a.HasField("wait"))
             if not c.violations:
-                approvals.append(model.Approval(_DECISIONS[a.decision], wait,
-                                                _OPERATIONS[a.operation]))
+                approvals.append(
+                    model.Approval(_DECISIONS[a.decision], wait, _OPERATIONS[a.operation])
+                )
 
     tool_calls: list[model.ToolCall] = []
     if len(message.tool_calls) > MAX_TOOL_CALLS:
-        c.add(f"{path}.tool_calls", f"has {len(message.tool_calls)} items, more than the "
-              f"maximum of {MAX_TOOL_CALLS}", "TOO_MANY")
+        c.add(
+            f"{path}.tool_calls",
+            f"has {len(message.tool_calls)} items, more than the maximum of {MAX_TOOL_CALLS}",
+            "TOO_MANY",
+        )
     else:
         for i, t in enumerate(message.tool_calls):
             p = f"{path}.tool_calls[{i}]"
             c.name(f"{p}.tool", t.tool)
             c.name(f"{p}.domain", t.domain)
-            c.enum(f"{p}.status", t.status, _STATUSES, "ToolCallStatus")  # type: ignore[arg-type]
+            c.enum(f"{p}.status", t.status, _STATUSES, "ToolCallStatus")
             call_duration = c.duration(f"{p}.duration", t.duration, t.HasField("duration"))
             if t.error_type:
                 if t.status == pb.TOOL_CALL_STATUS_SUCCESS:
-                    c.add(f"{p}.error_type", "must be empty when status is "
-                          "TOOL_CALL_STATUS_SUCCESS", "INCONSISTENT")
+                    c.add(
+                        f"{p}.error_type",
+                        "must be empty when status is TOOL_CALL_STATUS_SUCCESS",
+                        "INCONSISTENT",
+                    )
                 else:
                     c.name(f"{p}.error_type", t.error_type)
             if not c.violations:
-                tool_calls.append(model.ToolCall(t.tool, t.domain, _STATUSES[t.status],
-                                                 call_duration))
+                tool_calls.append(
+                    model.ToolCall(t.tool, t.domain, _STATUSES[t.status], call_duration)
+                )
 
     if c.violations:
         return None, c.violations
@@ -221,11 +266,13 @@ def validate_execution(
 
 def _check_start_time(c: _Checker, field: str, ts: timestamp_pb2.Timestamp) -> None:
     if not 0 <= ts.nanos <= 999_999_999 or ts.seconds < 0:
-        c.add(field, f"is not a valid Timestamp (seconds={ts.seconds}, nanos={ts.nanos})",
-              "OUT_OF_RANGE")
+        c.add(
+            field,
+            f"is not a valid Timestamp (seconds={ts.seconds}, nanos={ts.nanos})",
+            "OUT_OF_RANGE",
+        )
     elif ts.seconds + ts.nanos / 1e9 > c.now + MAX_CLOCK_SKEW_SECONDS:
-        c.add(field, "lies more than 5 minutes in the future of the server's clock",
-              "OUT_OF_RANGE")
+        c.add(field, "lies more than 5 minutes in the future of the server's clock", "OUT_OF_RANGE")
 
 
 def check_name_filter(field: str, value: str) -> list[Violation]:

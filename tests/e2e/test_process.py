@@ -56,9 +56,25 @@ def launch(tmp_path: Path, *args: str) -> Process:
     ready = tmp_path / "ready.json"
     log = tmp_path / "server.log"
     proc = subprocess.Popen(
-        [CLI, "serve", "--host", "127.0.0.1", "--grpc-port", "0", "--metrics-port", "0",
-         "--ready-file", str(ready), "--replica", "e2e", *args],
-        stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
+        [
+            CLI,
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--grpc-port",
+            "0",
+            "--metrics-port",
+            "0",
+            "--ready-file",
+            str(ready),
+            "--replica",
+            "e2e",
+            *args,
+        ],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 20
     while not ready.exists():
         assert proc.poll() is None, f"server exited early: {log.read_text()}"
@@ -99,22 +115,59 @@ def test_grpcurl_lists_describes_and_invokes_through_reflection(served: Process)
     described = run(grpcurl, "-plaintext", served.target, "describe", SERVICE).stdout
     for rpc in ("RecordExecution", "RecordExecutions", "GetDashboard"):
         assert f"rpc {rpc}" in described
-    execution = json.dumps({"execution": {
-        "execution_id": "grpcurl-1", "profile": "demo", "outcome": "OUTCOME_SUCCESS",
-        "duration": "2.5s", "tool_calls": [{"tool": "search_accounts", "domain": "territory",
-                                            "status": "TOOL_CALL_STATUS_SUCCESS",
-                                            "duration": "0.3s"}]}})
-    recorded = run(grpcurl, "-plaintext", "-d", execution, served.target,
-                   f"{SERVICE}/RecordExecution").stdout
+    execution = json.dumps(
+        {
+            "execution": {
+                "execution_id": "grpcurl-1",
+                "profile": "demo",
+                "outcome": "OUTCOME_SUCCESS",
+                "duration": "2.5s",
+                "tool_calls": [
+                    {
+                        "tool": "search_accounts",
+                        "domain": "territory",
+                        "status": "TOOL_CALL_STATUS_SUCCESS",
+                        "duration": "0.3s",
+                    }
+                ],
+            }
+        }
+    )
+    recorded = run(
+        grpcurl, "-plaintext", "-d", execution, served.target, f"{SERVICE}/RecordExecution"
+    ).stdout
     assert json.loads(recorded) == {"result": "RECORD_RESULT_ACCEPTED"}
-    dashboard = json.loads(run(grpcurl, "-plaintext", "-d", '{"window": "300s"}', served.target,
-                               f"{SERVICE}/GetDashboard").stdout)
+    dashboard = json.loads(
+        run(
+            grpcurl,
+            "-plaintext",
+            "-d",
+            '{"window": "300s"}',
+            served.target,
+            f"{SERVICE}/GetDashboard",
+        ).stdout
+    )
     assert dashboard["executions"] == {"total": "1", "succeeded": "1"}
     assert dashboard["goldenSignals"]["latencyMean"] == "2.500s"
     assert dashboard["replica"] == "e2e"
-    bad = run(grpcurl, "-plaintext", "-d", json.dumps({"execution": {
-        "execution_id": "grpcurl-2", "profile": "demo", "outcome": "OUTCOME_SUCCESS",
-        "duration": "1700000000s"}}), served.target, f"{SERVICE}/RecordExecution", check=False)
+    bad = run(
+        grpcurl,
+        "-plaintext",
+        "-d",
+        json.dumps(
+            {
+                "execution": {
+                    "execution_id": "grpcurl-2",
+                    "profile": "demo",
+                    "outcome": "OUTCOME_SUCCESS",
+                    "duration": "1700000000s",
+                }
+            }
+        ),
+        served.target,
+        f"{SERVICE}/RecordExecution",
+        check=False,
+    )
     assert bad.returncode != 0
     assert "Code: InvalidArgument" in bad.stderr
     assert '"field": "execution.duration"' in bad.stderr
@@ -147,11 +200,13 @@ def test_grpc_health_probe_sees_serving_then_not_serving_on_sigterm(tmp_path: Pa
 def test_promtool_accepts_the_exposition(served: Process) -> None:
     with grpc.insecure_channel(served.target) as channel:
         pb_grpc.MetricsServiceStub(channel).RecordExecution(
-            pb.RecordExecutionRequest(execution=pb_execution("prom-1")))
+            pb.RecordExecutionRequest(execution=pb_execution("prom-1"))
+        )
     with urllib.request.urlopen(f"http://127.0.0.1:{served.metrics_port}/metrics") as r:
         text = r.read()
-    result = subprocess.run([tool("promtool"), "check", "metrics"], input=text,
-                            capture_output=True, timeout=30)
+    result = subprocess.run(
+        [tool("promtool"), "check", "metrics"], input=text, capture_output=True, timeout=30
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout + result.stderr == b""  # no lint complaint at all
 
@@ -167,8 +222,10 @@ def test_sigterm_during_load_loses_no_acknowledged_execution(tmp_path: Path) -> 
             i = 0
             while not stop.is_set():
                 try:
-                    stub.RecordExecution(pb.RecordExecutionRequest(
-                        execution=pb_execution(f"load-{n}-{i}")), timeout=5)
+                    stub.RecordExecution(
+                        pb.RecordExecutionRequest(execution=pb_execution(f"load-{n}-{i}")),
+                        timeout=5,
+                    )
                     acked[n] += 1
                 except grpc.RpcError:
                     return  # the server stopped accepting: this agent is done
@@ -199,20 +256,30 @@ def test_port_in_use_is_a_one_line_error(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run([CLI, "serve", "--grpc-port", str(port), "--metrics-port", "0"],
-                                capture_output=True, text=True, timeout=30)
+        result = subprocess.run(
+            [CLI, "serve", "--grpc-port", str(port), "--metrics-port", "0"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        f"cugar-metrics: error: cannot listen for gRPC on 127.0.0.1:{port}")
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"cugar-metrics: error: cannot listen for gRPC on 127.0.0.1:{port}")
+    )
     assert "--grpc-port" in result.stderr
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--grpc-port", "http"], "--grpc-port: 'http' is not a whole number"),
-    (["--shutdown-grace", "soon"], "--shutdown-grace: 'soon' is not a duration"),
-    (["--metrics-port", "70000"], "--metrics-port: 70000 is not a port number"),
-    (["--bogus"], "unrecognized arguments: --bogus"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--grpc-port", "http"], "--grpc-port: 'http' is not a whole number"),
+        (["--shutdown-grace", "soon"], "--shutdown-grace: 'soon' is not a duration"),
+        (["--metrics-port", "70000"], "--metrics-port: 70000 is not a port number"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
 def test_bad_flags_are_one_line_errors_naming_the_flag(args: list[str], message: str) -> None:
     result = subprocess.run([CLI, "serve", *args], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
@@ -222,8 +289,13 @@ def test_bad_flags_are_one_line_errors_naming_the_flag(args: list[str], message:
 
 def test_check_config_reads_env_and_validates() -> None:
     env = {**os.environ, "CUGAR_METRICS_GRPC_PORT": "6000", "CUGAR_METRICS_MAX_TOOLS": "42"}
-    result = subprocess.run([CLI, "serve", "--check-config", "--metrics-port", "6001"],
-                            capture_output=True, text=True, timeout=30, env=env)
+    result = subprocess.run(
+        [CLI, "serve", "--check-config", "--metrics-port", "6001"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     assert "grpc_port = 6000" in result.stdout
     assert "metrics_port = 6001" in result.stdout

@@ -17,10 +17,12 @@ T0 = 1_000_000.0  # a 10 s boundary
 def test_counts_are_exact_per_profile_outcome_and_error_type() -> None:
     agg = Aggregator(start_time=T0)
     agg.record([execution(f"ok-{i}") for i in range(7)], T0 + 1)
-    agg.record([execution(f"bad-{i}", outcome="failure", error_type="timeout") for i in range(3)],
-               T0 + 2)
-    agg.record([execution("other", profile="demo", outcome="failure", error_type="ToolError")],
-               T0 + 3)
+    agg.record(
+        [execution(f"bad-{i}", outcome="failure", error_type="timeout") for i in range(3)], T0 + 2
+    )
+    agg.record(
+        [execution("other", profile="demo", outcome="failure", error_type="ToolError")], T0 + 3
+    )
     snap = agg.snapshot(T0 + 4)
     assert snap.executions == {
         ("sales_rep", "success", ""): 7,
@@ -95,10 +97,22 @@ def test_idle_aggregator_reports_absent_rates_never_zero() -> None:
     agg = Aggregator(start_time=T0)
     d = build_dashboard(agg.window(T0 + 300, 60))
     assert d.total == 0
-    for value in (d.success_rate, d.error_rate, d.tool_error_rate, d.budget_utilization,
-                  d.latency_p50, d.latency_p95, d.latency_p99, d.latency_mean, d.mean_steps,
-                  d.approval_wait_p50, d.approval_wait_p95, d.throughput,
-                  d.first_execution, d.last_execution):
+    for value in (
+        d.success_rate,
+        d.error_rate,
+        d.tool_error_rate,
+        d.budget_utilization,
+        d.latency_p50,
+        d.latency_p95,
+        d.latency_p99,
+        d.latency_mean,
+        d.mean_steps,
+        d.approval_wait_p50,
+        d.approval_wait_p95,
+        d.throughput,
+        d.first_execution,
+        d.last_execution,
+    ):
         assert value is None
     # Traffic an hour ago does not leak into an idle recent window either.
     agg.record([execution("a", outcome="failure", error_type="x")], T0 + 1)
@@ -108,8 +122,15 @@ def test_idle_aggregator_reports_absent_rates_never_zero() -> None:
 def test_cardinality_caps_fold_into_overflow_and_count() -> None:
     agg = Aggregator(start_time=T0, caps=Caps(profile=2, domain=2, tool=3, error_type=1))
     calls = tuple(ToolCall(f"t{i}", f"d{i % 3}", "success", 0.1) for i in range(6))
-    agg.record([execution(f"p{i}", profile=f"p{i}", outcome="failure", error_type=f"e{i}",
-                          tool_calls=calls) for i in range(4)], T0 + 1)
+    agg.record(
+        [
+            execution(
+                f"p{i}", profile=f"p{i}", outcome="failure", error_type=f"e{i}", tool_calls=calls
+            )
+            for i in range(4)
+        ],
+        T0 + 1,
+    )
     snap = agg.snapshot(T0 + 2)
     assert {k[0] for k in snap.executions} == {"p0", "p1", "_overflow"}
     assert {k[2] for k in snap.executions} == {"e0", "_overflow"}
@@ -169,24 +190,41 @@ def test_windowed_quantiles_exclude_values_before_the_window() -> None:
 
 def test_tool_budget_and_approval_figures() -> None:
     agg = Aggregator(start_time=T0)
-    calls = (ToolCall("search", "territory", "success", 0.2),
-             ToolCall("search", "territory", "error", 0.4),
-             ToolCall("send", "engagement", "skipped", 0.0))
-    agg.record([
-        execution("a", tool_calls=calls, budget=Budget(5, 10, False),
-                  approvals=(Approval("approved", 30, "execute"),)),
-        execution("b", budget=Budget(12, 10, True),
-                  approvals=(Approval("timeout", 600, "propose"),
-                             Approval("denied", 60, "execute"))),
-    ], T0 + 1)
+    calls = (
+        ToolCall("search", "territory", "success", 0.2),
+        ToolCall("search", "territory", "error", 0.4),
+        ToolCall("send", "engagement", "skipped", 0.0),
+    )
+    agg.record(
+        [
+            execution(
+                "a",
+                tool_calls=calls,
+                budget=Budget(5, 10, False),
+                approvals=(Approval("approved", 30, "execute"),),
+            ),
+            execution(
+                "b",
+                budget=Budget(12, 10, True),
+                approvals=(Approval("timeout", 600, "propose"), Approval("denied", 60, "execute")),
+            ),
+        ],
+        T0 + 1,
+    )
     d = build_dashboard(agg.window(T0 + 2, None))
     assert [(r.domain, r.tool, r.calls, r.errors, r.skipped) for r in d.tools] == [
-        ("engagement", "send", 1, 0, 1), ("territory", "search", 2, 1, 0)]
+        ("engagement", "send", 1, 0, 1),
+        ("territory", "search", 2, 1, 0),
+    ]
     assert d.tool_error_rate == pytest.approx(0.5)  # skipped calls did not run
     assert d.budget_spent == 17 and d.budget_exceeded == 1 and d.budget_executions == 2
     assert d.budget_utilization == pytest.approx((0.5 + 1.2) / 2)
     assert {r.decision: r.count for r in d.approvals} == {
-        "approved": 1, "denied": 1, "timeout": 1, "cancelled": 0}
+        "approved": 1,
+        "denied": 1,
+        "timeout": 1,
+        "cancelled": 0,
+    }
     assert d.approvals_total == 3
     snap = agg.snapshot(T0 + 2)
     assert snap.tool_calls[("engagement", "send", "skipped")] == 1
@@ -195,10 +233,21 @@ def test_tool_budget_and_approval_figures() -> None:
 
 def test_profile_and_domain_filters() -> None:
     agg = Aggregator(start_time=T0)
-    agg.record([execution("a", profile="demo"), execution("b", profile="sales_rep"),
-                execution("c", profile="sales_rep", tool_calls=(
+    agg.record(
+        [
+            execution("a", profile="demo"),
+            execution("b", profile="sales_rep"),
+            execution(
+                "c",
+                profile="sales_rep",
+                tool_calls=(
                     ToolCall("t", "territory", "success", 0.1),
-                    ToolCall("k", "knowledge", "error", 0.1)))], T0 + 1)
+                    ToolCall("k", "knowledge", "error", 0.1),
+                ),
+            ),
+        ],
+        T0 + 1,
+    )
     d = build_dashboard(agg.window(T0 + 2, None), profile="sales_rep", domain="knowledge")
     assert d.total == 2
     assert [p.profile for p in d.profiles] == ["sales_rep"]

@@ -35,32 +35,54 @@ def family(text: str, name: str) -> str:
 
 def recorded() -> Aggregator:
     agg = Aggregator(start_time=T0)
-    agg.record([
-        execution("a", duration=1.5, tool_calls=(ToolCall("search", "territory", "success", 0.2),
-                                                 ToolCall("search", "territory", "error", 0.3))),
-        execution("b", outcome="failure", error_type="timeout", duration=7.0,
-                  budget=Budget(12, 10, True), approvals=(Approval("denied", 40, "execute"),)),
-    ], T0 + 5)
+    agg.record(
+        [
+            execution(
+                "a",
+                duration=1.5,
+                tool_calls=(
+                    ToolCall("search", "territory", "success", 0.2),
+                    ToolCall("search", "territory", "error", 0.3),
+                ),
+            ),
+            execution(
+                "b",
+                outcome="failure",
+                error_type="timeout",
+                duration=7.0,
+                budget=Budget(12, 10, True),
+                approvals=(Approval("denied", 40, "execute"),),
+            ),
+        ],
+        T0 + 5,
+    )
     agg.reject(["required"], T0 + 6)
     return agg
 
 
 def test_counters_end_in_total_and_carry_exact_counts() -> None:
     text = exposition(recorded())
-    assert family(text, "cugar_executions_total") == """\
+    assert (
+        family(text, "cugar_executions_total")
+        == """\
 # HELP cugar_executions_total Finished executions recorded, by profile and outcome.
 # TYPE cugar_executions_total counter
 cugar_executions_total{error_type="timeout",outcome="failure",profile="sales_rep"} 1.0
 cugar_executions_total{error_type="",outcome="success",profile="sales_rep"} 1.0
 """
-    assert family(text, "cugar_tool_calls_total") == """\
+    )
+    assert (
+        family(text, "cugar_tool_calls_total")
+        == """\
 # HELP cugar_tool_calls_total Tool calls made by executions, by status.
 # TYPE cugar_tool_calls_total counter
 cugar_tool_calls_total{domain="territory",status="error",tool="search"} 1.0
 cugar_tool_calls_total{domain="territory",status="success",tool="search"} 1.0
 """
-    assert family(text, "cugar_budget_spent_total") + family(
-        text, "cugar_budget_exceeded_total") == """\
+    )
+    assert (
+        family(text, "cugar_budget_spent_total") + family(text, "cugar_budget_exceeded_total")
+        == """\
 # HELP cugar_budget_spent_total Budget cost units spent by executions.
 # TYPE cugar_budget_spent_total counter
 cugar_budget_spent_total{profile="sales_rep"} 12.0
@@ -68,7 +90,10 @@ cugar_budget_spent_total{profile="sales_rep"} 12.0
 # TYPE cugar_budget_exceeded_total counter
 cugar_budget_exceeded_total{profile="sales_rep"} 1.0
 """
-    assert family(text, "cugar_approvals_total") == """\
+    )
+    assert (
+        family(text, "cugar_approvals_total")
+        == """\
 # HELP cugar_approvals_total Human approval decisions, by decision.
 # TYPE cugar_approvals_total counter
 cugar_approvals_total{decision="approved"} 0.0
@@ -76,8 +101,11 @@ cugar_approvals_total{decision="denied"} 1.0
 cugar_approvals_total{decision="timeout"} 0.0
 cugar_approvals_total{decision="cancelled"} 0.0
 """
-    assert family(text, "cugar_ingest_executions_total") + family(
-        text, "cugar_ingest_rejections_total") == """\
+    )
+    assert (
+        family(text, "cugar_ingest_executions_total")
+        + family(text, "cugar_ingest_rejections_total")
+        == """\
 # HELP cugar_ingest_executions_total Executions received by the Record RPCs, by result.
 # TYPE cugar_ingest_executions_total counter
 cugar_ingest_executions_total{result="accepted"} 2.0
@@ -94,12 +122,15 @@ cugar_ingest_rejections_total{reason="inconsistent"} 0.0
 cugar_ingest_rejections_total{reason="too_many"} 0.0
 cugar_ingest_rejections_total{reason="batch_size"} 0.0
 """
+    )
 
 
 def test_latency_is_a_histogram_in_seconds_not_a_gauge_of_percentiles() -> None:
     """Predecessor defect 5: percentiles were gauges in milliseconds with a percentile label."""
     text = exposition(recorded())
-    assert family(text, "cugar_tool_call_duration_seconds") == """\
+    assert (
+        family(text, "cugar_tool_call_duration_seconds")
+        == """\
 # HELP cugar_tool_call_duration_seconds Duration of tool calls that ran (skipped calls excluded).
 # TYPE cugar_tool_call_duration_seconds histogram
 cugar_tool_call_duration_seconds_bucket{domain="territory",le="0.005",tool="search"} 0.0
@@ -120,6 +151,7 @@ cugar_tool_call_duration_seconds_bucket{domain="territory",le="+Inf",tool="searc
 cugar_tool_call_duration_seconds_count{domain="territory",tool="search"} 2.0
 cugar_tool_call_duration_seconds_sum{domain="territory",tool="search"} 0.5
 """
+    )
     assert "percentile" not in text
     assert "# TYPE cugar_execution_duration_seconds histogram" in text
     assert 'cugar_execution_duration_seconds_sum{outcome="failure",profile="sales_rep"} 7.0' in text
@@ -129,8 +161,12 @@ def test_idle_service_exports_no_ratio_and_known_series_at_zero() -> None:
     """Predecessor defects 3 and 7: no success_rate gauge at 0; ratios are left to PromQL."""
     text = exposition(Aggregator(start_time=T0))
     gauges = {f.name for f in text_string_to_metric_families(text) if f.type == "gauge"}
-    assert gauges == {"cugar_label_values", "cugar_last_execution_timestamp_seconds",
-                      "cugar_dedup_entries", "cugar_build_info"}
+    assert gauges == {
+        "cugar_label_values",
+        "cugar_last_execution_timestamp_seconds",
+        "cugar_dedup_entries",
+        "cugar_build_info",
+    }
     assert 'cugar_ingest_executions_total{result="accepted"} 0.0' in text
     assert 'cugar_approvals_total{decision="timeout"} 0.0' in text
     assert 'cugar_label_overflow_total{label="tool"} 0.0' in text
@@ -146,12 +182,17 @@ def test_label_values_are_escaped_and_the_text_ends_with_a_newline() -> None:
     agg.record([execution("w", tool_calls=(ToolCall("t", weird, "success", 0.1),))], T0 + 1)
     text = exposition(agg)
     assert text.endswith("\n")
-    parsed = {(s.name, s.labels.get("domain")): s.value
-              for f in text_string_to_metric_families(text) for s in f.samples}
+    parsed = {
+        (s.name, s.labels.get("domain")): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
     assert parsed[("cugar_tool_calls_total", weird)] == 1.0
 
 
 def test_build_info_names_the_versions() -> None:
     text = exposition(Aggregator(start_time=T0))
-    assert (f'cugar_build_info{{grpcio="{grpc.__version__}",python="{platform.python_version()}",'
-            f'version="{__version__}"}} 1.0') in text
+    assert (
+        f'cugar_build_info{{grpcio="{grpc.__version__}",python="{platform.python_version()}",'
+        f'version="{__version__}"}} 1.0'
+    ) in text

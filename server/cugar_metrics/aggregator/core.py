@@ -258,8 +258,14 @@ class Aggregator:
             current = self._snapshot(now)
             boundary = None if seconds is None else int((now - seconds) // CHECKPOINT_SECONDS)
             if boundary is None or boundary * CHECKPOINT_SECONDS <= self.start_time:
-                return WindowState(self.start_time, now, current, None, self._first_ever,
-                                   dict(self._first_ever_by_profile))
+                return WindowState(
+                    self.start_time,
+                    now,
+                    current,
+                    None,
+                    self._first_ever,
+                    dict(self._first_ever_by_profile),
+                )
             # The state at the boundary is the first checkpoint taken at or after it: nothing
             # was recorded between the boundary and that checkpoint. _advance made sure that
             # one exists (the one for `now`).
@@ -271,8 +277,14 @@ class Aggregator:
                     first = cp.first_execution
                 for profile, t in cp.first_by_profile.items():
                     first_by_profile.setdefault(profile, t)
-            return WindowState(boundary * CHECKPOINT_SECONDS, now, current, later[0].snapshot,
-                               first, first_by_profile)
+            return WindowState(
+                boundary * CHECKPOINT_SECONDS,
+                now,
+                current,
+                later[0].snapshot,
+                first,
+                first_by_profile,
+            )
 
     def _snapshot(self, now: float) -> Snapshot:
         return Snapshot(

@@ -118,25 +118,57 @@ def build_dashboard(state: WindowState, profile: str = "", domain: str = "") -> 
     def want_domain(d: str) -> bool:
         return not domain or d == domain
 
-    executions = {k: v for k, v in _counts(cur.executions, base and base.executions).items()
-                  if want_profile(k[0])}
-    durations = {k: v for k, v in _dists(cur.durations, base and base.durations).items()
-                 if want_profile(k[0])}
-    steps = {k: v for k, v in _dists(cur.steps, base and base.steps).items() if want_profile(k)}
-    utilization = {k: v for k, v in
-                   _dists(cur.budget_utilization, base and base.budget_utilization).items()
-                   if want_profile(k)}
-    spent = {k: v for k, v in _floats(cur.budget_spent, base and base.budget_spent).items()
-             if want_profile(k)}
-    exceeded = {k: v for k, v in _counts(cur.budget_exceeded, base and base.budget_exceeded)
-                .items() if want_profile(k)}
-    approvals = {k: v for k, v in _dists(cur.approvals, base and base.approvals).items()
-                 if want_profile(k[0])}
-    tool_calls = {k: v for k, v in _counts(cur.tool_calls, base and base.tool_calls).items()
-                  if want_domain(k[0])}
-    tool_durations = {k: v for k, v in
-                      _dists(cur.tool_durations, base and base.tool_durations).items()
-                      if want_domain(k[0])}
+    executions = {
+        k: v
+        for k, v in _counts(cur.executions, None if base is None else base.executions).items()
+        if want_profile(k[0])
+    }
+    durations = {
+        k: v
+        for k, v in _dists(cur.durations, None if base is None else base.durations).items()
+        if want_profile(k[0])
+    }
+    steps = {
+        k: v
+        for k, v in _dists(cur.steps, None if base is None else base.steps).items()
+        if want_profile(k)
+    }
+    utilization = {
+        k: v
+        for k, v in _dists(
+            cur.budget_utilization, None if base is None else base.budget_utilization
+        ).items()
+        if want_profile(k)
+    }
+    spent = {
+        k: v
+        for k, v in _floats(cur.budget_spent, None if base is None else base.budget_spent).items()
+        if want_profile(k)
+    }
+    exceeded = {
+        k: v
+        for k, v in _counts(
+            cur.budget_exceeded, None if base is None else base.budget_exceeded
+        ).items()
+        if want_profile(k)
+    }
+    approvals = {
+        k: v
+        for k, v in _dists(cur.approvals, None if base is None else base.approvals).items()
+        if want_profile(k[0])
+    }
+    tool_calls = {
+        k: v
+        for k, v in _counts(cur.tool_calls, None if base is None else base.tool_calls).items()
+        if want_domain(k[0])
+    }
+    tool_durations = {
+        k: v
+        for k, v in _dists(
+            cur.tool_durations, None if base is None else base.tool_durations
+        ).items()
+        if want_domain(k[0])
+    }
 
     succeeded = sum(v for k, v in executions.items() if k[1] == "success")
     failed = sum(v for k, v in executions.items() if k[1] == "failure")
@@ -154,29 +186,45 @@ def build_dashboard(state: WindowState, profile: str = "", domain: str = "") -> 
     for p in sorted({k[0] for k in executions}):
         ok = sum(v for k, v in executions.items() if k[0] == p and k[1] == "success")
         bad = sum(v for k, v in executions.items() if k[0] == p and k[1] == "failure")
-        profiles.append(ProfileRow(
-            profile=p, total=ok + bad, succeeded=ok, failed=bad,
-            success_rate=_ratio(ok, ok + bad),
-            latency_p95=_p95(d for k, d in durations.items() if k[0] == p),
-            budget_spent=spent.get(p, 0.0), budget_exceeded=exceeded.get(p, 0)))
+        profiles.append(
+            ProfileRow(
+                profile=p,
+                total=ok + bad,
+                succeeded=ok,
+                failed=bad,
+                success_rate=_ratio(ok, ok + bad),
+                latency_p95=_p95(d for k, d in durations.items() if k[0] == p),
+                budget_spent=spent.get(p, 0.0),
+                budget_exceeded=exceeded.get(p, 0),
+            )
+        )
 
     # Tools and domains
     per_tool: dict[tuple[str, str], dict[str, int]] = {}
     for (d, t, status), v in tool_calls.items():
         per_tool.setdefault((d, t), {"success": 0, "error": 0, "skipped": 0})[status] += v
 
-    def row(d: str, t: str, counts: Iterable[dict[str, int]],
-            dists: Iterable[FrozenDistribution]) -> ToolRow:
+    def row(
+        d: str, t: str, counts: Iterable[dict[str, int]], dists: Iterable[FrozenDistribution]
+    ) -> ToolRow:
         ok = err = skipped = 0
         for c in counts:
             ok, err, skipped = ok + c["success"], err + c["error"], skipped + c["skipped"]
         return ToolRow(d, t, ok + err + skipped, err, skipped, _ratio(err, ok + err), _p95(dists))
 
-    tools = [row(d, t, [c], [tool_durations[(d, t)]] if (d, t) in tool_durations else [])
-             for (d, t), c in sorted(per_tool.items())]
-    domains = [row(d, "", [c for (dd, _), c in per_tool.items() if dd == d],
-                   [x for (dd, _), x in tool_durations.items() if dd == d])
-               for d in sorted({d for d, _ in per_tool})]
+    tools = [
+        row(d, t, [c], [tool_durations[(d, t)]] if (d, t) in tool_durations else [])
+        for (d, t), c in sorted(per_tool.items())
+    ]
+    domains = [
+        row(
+            d,
+            "",
+            [c for (dd, _), c in per_tool.items() if dd == d],
+            [x for (dd, _), x in tool_durations.items() if dd == d],
+        )
+        for d in sorted({d for d, _ in per_tool})
+    ]
     ran = sum(r.calls - r.skipped for r in domains)
     tool_errors = sum(r.errors for r in domains)
 
@@ -203,23 +251,38 @@ def build_dashboard(state: WindowState, profile: str = "", domain: str = "") -> 
     if total == 0:
         first = last = None
     seconds = state.end - state.start
-    ingest = _counts(cur.ingest, base and base.ingest)
+    ingest = _counts(cur.ingest, None if base is None else base.ingest)
 
     return Dashboard(
-        window_start=state.start, window_end=state.end,
-        total=total, succeeded=succeeded, failed=failed, total_steps=int(step_sum),
-        success_rate=_ratio(succeeded, total), error_rate=_ratio(failed, total),
+        window_start=state.start,
+        window_end=state.end,
+        total=total,
+        succeeded=succeeded,
+        failed=failed,
+        total_steps=int(step_sum),
+        success_rate=_ratio(succeeded, total),
+        error_rate=_ratio(failed, total),
         tool_error_rate=_ratio(tool_errors, ran),
         budget_utilization=_ratio(util_sum, util_count),
-        latency_p50=p50, latency_p95=p95, latency_p99=p99,
+        latency_p50=p50,
+        latency_p95=p95,
+        latency_p99=p99,
         latency_mean=_ratio(duration_sum, duration_count),
         mean_steps=_ratio(step_sum, step_count),
-        approval_wait_p50=wait_p50, approval_wait_p95=wait_p95,
+        approval_wait_p50=wait_p50,
+        approval_wait_p95=wait_p95,
         throughput=_ratio(total, seconds) if total else None,
-        profiles=profiles, domains=domains, tools=tools, error_types=error_types,
-        budget_spent=budget_spent, budget_mean_spent=_ratio(budget_spent, util_count),
-        budget_exceeded=sum(exceeded.values()), budget_executions=util_count,
-        approvals_total=sum(r.count for r in by_decision), approvals=by_decision,
-        first_execution=first, last_execution=last,
+        profiles=profiles,
+        domains=domains,
+        tools=tools,
+        error_types=error_types,
+        budget_spent=budget_spent,
+        budget_mean_spent=_ratio(budget_spent, util_count),
+        budget_exceeded=sum(exceeded.values()),
+        budget_executions=util_count,
+        approvals_total=sum(r.count for r in by_decision),
+        approvals=by_decision,
+        first_execution=first,
+        last_execution=last,
         ingest={r: ingest.get(r, 0) for r in ("accepted", "duplicate", "rejected")},
     )

@@ -108,8 +108,17 @@ def merged_quantiles(
 class Distribution:
     """A mutable distribution owned by the aggregator (called under its lock)."""
 
-    __slots__ = ("_bins", "_bounds", "_buckets", "_frozen", "_offset", "_sketch", "count", "sum",
-                 "zero_count")
+    __slots__ = (
+        "_bins",
+        "_bounds",
+        "_buckets",
+        "_frozen",
+        "_offset",
+        "_sketch",
+        "count",
+        "sum",
+        "zero_count",
+    )
 
     def __init__(self, bounds: Sequence[float], *, sketch: bool = True) -> None:
         self._bounds = bounds
@@ -171,6 +180,9 @@ def merge_buckets(dists: Iterable[FrozenDistribution]) -> FrozenDistribution:
     for d in dists:
         count += d.count
         total += d.sum
-        buckets = list(d.buckets) if buckets is None else [a + b for a, b in
-                                                           zip(buckets, d.buckets, strict=True)]
+        buckets = (
+            list(d.buckets)
+            if buckets is None
+            else [a + b for a, b in zip(buckets, d.buckets, strict=True)]
+        )
     return FrozenDistribution(count=count, sum=total, buckets=tuple(buckets or ()))

@@ -1,0 +1,383 @@
+"""Simulate sales agents recording executions into a running server.
+
+Agents of the three profiles (demo, sales_rep, sales_manager) run workflows over tools of the
+six canonical domains (territory, intelligence, knowledge, engagement, qualification,
+governance). Durations are drawn from log-normal distributions (tool calls from tens of
+milliseconds to seconds, executions from seconds to minutes); tools fail with typed errors,
+steps are skipped when the budget runs out or an approval is denied, and human approvals are
+approved, denied, time out or are cancelled after realistic waits. A few executions are sent
+twice (a client retry, acknowledged as a duplicate) and a few carry a clock reading instead of
+a measured duration (a buggy agent, rejected by the server), so every metric has data.
+
+Executions go through the client's BatchRecorder at --rate per second; a progress line goes to
+stderr and a summary to stdout. The simulated durations are values, not waits: a run of 30 s
+records 30 s x rate executions. --seed makes the simulated content repeatable; execution ids
+are always fresh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from cugar_metrics.config import ConfigError, parse_duration
+from cugar_metrics_client import (
+    Approval,
+    BatchRecorder,
+    Budget,
+    Client,
+    CugarMetricsError,
+    Decision,
+    Execution,
+    Operation,
+    RecorderStats,
+    ToolCall,
+    ToolStatus,
+)
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    name: str
+    domain: str
+    median_seconds: float
+    failure_rate: float
+    cost: float
+    approval: Operation | None = None
+
+
+TOOLS: dict[str, Tool] = {
+    t.name: t
+    for t in (
+        Tool("search_accounts", "territory", 0.35, 0.02, 0.2),
+        Tool("assign_territory", "territory", 0.6, 0.03, 0.3, Operation.EXECUTE),
+        Tool("map_coverage", "territory", 0.9, 0.02, 0.4),
+        Tool("enrich_company", "intelligence", 1.2, 0.06, 1.0),
+        Tool("news_signals", "intelligence", 0.8, 0.04, 0.6),
+        Tool("competitor_watch", "intelligence", 1.5, 0.05, 0.8),
+        Tool("search_playbooks", "knowledge", 0.25, 0.01, 0.2),
+        Tool("retrieve_case_studies", "knowledge", 0.45, 0.02, 0.3),
+        Tool("product_faq", "knowledge", 0.2, 0.01, 0.1),
+        Tool("draft_email", "engagement", 2.0, 0.03, 1.5, Operation.PROPOSE),
+        Tool("send_email", "engagement", 0.4, 0.02, 0.2, Operation.EXECUTE),
+        Tool("schedule_meeting", "engagement", 0.7, 0.04, 0.3, Operation.EXECUTE),
+        Tool("score_lead", "qualification", 0.3, 0.03, 0.4),
+        Tool("bant_check", "qualification", 0.9, 0.02, 0.7),
+        Tool("route_lead", "qualification", 0.2, 0.02, 0.1),
+        Tool("policy_check", "governance", 0.15, 0.01, 0.1),
+        Tool("pii_scan", "governance", 0.3, 0.02, 0.2),
+        Tool("audit_log", "governance", 0.05, 0.005, 0.05),
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    name: str
+    weight: float
+    budget_limit: float
+    workflows: tuple[tuple[str, ...], ...]
+
+
+PROFILES = (
+    Profile(
+        "demo",
+        0.2,
+        2.5,
+        (
+            ("search_playbooks", "product_faq"),
+            ("search_accounts", "news_signals", "retrieve_case_studies"),
+            ("enrich_company", "competitor_watch", "search_playbooks"),
+        ),
+    ),
+    Profile(
+        "sales_rep",
+        0.55,
+        6.0,
+        (
+            ("search_accounts", "enrich_company", "score_lead", "draft_email", "send_email"),
+            ("news_signals", "bant_check", "score_lead", "route_lead"),
+            ("retrieve_case_studies", "draft_email", "pii_scan", "send_email", "schedule_meeting"),
+            (
+                "search_accounts",
+                "map_coverage",
+                "enrich_company",
+                "competitor_watch",
+                "draft_email",
+            ),
+        ),
+    ),
+    Profile(
+        "sales_manager",
+        0.25,
+        9.0,
+        (
+            ("map_coverage", "assign_territory", "policy_check", "audit_log"),
+            ("competitor_watch", "news_signals", "bant_check", "route_lead", "audit_log"),
+            (
+                "search_accounts",
+                "enrich_company",
+                "pii_scan",
+                "policy_check",
+                "schedule_meeting",
+                "audit_log",
+            ),
+        ),
+    ),
+)
+TOOL_ERRORS = ("timeout", "rate_limited", "upstream_5xx", "invalid_response")
+#: An approval that nobody answers times out after 15 minutes.
+APPROVAL_TIMEOUT_SECONDS = 900.0
+#: Share of executions sent twice (a client retry) and sent with a clock reading as duration.
+DUPLICATE_SHARE = 0.004
+BUGGY_SHARE = 0.002
+
+
+def lognormal(rng: random.Random, median: float, sigma: float) -> float:
+    return median * math.exp(rng.gauss(0.0, sigma))
+
+
+class Simulator:
+    """Draws realistic executions; pure apart from its random generator."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self._weights = [p.weight for p in PROFILES]
+
+    def execution(self) -> Execution:
+        rng = self.rng
+        profile = rng.choices(PROFILES, self._weights)[0]
+        workflow = rng.choice(profile.workflows)
+        limit = profile.budget_limit
+        spent = 0.0
+        exceeded = False
+        blocked: str | None = None  # why the remaining tools are skipped
+        error_type = ""
+        calls: list[ToolCall] = []
+        approvals: list[Approval] = []
+        elapsed = lognormal(rng, 1.5, 0.5)  # planning by the model before the first tool
+        steps = 1 + rng.randint(0, 2)
+        for name in workflow:
+            tool = TOOLS[name]
+            if blocked is not None:
+                calls.append(ToolCall(name, tool.domain, ToolStatus.SKIPPED, 0.0, blocked))
+                continue
+            cost = tool.cost * lognormal(rng, 1.0, 0.6)
+            if spent + cost > limit:
+                # The tool would overrun the budget: the agent stops at the limit.
+                exceeded = True
+                spent = limit
+                blocked = "budget_exhausted"
+                calls.append(ToolCall(name, tool.domain, ToolStatus.SKIPPED, 0.0, blocked))
+                if rng.random() < 0.25:
+                    error_type = "BudgetExceeded"
+                continue
+            if tool.approval is not None and (
+                tool.approval is Operation.EXECUTE or rng.random() < 0.5
+            ):
+                decision = rng.choices(
+                    (Decision.APPROVED, Decision.DENIED, Decision.TIMEOUT, Decision.CANCELLED),
+                    (0.82, 0.09, 0.06, 0.03),
+                )[0]
+                if decision is Decision.TIMEOUT:
+                    wait = APPROVAL_TIMEOUT_SECONDS
+                else:
+                    wait = min(lognormal(rng, 40.0, 1.1), APPROVAL_TIMEOUT_SECONDS)
+                approvals.append(Approval(decision, wait, tool.approval))
+                elapsed += wait
+                if decision is not Decision.APPROVED:
+                    blocked = f"approval_{decision.value}"
+                    calls.append(ToolCall(name, tool.domain, ToolStatus.SKIPPED, 0.0, blocked))
+                    if decision is Decision.TIMEOUT and rng.random() < 0.3:
+                        error_type = "ApprovalTimeout"
+                    continue
+            duration = lognormal(rng, tool.median_seconds, 0.7)
+            spent += cost
+            steps += 1
+            if rng.random() < tool.failure_rate:
+                kind = rng.choice(TOOL_ERRORS)
+                if kind == "timeout":
+                    duration = 30.0
+                calls.append(ToolCall(name, tool.domain, ToolStatus.ERROR, duration, kind))
+                elapsed += duration
+                if rng.random() < 0.35:
+                    error_type = "TimeoutError" if kind == "timeout" else "ToolError"
+                    blocked = "aborted"
+                continue
+            calls.append(ToolCall(name, tool.domain, ToolStatus.SUCCESS, duration))
+            elapsed += duration
+        if not error_type and rng.random() < 0.005:
+            error_type = "ModelOutputError"  # the model's answer could not be parsed
+        elapsed += lognormal(rng, 1.0, 0.5)  # the final answer
+        return Execution(
+            profile=profile.name,
+            outcome="failure" if error_type else "success",
+            error_type=error_type,
+            duration=elapsed,
+            steps=steps,
+            budget=Budget(spent=round(spent, 3), limit=limit, exceeded=exceeded),
+            tool_calls=calls,
+            approvals=approvals,
+        )
+
+
+def _duration_arg(text: str) -> float:
+    try:
+        return parse_duration(text, "--duration")
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _positive_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--rate: {text!r} is not a number") from None
+    if not 0 < value <= 1_000_000:
+        raise argparse.ArgumentTypeError("--rate: must be more than 0 and at most 1000000")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `cugar-metrics demo`."""
+    parser.add_argument(
+        "--target",
+        default=DEFAULT_TARGET,
+        help=f"HOST:PORT of the server (default: {DEFAULT_TARGET})",
+    )
+    parser.add_argument(
+        "--rate", type=_positive_rate, default=20.0, help="executions per second (default: 20)"
+    )
+    parser.add_argument(
+        "--duration",
+        type=_duration_arg,
+        default=None,
+        help="how long to send, e.g. 30s, 5m (default: 30s, or until --count)",
+    )
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=None,
+        help="stop after this many executions (with --duration: whichever comes first)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, help="seed of the simulation, for repeatable content"
+    )
+
+
+@dataclass(slots=True)
+class _Progress:
+    started: float
+    last: float = 0.0
+
+    def line(self, sent: int, stats: RecorderStats) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        return (
+            f"sent {sent}  accepted {stats.accepted}  duplicate {stats.duplicate}  "
+            f"rejected {stats.rejected}  dropped {stats.dropped}  "
+            f"rate {sent / elapsed:.1f}/s"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the simulation; 0 when every execution reached the server."""
+    duration: float | None = args.duration
+    count: int | None = args.count
+    if count is not None and count < 1:
+        print("cugar-metrics demo: error: --count must be at least 1", file=sys.stderr)
+        return 2
+    if duration is None and count is None:
+        duration = 30.0
+    try:
+        with Client(args.target, timeout=5.0) as probe:
+            replica = probe.get_dashboard().replica
+    except CugarMetricsError as error:
+        print(
+            f"cugar-metrics demo: error: cannot reach the server at {args.target}: {error}",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"cugar-metrics demo: sending {args.rate:g} executions/s to {args.target} "
+        f"(replica {replica})",
+        file=sys.stderr,
+    )
+
+    rng = random.Random(args.seed)
+    simulator = Simulator(rng)
+    sent = 0
+    profiles: Counter[str] = Counter()
+    error_types: Counter[str] = Counter()
+    interrupted = False
+    tty = sys.stderr.isatty()
+    recorder = BatchRecorder(args.target, max_batch=500, flush_interval=0.5)
+    started = time.monotonic()
+    progress = _Progress(started, started)
+    try:
+        while True:
+            now = time.monotonic()
+            if duration is not None and now - started >= duration:
+                break
+            if count is not None and sent >= count:
+                break
+            due = started + sent / args.rate
+            if due > now:
+                time.sleep(min(due - now, 0.25))
+                continue
+            execution = simulator.execution()
+            if rng.random() < BUGGY_SHARE:
+                # A buggy agent sends the wall clock instead of the measured duration.
+                execution.duration = 1_700_000_000.0 + rng.random() * 1e8
+            recorder.record(execution)
+            if rng.random() < DUPLICATE_SHARE:
+                recorder.record(execution)  # a retry of the same execution_id
+            sent += 1
+            profiles[execution.profile] += 1
+            if execution.error_type:
+                error_types[execution.error_type] += 1
+            if now - progress.last >= (1.0 if tty else 5.0):
+                progress.last = now
+                line = progress.line(sent, recorder.stats())
+                print(
+                    f"\r{line}\x1b[K" if tty else line,
+                    end="" if tty else "\n",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        recorder.close(timeout=10.0)
+    stats = recorder.stats()
+    elapsed = time.monotonic() - started
+    if tty:
+        print(file=sys.stderr)
+    print(progress.line(sent, stats), file=sys.stderr)
+
+    print(
+        f"demo: {sent} executions in {elapsed:.1f} s ({sent / max(elapsed, 1e-9):.1f}/s) "
+        f"to {args.target} (replica {replica})"
+    )
+    print("  by profile: " + ", ".join(f"{p} {n}" for p, n in sorted(profiles.items())))
+    print(
+        "  failures:   " + (", ".join(f"{e} {n}" for e, n in error_types.most_common()) or "none")
+    )
+    print(
+        f"  server:     accepted {stats.accepted}, duplicate {stats.duplicate} (simulated "
+        f"retries), rejected {stats.rejected} (simulated clock-as-duration bug)"
+    )
+    print(
+        f"  dropped:    {stats.dropped} (buffer full {stats.dropped_full}, send failed "
+        f"{stats.dropped_failed})"
+    )
+    print(f"  see:        cugar-metrics dashboard --target {args.target}")
+    if interrupted:
+        return 130
+    return 0 if stats.dropped == 0 else 1
