@@ -220,8 +220,9 @@ var labelName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.:-]{0,63}$`)
 // ErrorType returns the short, low-cardinality class recorded for err: "" for nil; the
 // ErrorType() of the first error in the chain that has one; "timeout" and "cancelled" for
 // context deadlines and cancellations; the code of a gRPC status (e.g. "Unavailable");
-// otherwise the Go type name of the innermost wrapped error (e.g. "PathError"), or "error"
-// when that name is not a valid label value or is a plain errors.New error.
+// otherwise the Go type name of the first error in the chain that is not made by fmt.Errorf,
+// errors.New or errors.Join (e.g. "PathError"), or "error" when there is none or its name
+// is not a valid label value.
 func ErrorType(err error) string {
 	if err == nil {
 		return ""
@@ -242,28 +243,31 @@ func ErrorType(err error) string {
 	if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown && st.Code() != codes.OK {
 		return st.Code().String()
 	}
-	inner := err
-	for {
-		switch u := inner.(type) {
-		case interface{ Unwrap() error }:
-			if next := u.Unwrap(); next != nil {
-				inner = next
-				continue
-			}
-		case interface{ Unwrap() []error }:
-			if list := u.Unwrap(); len(list) > 0 && list[0] != nil {
-				inner = list[0]
-				continue
-			}
+	// The first error in the chain that is not a generic wrapper or message from the fmt
+	// and errors packages names the type.
+	for e := err; e != nil; {
+		typ := reflect.TypeOf(e)
+		for typ.Kind() == reflect.Pointer {
+			typ = typ.Elem()
 		}
-		break
-	}
-	typ := reflect.TypeOf(inner)
-	for typ.Kind() == reflect.Pointer {
-		typ = typ.Elem()
-	}
-	if name := typ.Name(); name != "errorString" && labelName.MatchString(name) {
-		return name
+		if pkg := typ.PkgPath(); pkg != "fmt" && pkg != "errors" {
+			if name := typ.Name(); labelName.MatchString(name) {
+				return name
+			}
+			return "error"
+		}
+		switch u := e.(type) {
+		case interface{ Unwrap() error }:
+			e = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			if list := u.Unwrap(); len(list) > 0 {
+				e = list[0]
+			} else {
+				e = nil
+			}
+		default:
+			e = nil
+		}
 	}
 	return "error"
 }
