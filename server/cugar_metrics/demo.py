@@ -135,9 +135,10 @@ PROFILES = (
 TOOL_ERRORS = ("timeout", "rate_limited", "upstream_5xx", "invalid_response")
 #: An approval that nobody answers times out after 15 minutes.
 APPROVAL_TIMEOUT_SECONDS = 900.0
-#: Share of executions sent twice (a client retry) and sent with a clock reading as duration.
-DUPLICATE_SHARE = 0.004
-BUGGY_SHARE = 0.002
+#: One execution in this many is sent twice (a client retry), from the 25th on.
+DUPLICATE_EVERY = 250
+#: One execution in this many carries a clock reading as its duration, from the 50th on.
+BUGGY_EVERY = 500
 
 
 def lognormal(rng: random.Random, median: float, sigma: float) -> float:
@@ -332,11 +333,11 @@ def run(args: argparse.Namespace) -> int:
                 time.sleep(min(due - now, 0.25))
                 continue
             execution = simulator.execution()
-            if rng.random() < BUGGY_SHARE:
+            if sent % BUGGY_EVERY == BUGGY_EVERY // 10:
                 # A buggy agent sends the wall clock instead of the measured duration.
                 execution.duration = 1_700_000_000.0 + rng.random() * 1e8
             recorder.record(execution)
-            if rng.random() < DUPLICATE_SHARE:
+            if sent % DUPLICATE_EVERY == DUPLICATE_EVERY // 10:
                 recorder.record(execution)  # a retry of the same execution_id
             sent += 1
             profiles[execution.profile] += 1

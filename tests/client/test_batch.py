@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from cugar_metrics_client import BatchRecorder, Client, Execution, RecorderStats
 
 

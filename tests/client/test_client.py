@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 import pytest
+
 from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar_metrics_client import (
     Approval,

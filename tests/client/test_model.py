@@ -6,6 +6,7 @@ import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar_metrics_client import (
     Approval,

@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
+
 from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar.metrics.v1 import metrics_service_pb2_grpc as pb_grpc
 from cugar_metrics_client import Client, CugarMetricsError, Execution, RecordResult

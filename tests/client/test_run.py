@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import pytest
+
 from cugar_metrics_client import Client, Outcome, RecordResult, ToolStatus, current_run
 
 

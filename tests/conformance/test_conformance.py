@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
 from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar_metrics_client import Client
-from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.conformance
 

@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any, ParamSpec, Self, TypeVar
 
 import grpc
+
 from cugar.metrics.v1 import metrics_service_pb2 as pb
 
 from ._client import MAX_BATCH, Client

@@ -9,6 +9,7 @@ from typing import Any, ParamSpec, Self, TypeVar
 
 import grpc
 import grpc.aio
+
 from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar.metrics.v1 import metrics_service_pb2_grpc as pb_grpc
 

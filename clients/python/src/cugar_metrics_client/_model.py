@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeAlias, TypeVar
 
-from cugar.metrics.v1 import metrics_service_pb2 as pb
 from google.protobuf import duration_pb2
+
+from cugar.metrics.v1 import metrics_service_pb2 as pb
 
 from ._errors import FieldViolation
 
