@@ -96,6 +96,11 @@ def new_execution_id() -> str:
 
 
 def _seconds_nanos(value: DurationLike) -> tuple[int, int]:
+    if type(value) is float and -_MAX_DURATION_SECONDS <= value <= _MAX_DURATION_SECONDS:
+        seconds = int(value)  # towards zero: seconds and nanos keep the same sign
+        nanos = round((value - seconds) * 1e9)
+        if -1_000_000_000 < nanos < 1_000_000_000:
+            return seconds, nanos
     if isinstance(value, timedelta):
         micros = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
         seconds, rest = divmod(abs(micros), 1_000_000)
@@ -239,7 +244,8 @@ class Execution:
         message.outcome = _lookup(_OUTCOME_PB, self.outcome, "outcome")
         if self.error_type:
             message.error_type = self.error_type
-        message.duration.seconds, message.duration.nanos = _seconds_nanos(self.duration)
+        duration = message.duration
+        duration.seconds, duration.nanos = _seconds_nanos(self.duration)
         if self.steps:
             message.steps = self.steps
         if self.start_time is not None:
@@ -252,11 +258,23 @@ class Execution:
         if self.tool_calls:
             add_call = message.tool_calls.add
             for call in self.tool_calls:
-                add_call(**call._fields())
+                # Attribute by attribute: about twice as fast as keyword construction.
+                item = add_call()
+                item.tool = call.tool
+                item.domain = call.domain
+                item.status = _lookup(_STATUS_PB, call.status, "tool call status")
+                duration = item.duration
+                duration.seconds, duration.nanos = _seconds_nanos(call.duration)
+                if call.error_type:
+                    item.error_type = call.error_type
         if self.approvals:
             add_approval = message.approvals.add
             for approval in self.approvals:
-                add_approval(**approval._fields())
+                entry = add_approval()
+                entry.decision = _lookup(_DECISION_PB, approval.decision, "approval decision")
+                entry.operation = _lookup(_OPERATION_PB, approval.operation, "approval operation")
+                wait = entry.wait
+                wait.seconds, wait.nanos = _seconds_nanos(approval.wait)
 
 
 ExecutionLike: TypeAlias = Execution | pb.Execution
