@@ -6,7 +6,7 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -77,7 +77,7 @@ BASE = model.Execution(
 
 def execution(execution_id: str, **overrides: Any) -> model.Execution:
     """A domain-model execution for aggregator tests."""
-    return replace(BASE, execution_id=execution_id, **overrides)
+    return BASE._replace(execution_id=execution_id, **overrides)
 
 
 @dataclass

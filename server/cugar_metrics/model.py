@@ -1,13 +1,13 @@
 """The domain model: what the service keeps of an execution once it passed validation.
 
-Plain immutable values with no protobuf or gRPC in them. Durations are seconds (floats);
-enumerations are the lowercase words used as Prometheus label values.
+Plain immutable values (named tuples: cheap to build on the ingest path) with no protobuf or
+gRPC in them. Durations are seconds (floats); enumerations are the lowercase words used as
+Prometheus label values.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 Outcome = Literal["success", "failure"]
 ToolStatus = Literal["success", "error", "skipped"]
@@ -26,30 +26,26 @@ OVERFLOW: Final = "_overflow"
 CAPPED_LABELS: Final = ("profile", "domain", "tool", "error_type")
 
 
-@dataclass(frozen=True, slots=True)
-class Budget:
+class Budget(NamedTuple):
     spent: float
     limit: float
     exceeded: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Approval:
+class Approval(NamedTuple):
     decision: Decision
     wait: float
     operation: Operation
 
 
-@dataclass(frozen=True, slots=True)
-class ToolCall:
+class ToolCall(NamedTuple):
     tool: str
     domain: str
     status: ToolStatus
     duration: float
 
 
-@dataclass(frozen=True, slots=True)
-class Execution:
+class Execution(NamedTuple):
     execution_id: str
     profile: str
     outcome: Outcome

@@ -153,7 +153,125 @@ def _show(value: str) -> str:
 def validate_execution(
     message: pb.Execution, path: str, limits: Limits, now: float
 ) -> tuple[model.Execution | None, list[Violation]]:
-    """Checks one execution; returns the domain value, or None and every violation found."""
+    """Checks one execution; returns the domain value, or None and every violation found.
+
+    Valid executions take a fast path that builds no strings; anything it refuses is checked
+    again field by field to say exactly what is wrong. Both apply the same rules (a property
+    test holds them to it).
+    """
+    execution = _accept(message, limits.max_duration, now)
+    if execution is not None:
+        return execution, []
+    violations = _violations(message, path, limits, now)
+    if not violations:  # pragma: no cover - the property test keeps the two paths in step
+        raise AssertionError(f"fast path refused a valid execution at {path}")
+    return None, violations
+
+
+# --- fast path -----------------------------------------------------------------------------
+
+_known_names: set[str] = set()
+_KNOWN_NAMES_MAX = 100_000
+
+
+def _is_name(value: str) -> bool:
+    if value in _known_names:
+        return True
+    if not _name(value):
+        return False
+    if len(_known_names) < _KNOWN_NAMES_MAX:
+        _known_names.add(value)
+    return True
+
+
+def _seconds(d: duration_pb2.Duration, max_duration: float) -> float:
+    """The duration in seconds, or -1.0 when it is invalid, negative or too long."""
+    seconds, nanos = d.seconds, d.nanos
+    if seconds < 0 or nanos < 0 or nanos > 999_999_999:
+        return -1.0
+    value = seconds + nanos / 1e9
+    return value if value <= max_duration else -1.0
+
+
+def _accept(m: pb.Execution, max_duration: float, now: float) -> model.Execution | None:
+    """The execution if it is valid, else None. Builds nothing but the result."""
+    if not _id(m.execution_id) or (m.trace_id and not _id(m.trace_id)):
+        return None
+    if not _is_name(m.profile):
+        return None
+    outcome = _OUTCOMES.get(m.outcome)
+    error_type = m.error_type
+    if outcome is None or (error_type and outcome == "success"):
+        return None
+    if outcome == "failure" and not _is_name(error_type):
+        return None
+    if m.HasField("start_time"):
+        ts = m.start_time
+        if (
+            ts.seconds < 0
+            or not 0 <= ts.nanos <= 999_999_999
+            or (ts.seconds + ts.nanos / 1e9 > now + MAX_CLOCK_SKEW_SECONDS)
+        ):
+            return None
+    if not m.HasField("duration"):
+        return None
+    duration = _seconds(m.duration, max_duration)
+    if duration < 0 or m.steps > MAX_STEPS:
+        return None
+    budget = None
+    if m.HasField("budget"):
+        b = m.budget
+        spent, limit = b.spent, b.limit
+        if not (math.isfinite(spent) and spent >= 0 and math.isfinite(limit) and limit > 0):
+            return None
+        budget = model.Budget(spent, limit, b.exceeded)
+    approvals = m.approvals
+    if len(approvals) > MAX_APPROVALS:
+        return None
+    kept_approvals = []
+    for a in approvals:
+        decision = _DECISIONS.get(a.decision)
+        operation = _OPERATIONS.get(a.operation)
+        if decision is None or operation is None or not a.HasField("wait"):
+            return None
+        wait = _seconds(a.wait, max_duration)
+        if wait < 0:
+            return None
+        kept_approvals.append(model.Approval(decision, wait, operation))
+    calls = m.tool_calls
+    if len(calls) > MAX_TOOL_CALLS:
+        return None
+    kept_calls = []
+    for t in calls:
+        tool, domain = t.tool, t.domain
+        status = _STATUSES.get(t.status)
+        if status is None or not _is_name(tool) or not _is_name(domain):
+            return None
+        if not t.HasField("duration"):
+            return None
+        call_duration = _seconds(t.duration, max_duration)
+        if call_duration < 0:
+            return None
+        if t.error_type and (status == "success" or not _is_name(t.error_type)):
+            return None
+        kept_calls.append(model.ToolCall(tool, domain, status, call_duration))
+    return model.Execution(
+        m.execution_id,
+        m.profile,
+        outcome,
+        error_type,
+        duration,
+        m.steps,
+        budget,
+        tuple(kept_approvals),
+        tuple(kept_calls),
+    )
+
+
+# --- the detailed check: what is wrong, field by field -------------------------------------
+
+
+def _violations(message: pb.Execution, path: str, limits: Limits, now: float) -> list[Violation]:
     c = _Checker(limits, now)
     if not message.execution_id:
         c.add(
@@ -180,15 +298,13 @@ def validate_execution(
         c.add(f"{path}.error_type", "must be empty when outcome is OUTCOME_SUCCESS", "INCONSISTENT")
     if message.HasField("start_time"):
         _check_start_time(c, f"{path}.start_time", message.start_time)
-    duration = c.duration(f"{path}.duration", message.duration, message.HasField("duration"))
+    c.duration(f"{path}.duration", message.duration, message.HasField("duration"))
     if message.steps > MAX_STEPS:
         c.add(
             f"{path}.steps",
             f"is {message.steps}, more than the maximum of {MAX_STEPS}",
             "OUT_OF_RANGE",
         )
-
-    budget = None
     if message.HasField("budget"):
         b = message.budget
         if not (math.isfinite(b.spent) and b.spent >= 0):
@@ -201,9 +317,6 @@ def validate_execution(
             c.add(
                 f"{path}.budget.limit", f"is {b.limit}: must be a finite number > 0", "OUT_OF_RANGE"
             )
-        budget = model.Budget(b.spent, b.limit, b.exceeded)
-
-    approvals: list[model.Approval] = []
     if len(message.approvals) > MAX_APPROVALS:
         c.add(
             f"{path}.approvals",
@@ -215,13 +328,7 @@ def validate_execution(
             p = f"{path}.approvals[{i}]"
             c.enum(f"{p}.decision", a.decision, _DECISIONS, "ApprovalDecision")
             c.enum(f"{p}.operation", a.operation, _OPERATIONS, "ApprovalOperation")
-            wait = c.duration(f"{p}.wait", a.wait, a.HasField("wait"))
-            if not c.violations:
-                approvals.append(
-                    model.Approval(_DECISIONS[a.decision], wait, _OPERATIONS[a.operation])
-                )
-
-    tool_calls: list[model.ToolCall] = []
+            c.duration(f"{p}.wait", a.wait, a.HasField("wait"))
     if len(message.tool_calls) > MAX_TOOL_CALLS:
         c.add(
             f"{path}.tool_calls",
@@ -234,7 +341,7 @@ def validate_execution(
             c.name(f"{p}.tool", t.tool)
             c.name(f"{p}.domain", t.domain)
             c.enum(f"{p}.status", t.status, _STATUSES, "ToolCallStatus")
-            call_duration = c.duration(f"{p}.duration", t.duration, t.HasField("duration"))
+            c.duration(f"{p}.duration", t.duration, t.HasField("duration"))
             if t.error_type:
                 if t.status == pb.TOOL_CALL_STATUS_SUCCESS:
                     c.add(
@@ -244,24 +351,7 @@ def validate_execution(
                     )
                 else:
                     c.name(f"{p}.error_type", t.error_type)
-            if not c.violations:
-                tool_calls.append(
-                    model.ToolCall(t.tool, t.domain, _STATUSES[t.status], call_duration)
-                )
-
-    if c.violations:
-        return None, c.violations
-    return model.Execution(
-        execution_id=message.execution_id,
-        profile=message.profile,
-        outcome=_OUTCOMES[message.outcome],
-        error_type=message.error_type,
-        duration=duration,
-        steps=message.steps,
-        budget=budget,
-        approvals=tuple(approvals),
-        tool_calls=tuple(tool_calls),
-    ), []
+    return c.violations
 
 
 def _check_start_time(c: _Checker, field: str, ts: timestamp_pb2.Timestamp) -> None:
