@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import cugar.metrics.v1.MetricsServiceOuterClass.Execution;
 import cugar.metrics.v1.MetricsServiceOuterClass.GetDashboardResponse;
 import cugar.metrics.v1.MetricsServiceOuterClass.ToolCallStatus;
 import java.time.Duration;
@@ -164,10 +165,14 @@ class RecorderTest {
               .flushInterval(NEVER)
               .closeTimeout(Duration.ofSeconds(5))
               .build();
+      List<Execution> executions = new ArrayList<>();
+      for (int i = 0; i < 25; i++) {
+        executions.add(success("demo", 1));
+      }
       int buffered = 0;
       long started = System.nanoTime();
-      for (int i = 0; i < 25; i++) {
-        if (recorder.submit(success("demo", 1))) {
+      for (var execution : executions) {
+        if (recorder.submit(execution)) {
           buffered++;
         }
       }
@@ -177,11 +182,14 @@ class RecorderTest {
       assertTrue(submitting.compareTo(Duration.ofMillis(500)) < 0, "25 submits took " + submitting);
       assertEquals(new Recorder.Stats(25, 0, 0, 0, 15, 10, 0), recorder.stats());
 
+      assertFalse(recorder.flush(), "nothing could be sent");
+      assertEquals(new Recorder.Stats(25, 0, 0, 0, 15, 10, 1), recorder.stats(), "kept, not lost");
+
       long closing = System.nanoTime();
       recorder.close();
       Duration closed = Duration.ofNanos(System.nanoTime() - closing);
 
-      assertEquals(new Recorder.Stats(25, 0, 0, 0, 25, 0, 1), recorder.stats());
+      assertEquals(new Recorder.Stats(25, 0, 0, 0, 25, 0, 2), recorder.stats());
       assertTrue(closed.compareTo(Duration.ofSeconds(6)) < 0, "close took " + closed);
     }
   }
@@ -196,9 +204,10 @@ class RecorderTest {
               .flushInterval(Duration.ofMillis(100))
               .closeTimeout(Duration.ofSeconds(5))
               .build();
+      var execution = success("demo", 1);
       long started = System.nanoTime();
       for (int i = 0; i < 2_000; i++) {
-        recorder.submit(success("demo", 1));
+        recorder.submit(execution);
       }
       Duration submitting = Duration.ofNanos(System.nanoTime() - started);
       Recorder.Stats during = recorder.stats();

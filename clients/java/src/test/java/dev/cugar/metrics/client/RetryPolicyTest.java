@@ -2,6 +2,7 @@ package dev.cugar.metrics.client;
 
 import static dev.cugar.metrics.client.TestExecutions.success;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -14,6 +15,8 @@ import cugar.metrics.v1.MetricsServiceOuterClass.RecordExecutionResponse;
 import cugar.metrics.v1.MetricsServiceOuterClass.RecordResult;
 import io.grpc.Grpc;
 import io.grpc.InsecureServerCredentials;
+import io.grpc.ManagedChannel;
+import io.grpc.ManagedChannelBuilder;
 import io.grpc.Server;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
@@ -163,6 +166,22 @@ class RetryPolicyTest {
     }
 
     assertEquals(1, attempts.get());
+  }
+
+  @Test
+  void aClientOverTheCallersChannelLeavesItOpen() throws Exception {
+    String target = serve(n -> null);
+    ManagedChannel channel = ManagedChannelBuilder.forTarget(target).usePlaintext().build();
+    try {
+      MetricsClient client = MetricsClient.forChannel(channel, Duration.ofSeconds(5));
+      assertEquals(RecordResult.RECORD_RESULT_ACCEPTED, client.record(success("demo", 1)));
+
+      client.close();
+
+      assertFalse(channel.isShutdown());
+    } finally {
+      channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+    }
   }
 
   @Test
