@@ -89,6 +89,17 @@ class Snapshot:
     dedup_evicted: int
 
 
+class _ProfileSeries:
+    """The per-profile series an execution updates, found with one lookup."""
+
+    __slots__ = ("durations", "profile", "steps")
+
+    def __init__(self, profile: str) -> None:
+        self.profile = profile
+        self.durations = {o: Distribution(EXECUTION_BUCKETS) for o in ("success", "failure")}
+        self.steps = Distribution(STEP_BUCKETS, sketch=False)
+
+
 @dataclass
 class _Checkpoint:
     index: int
@@ -140,6 +151,8 @@ class Aggregator:
         self._overflow = dict.fromkeys(CAPPED_LABELS, 0)
         self._checkpoints: deque[_Checkpoint] = deque()
         self._last_index = int(start_time // CHECKPOINT_SECONDS)
+        self._tools: dict[tuple[str, str], tuple[str, str]] = {}
+        self._profiles: dict[str, _ProfileSeries] = {}
         self._first_ever: float | None = None
         self._first_ever_by_profile: dict[str, float] = {}
 
@@ -182,22 +195,47 @@ class Aggregator:
         self._overflow[label] += 1
         return OVERFLOW
 
+    def _tool_series(self, domain: str, tool: str) -> tuple[str, str]:
+        """The folded (domain, tool) of a call, cached per pair."""
+        cached = self._tools.get((domain, tool))
+        if cached is not None:
+            return cached
+        folded_domain = self._fold("domain", domain)
+        pair = f"{folded_domain}\x00{tool}"
+        folded_tool = tool if self._fold("tool", pair) != OVERFLOW else OVERFLOW
+        series = (folded_domain, folded_tool)
+        if folded_domain != OVERFLOW and folded_tool != OVERFLOW:
+            self._tools[(domain, tool)] = series  # bounded by the caps
+        return series
+
+    def _profile_series(self, profile: str) -> _ProfileSeries:
+        cached = self._profiles.get(profile)
+        if cached is not None:
+            return cached
+        folded = self._fold("profile", profile)
+        series = self._profiles.get(folded)
+        if series is None:
+            series = _ProfileSeries(folded)
+            self._steps[folded] = series.steps
+            self._durations[(folded, "success")] = series.durations["success"]
+            self._durations[(folded, "failure")] = series.durations["failure"]
+            # Keyed by the folded name: at most the cap plus one entry.
+            self._profiles[folded] = series
+        return series
+
     def _apply(self, e: Execution, now: float) -> None:
-        fold = self._fold
-        profile = fold("profile", e.profile)
-        error_type = fold("error_type", e.error_type) if e.error_type else ""
+        ps = self._profile_series(e.profile)
+        profile = ps.profile
+        error_type = e.error_type
+        if error_type and error_type not in self._values["error_type"]:
+            error_type = self._fold("error_type", error_type)
         key = (profile, e.outcome, error_type)
-        self._executions[key] = self._executions.get(key, 0) + 1
-        dist = self._durations.get((profile, e.outcome))
-        if dist is None:
-            dist = self._durations[(profile, e.outcome)] = Distribution(EXECUTION_BUCKETS)
-        dist.observe(e.duration)
-        steps = self._steps.get(profile)
-        if steps is None:
-            steps = self._steps[profile] = Distribution(STEP_BUCKETS, sketch=False)
-        steps.observe(e.steps)
-        if e.budget is not None:
-            b = e.budget
+        executions = self._executions
+        executions[key] = executions.get(key, 0) + 1
+        ps.durations[e.outcome].observe(e.duration)
+        ps.steps.observe(e.steps)
+        b = e.budget
+        if b is not None:
             self._budget_spent[profile] = self._budget_spent.get(profile, 0.0) + b.spent
             util = self._budget_util.get(profile)
             if util is None:
@@ -211,25 +249,27 @@ class Aggregator:
             if adist is None:
                 adist = self._approvals[akey] = Distribution(APPROVAL_BUCKETS)
             adist.observe(a.wait)
+        tool_calls = self._tool_calls
+        tool_durations = self._tool_durations
         for t in e.tool_calls:
-            domain = fold("domain", t.domain)
-            pair = f"{domain}\x00{t.tool}"
-            tool = t.tool if fold("tool", pair) != OVERFLOW else OVERFLOW
-            tkey = (domain, tool, t.status)
-            self._tool_calls[tkey] = self._tool_calls.get(tkey, 0) + 1
+            series = self._tool_series(t.domain, t.tool)
+            tkey = (*series, t.status)
+            tool_calls[tkey] = tool_calls.get(tkey, 0) + 1
             if t.status != "skipped":
-                tdist = self._tool_durations.get((domain, tool))
+                tdist = tool_durations.get(series)
                 if tdist is None:
-                    tdist = self._tool_durations[(domain, tool)] = Distribution(TOOL_BUCKETS)
+                    tdist = tool_durations[series] = Distribution(TOOL_BUCKETS)
                 tdist.observe(t.duration)
         self._last_execution[profile] = now
         if self._first_ever is None:
             self._first_ever = now
-        self._first_ever_by_profile.setdefault(profile, now)
+        if profile not in self._first_ever_by_profile:
+            self._first_ever_by_profile[profile] = now
         cp = self._checkpoints[-1]  # _advance made one
         if cp.first_execution is None:
             cp.first_execution = now
-        cp.first_by_profile.setdefault(profile, now)
+        if profile not in cp.first_by_profile:
+            cp.first_by_profile[profile] = now
 
     # --- checkpoints --------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ hundreds of buckets).
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,10 @@ from ddsketch.mapping import LogarithmicMapping
 #: Relative accuracy of every quantile estimate: |estimate - true| <= 1 % of the true value.
 RELATIVE_ACCURACY = 0.01
 _MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)
-_key = _MAPPING.key
+# The mapping's key(), inlined on the hot path (the same arithmetic as
+# LogarithmicMapping.key; test_sketch checks that they agree).
+_MULTIPLIER = _MAPPING._multiplier
+_KEY_OFFSET = _MAPPING._offset
 _EMPTY_BINS: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
 
 
@@ -141,7 +145,7 @@ class Distribution:
         if value <= 0.0:
             self.zero_count += 1
             return
-        key = _key(value)
+        key = int(math.ceil(math.log2(value) * _MULTIPLIER) + _KEY_OFFSET)
         bins = self._bins
         i = key - self._offset
         if 0 <= i < len(bins):
