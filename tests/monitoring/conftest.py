@@ -45,13 +45,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     replicas = [start_replica(tmp, "replica-0"), start_replica(tmp, "replica-1")]
     rules = shortened_rules(tmp / "rules")
     config: dict[str, object] = {
-        "global": {"scrape_interval": f"{SCRAPE:g}s", "scrape_timeout": f"{SCRAPE:g}s",
-                   "evaluation_interval": f"{SCRAPE:g}s"},
+        "global": {
+            "scrape_interval": f"{SCRAPE:g}s",
+            "scrape_timeout": f"{SCRAPE:g}s",
+            "evaluation_interval": f"{SCRAPE:g}s",
+        },
         "rule_files": [str(p) for p in rules],
-        "scrape_configs": [{
-            "job_name": "cugar-metrics",
-            "static_configs": [{"targets": [r.metrics_target for r in replicas]}],
-        }],
+        "scrape_configs": [
+            {
+                "job_name": "cugar-metrics",
+                "static_configs": [{"targets": [r.metrics_target for r in replicas]}],
+            }
+        ],
     }
     # JSON is YAML: Prometheus reads it as its config file.
     (tmp / "prometheus.yml").write_text(json.dumps(config, indent=2))
@@ -59,18 +64,25 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     prom_log = tmp / "prometheus.log"
     with prom_log.open("wb") as out:
         prom_proc = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={tmp / 'prometheus.yml'}",
-             f"--storage.tsdb.path={tmp / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-             "--log.level=warn"],
-            stdout=out, stderr=subprocess.STDOUT)
+            [
+                PROMETHEUS,
+                f"--config.file={tmp / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     prom = PromAPI(f"http://127.0.0.1:{port}")
     stack = Stack(replicas, prom, prom_proc, tmp)
     try:
+
         def ready() -> bool:
             if prom_proc.poll() is not None:
                 pytest.fail(f"prometheus exited: {prom_log.read_text()}")
             try:
-                with urllib.request.urlopen(f"{prom.base}/-/ready", timeout=2):  # noqa: S310
+                with urllib.request.urlopen(f"{prom.base}/-/ready", timeout=2):
                     return True
             except OSError:
                 return False

@@ -39,8 +39,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0,
-             interval: float = 0.25) -> Any:
+def wait_for(
+    what: str, check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.25
+) -> Any:
     """Polls `check` until it returns a truthy value; fails with `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -73,9 +74,24 @@ def start_replica(tmp: Path, name: str, env: dict[str, str] | None = None) -> Re
     log = tmp / f"{name}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(CUGAR_METRICS), "serve", "--host", "127.0.0.1", "--grpc-port", "0",
-             "--metrics-port", "0", "--ready-file", str(ready), "--replica", name],
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+            [
+                str(CUGAR_METRICS),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--grpc-port",
+                "0",
+                "--metrics-port",
+                "0",
+                "--ready-file",
+                str(ready),
+                "--replica",
+                name,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
 
     def is_ready() -> dict[str, int] | None:
         if proc.poll() is not None:
@@ -106,8 +122,9 @@ def shortened_rules(dest: Path) -> list[Path]:
     out = []
     for path in sorted(RULES_DIR.glob("*.yml")):
         original = path.read_text()
-        text, n = re.subn(r"^(\s+)for: \S+$", r"\g<1>for: " + ALERT_FOR, original,
-                          flags=re.MULTILINE)
+        text, n = re.subn(
+            r"^(\s+)for: \S+$", r"\g<1>for: " + ALERT_FOR, original, flags=re.MULTILINE
+        )
         assert n == original.count("- alert: "), f"{path}: every alert needs a `for:`"
         target = dest / path.name
         target.write_text(text)
@@ -125,7 +142,7 @@ class PromAPI:
         url = f"{self.base}{path}"
         if params:
             url += "?" + urllib.parse.urlencode(params)
-        with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(url, timeout=10) as resp:
             body = json.load(resp)
         assert body["status"] == "success", body
         return body["data"]
@@ -184,12 +201,14 @@ class Stack:
 
     def wait_evaluated_after(self, t: float, rounds: int = 2) -> None:
         """Waits until every rule group has been evaluated `rounds` intervals after t."""
-        wait_for("rule evaluation", lambda: self.prom.last_rule_evaluation() >= t
-                 + rounds * SCRAPE, timeout=30)
+        wait_for(
+            "rule evaluation",
+            lambda: self.prom.last_rule_evaluation() >= t + rounds * SCRAPE,
+            timeout=30,
+        )
 
     def wait_scraped(self, expr: str, expected: float) -> None:
-        wait_for(f"{expr} == {expected}", lambda: self.prom.value(expr) == expected,
-                 timeout=30)
+        wait_for(f"{expr} == {expected}", lambda: self.prom.value(expr) == expected, timeout=30)
 
 
 def finite(samples: list[dict[str, Any]]) -> bool:

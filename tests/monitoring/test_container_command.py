@@ -45,7 +45,7 @@ def runtime_stage() -> dict[str, object]:
         elif op in ("ENTRYPOINT", "CMD", "USER", "EXPOSE", "STOPSIGNAL"):
             out[op] = json.loads(rest) if rest.startswith("[") else rest
         elif op == "HEALTHCHECK":
-            out[op] = json.loads(rest[rest.index(" CMD ") + 5:])
+            out[op] = json.loads(rest[rest.index(" CMD ") + 5 :])
     return out
 
 
@@ -62,32 +62,44 @@ def test_runtime_stage_is_pinned_non_root_and_exec_form() -> None:
     assert "-service=cugar.metrics.v1.MetricsService" in stage["HEALTHCHECK"][2]  # type: ignore[index]
 
 
-def test_start_command_serves_passes_its_healthcheck_and_exits_0_on_sigterm(
-        tmp_path: Path) -> None:
+def test_start_command_serves_passes_its_healthcheck_and_exits_0_on_sigterm(tmp_path: Path) -> None:
     """ENTRYPOINT + CMD start the server; the HEALTHCHECK passes; SIGTERM drains to exit 0."""
     stage = runtime_stage()
     image_env: dict[str, str] = dict(stage["ENV"])  # type: ignore[arg-type]
     path = image_env.pop("PATH").replace("/opt/venv/bin", str(ROOT / ".venv" / "bin"))
     path = path.replace("$PATH", f"{ROOT / '.tools' / 'bin'}:{os.environ['PATH']}")
     ready = tmp_path / "ready.json"
-    env = {**os.environ, **image_env, "PATH": path,
-           # Free ports instead of the image's 50051/9464, reported in the ready file.
-           "CUGAR_METRICS_GRPC_PORT": "0", "CUGAR_METRICS_METRICS_PORT": "0",
-           "CUGAR_METRICS_READY_FILE": str(ready)}
+    env = {
+        **os.environ,
+        **image_env,
+        "PATH": path,
+        # Free ports instead of the image's 50051/9464, reported in the ready file.
+        "CUGAR_METRICS_GRPC_PORT": "0",
+        "CUGAR_METRICS_METRICS_PORT": "0",
+        "CUGAR_METRICS_READY_FILE": str(ready),
+    }
     argv = [*stage["ENTRYPOINT"], *stage["CMD"]]  # type: ignore[misc]
     log = tmp_path / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        info = wait_for("the ready file", lambda: ready.exists() and ready.read_text()
-                        and json.loads(ready.read_text()), timeout=30)
+        info = wait_for(
+            "the ready file",
+            lambda: ready.exists() and ready.read_text() and json.loads(ready.read_text()),
+            timeout=30,
+        )
         health_env = {**env, "CUGAR_METRICS_GRPC_PORT": str(info["grpc_port"])}
-        health = subprocess.run(stage["HEALTHCHECK"], env=health_env,  # type: ignore[call-overload]
-                                capture_output=True, text=True, timeout=10)
+        health = subprocess.run(
+            stage["HEALTHCHECK"],
+            env=health_env,  # type: ignore[call-overload]
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         assert health.returncode == 0, health.stdout + health.stderr
         assert "status: SERVING" in health.stdout + health.stderr
         url = f"http://127.0.0.1:{info['metrics_port']}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(url, timeout=5) as resp:
             assert resp.status == 200
             assert b"cugar_build_info{" in resp.read()
 
@@ -96,8 +108,13 @@ def test_start_command_serves_passes_its_healthcheck_and_exits_0_on_sigterm(
         assert proc.wait(timeout=20) == 0, log.read_text()
         # Drained within the image's grace (10 s) and well inside compose's 20 s.
         assert time.monotonic() - started < 12
-        after = subprocess.run(stage["HEALTHCHECK"], env=health_env,  # type: ignore[call-overload]
-                               capture_output=True, text=True, timeout=10)
+        after = subprocess.run(
+            stage["HEALTHCHECK"],
+            env=health_env,  # type: ignore[call-overload]
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         assert after.returncode != 0, "the health check must fail once the server is gone"
     finally:
         stop(proc)

@@ -63,20 +63,38 @@ def test_dashboard_has_the_expected_panels() -> None:
     """The predecessor's ten panels, plus the new ones, each with at least one query."""
     titles = [p["title"] for p in dashboard()["panels"] if p["type"] != "row"]
     assert titles == [
-        "Success rate", "Error rate", "Latency p95", "Executions", "Throughput", "Mean steps",
-        "Success and error rate", "Latency percentiles", "Throughput by outcome",
+        "Success rate",
+        "Error rate",
+        "Latency p95",
+        "Executions",
+        "Throughput",
+        "Mean steps",
+        "Success and error rate",
+        "Latency percentiles",
+        "Throughput by outcome",
         "Latency heatmap",
-        "Budget utilisation", "Budget utilisation and exceeded", "Approval wait",
+        "Budget utilisation",
+        "Budget utilisation and exceeded",
+        "Approval wait",
         "Approvals by decision",
-        "Tool call success rate", "Tool error rate by domain", "Usage per domain",
-        "Ingest results", "Rejections by reason", "Label overflow",
-        "RPC rate", "RPC error ratio", "RPC duration p95",
+        "Tool call success rate",
+        "Tool error rate by domain",
+        "Usage per domain",
+        "Ingest results",
+        "Rejections by reason",
+        "Label overflow",
+        "RPC rate",
+        "RPC error ratio",
+        "RPC duration p95",
     ]
     assert len(panel_queries()) == 28
 
 
-@pytest.mark.parametrize(("name", "expr"), panel_queries() + variable_queries(),
-                         ids=[n for n, _ in panel_queries() + variable_queries()])
+@pytest.mark.parametrize(
+    ("name", "expr"),
+    panel_queries() + variable_queries(),
+    ids=[n for n, _ in panel_queries() + variable_queries()],
+)
 def test_query_returns_data(stack: Stack, traffic: Driver, name: str, expr: str) -> None:
     """The query parses, runs, and returns at least one sample."""
     result = stack.prom.query(substitute(expr))

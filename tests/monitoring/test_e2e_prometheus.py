@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from tests.monitoring.promstack import RULES_DIR, Stack, finite, wait_for
 from tests.monitoring.traffic import Driver
 
@@ -52,23 +53,30 @@ def test_summed_counts_equal_what_was_sent(stack: Stack, traffic: Driver) -> Non
     t = traffic.tally
     p = stack.prom
     assert p.by("sum by (outcome) (cugar_executions_total)", "outcome") == {
-        "success": float(t.executions["success"]), "failure": float(t.executions["failure"])}
+        "success": float(t.executions["success"]),
+        "failure": float(t.executions["failure"]),
+    }
     assert p.by("sum by (instance) (cugar_executions_total)", "instance") == {
-        r.metrics_target: float(t.per_replica[i]) for i, r in enumerate(stack.replicas)}
+        r.metrics_target: float(t.per_replica[i]) for i, r in enumerate(stack.replicas)
+    }
     tool = {f"{d}/{s}": float(n) for (d, s), n in t.tool_calls.items()}
-    got = {f"{r['metric']['domain']}/{r['metric']['status']}": float(r["value"][1])
-           for r in p.query("sum by (domain, status) (cugar_tool_calls_total) > 0")}
+    got = {
+        f"{r['metric']['domain']}/{r['metric']['status']}": float(r["value"][1])
+        for r in p.query("sum by (domain, status) (cugar_tool_calls_total) > 0")
+    }
     assert got == tool
     assert p.by("sum by (decision) (cugar_approvals_total)", "decision") == {
-        d: float(n) for d, n in t.approvals.items()}
+        d: float(n) for d, n in t.approvals.items()
+    }
     assert p.value("sum(cugar_approval_wait_seconds_count)") == sum(t.approvals.values())
     assert p.value("sum(cugar_budget_exceeded_total)") == t.budget_exceeded
     assert p.by("sum by (result) (cugar_ingest_executions_total)", "result") == {
-        k: float(v) for k, v in t.ingest.items()}
+        k: float(v) for k, v in t.ingest.items()
+    }
     assert p.by("sum by (reason) (cugar_ingest_rejections_total) > 0", "reason") == {
-        k: float(v) for k, v in t.rejections.items()}
-    assert p.value("sum(cugar_execution_duration_seconds_count)") == sum(
-        t.executions.values())
+        k: float(v) for k, v in t.rejections.items()
+    }
+    assert p.value("sum(cugar_execution_duration_seconds_count)") == sum(t.executions.values())
 
 
 def test_exact_tally_of_the_traffic(traffic: Driver) -> None:
@@ -86,9 +94,11 @@ def test_exact_tally_of_the_traffic(traffic: Driver) -> None:
 @pytest.mark.parametrize("record", recording_rules())
 def test_every_recording_rule_returns_data(stack: Stack, traffic: Driver, record: str) -> None:
     """After traffic, each recording rule has at least one finite sample."""
-    samples = wait_for(f"{record} to have finite samples",
-                       lambda: (lambda s: s if finite(s) else None)(stack.prom.query(record)),
-                       timeout=20)
+    samples = wait_for(
+        f"{record} to have finite samples",
+        lambda: (lambda s: s if finite(s) else None)(stack.prom.query(record)),
+        timeout=20,
+    )
     assert all(s["metric"]["job"] == "cugar-metrics" for s in samples)
     assert all("instance" not in s["metric"] for s in samples), "rules must sum across replicas"
 
@@ -121,8 +131,12 @@ def test_failure_burst_drives_the_error_ratio_alert(stack: Stack, traffic: Drive
     assert len(alerts) == 1
     alert = alerts[0]
     assert alert["state"] in ("pending", "firing")
-    assert alert["labels"] == {"alertname": "HighErrorRate", "job": "cugar-metrics",
-                               "severity": "warning", "signal": "execution_outcome"}
+    assert alert["labels"] == {
+        "alertname": "HighErrorRate",
+        "job": "cugar-metrics",
+        "severity": "warning",
+        "signal": "execution_outcome",
+    }
     assert alert["annotations"]["runbook_url"] == "monitoring/runbooks/HighErrorRate.md"
     assert float(alert["value"]) > 0.10
     assert time.time() - sent < 30

@@ -18,14 +18,24 @@ from tests.monitoring.promstack import ROOT, RULES_DIR
 
 MON = ROOT / "monitoring"
 PREDECESSOR_ALERTS = {
-    "LowSuccessRate": ("5m", "warning"), "CriticalSuccessRate": ("2m", "critical"),
-    "HighErrorRate": ("5m", "warning"), "HighLatencyP95": ("10m", "warning"),
-    "HighLatencyP99": ("10m", "warning"), "FrequentBudgetExceeded": ("5m", "warning"),
-    "HighToolErrorRate": ("5m", "warning"), "ApprovalTimeouts": ("1m", "critical"),
-    "NoRecentExecutions": ("30m", "info"), "DomainErrors": ("2m", "warning"),
+    "LowSuccessRate": ("5m", "warning"),
+    "CriticalSuccessRate": ("2m", "critical"),
+    "HighErrorRate": ("5m", "warning"),
+    "HighLatencyP95": ("10m", "warning"),
+    "HighLatencyP99": ("10m", "warning"),
+    "FrequentBudgetExceeded": ("5m", "warning"),
+    "HighToolErrorRate": ("5m", "warning"),
+    "ApprovalTimeouts": ("1m", "critical"),
+    "NoRecentExecutions": ("30m", "info"),
+    "DomainErrors": ("2m", "warning"),
 }
-NEW_ALERTS = {"CugarMetricsDown", "CugarMetricsReplicaDown", "HighIngestRejectionRate",
-              "LabelOverflow", "ProfileSilent"}
+NEW_ALERTS = {
+    "CugarMetricsDown",
+    "CugarMetricsReplicaDown",
+    "HighIngestRejectionRate",
+    "LabelOverflow",
+    "ProfileSilent",
+}
 
 
 def load(path: Path) -> Any:
@@ -33,11 +43,11 @@ def load(path: Path) -> Any:
 
 
 def alerts() -> list[dict[str, Any]]:
-    return [r for g in load(RULES_DIR / "cugar-metrics.alerts.yml")["groups"]
-            for r in g["rules"]]
+    return [r for g in load(RULES_DIR / "cugar-metrics.alerts.yml")["groups"] for r in g["rules"]]
 
 
 # -- rules -----------------------------------------------------------------------------------
+
 
 def test_alerts_keep_the_predecessors_and_add_the_missing_ones() -> None:
     """All ten predecessor alerts with their `for` and severity, plus the five new ones."""
@@ -71,8 +81,7 @@ def test_every_alert_has_a_unit_test_case() -> None:
 
 
 def test_recording_rule_names_follow_level_metric_operations() -> None:
-    rules = [r for g in load(RULES_DIR / "cugar-metrics.rules.yml")["groups"]
-             for r in g["rules"]]
+    rules = [r for g in load(RULES_DIR / "cugar-metrics.rules.yml")["groups"] for r in g["rules"]]
     for r in rules:
         level, metric, ops = r["record"].split(":")
         assert level.startswith("job"), r["record"]
@@ -89,18 +98,23 @@ def test_prometheusrule_is_generated_from_the_rule_files() -> None:
 
 # -- Alertmanager ------------------------------------------------------------------------------
 
+
 def test_alertmanager_routes_by_severity_and_inhibits_warnings() -> None:
     am = load(MON / "alertmanager" / "alertmanager.yml")
     assert am["route"]["group_by"] == ["alertname", "job", "domain"]
     routes = {r["matchers"][0]: r["receiver"] for r in am["route"]["routes"]}
-    assert routes == {'severity="critical"': "page", 'severity="warning"': "ticket",
-                      'severity="info"': "null"}
+    assert routes == {
+        'severity="critical"': "page",
+        'severity="warning"': "ticket",
+        'severity="info"': "null",
+    }
     first = am["inhibit_rules"][0]
     assert first["source_matchers"] == ['severity="critical"']
     assert "signal" in first["equal"]
 
 
 # -- Grafana -----------------------------------------------------------------------------------
+
 
 def test_dashboard_is_a_bare_model_with_stable_uid_and_variables() -> None:
     """Not the HTTP-import envelope (predecessor defect 13), data source as a variable."""
@@ -118,14 +132,18 @@ def test_dashboard_is_a_bare_model_with_stable_uid_and_variables() -> None:
             assert 'job="cugar-metrics"' in t["expr"], panel["title"]
     budget = next(p for p in d["panels"] if p["title"] == "Budget utilisation")
     assert budget["fieldConfig"]["defaults"]["unit"] == "percentunit"
-    assert (budget["fieldConfig"]["defaults"]["min"], budget["fieldConfig"]["defaults"]["max"]) \
-        == (0, 1)
+    assert (budget["fieldConfig"]["defaults"]["min"], budget["fieldConfig"]["defaults"]["max"]) == (
+        0,
+        1,
+    )
 
 
 def test_dashboard_json_is_what_the_generator_writes() -> None:
-    result = subprocess.run([str(ROOT / ".venv/bin/python"),
-                             str(MON / "grafana/generate_dashboard.py"), "--check"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [str(ROOT / ".venv/bin/python"), str(MON / "grafana/generate_dashboard.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -139,6 +157,7 @@ def test_grafana_provisioning_points_at_the_mounted_dashboards() -> None:
 
 
 # -- compose -----------------------------------------------------------------------------------
+
 
 def test_compose_pins_images_checks_health_and_publishes_only_on_loopback() -> None:
     services = load(ROOT / "docker-compose.yml")["services"]
@@ -167,17 +186,22 @@ def test_compose_has_no_default_credentials_and_no_lifecycle_endpoint() -> None:
 def test_compose_prometheus_config_scrapes_every_replica_by_dns() -> None:
     prom = load(MON / "prometheus/prometheus.yml")
     job = next(j for j in prom["scrape_configs"] if j["job_name"] == "cugar-metrics")
-    assert job["dns_sd_configs"] == [{"names": ["cugar-metrics"], "type": "A", "port": 9464,
-                                      "refresh_interval": "15s"}]
+    assert job["dns_sd_configs"] == [
+        {"names": ["cugar-metrics"], "type": "A", "port": 9464, "refresh_interval": "15s"}
+    ]
     assert prom["global"]["scrape_interval"] == "15s"
 
 
 # -- Kubernetes --------------------------------------------------------------------------------
 
+
 def kustomize(overlay: str) -> dict[str, dict[str, Any]]:
-    out = subprocess.run([str(ROOT / ".tools/bin/kustomize"), "build",
-                          str(ROOT / "deploy/kubernetes" / overlay)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(ROOT / ".tools/bin/kustomize"), "build", str(ROOT / "deploy/kubernetes" / overlay)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return {f"{d['kind']}/{d['metadata']['name']}": d for d in yaml.safe_load_all(out)}
 
 
@@ -196,8 +220,10 @@ def test_deployment_probes_drain_resources_and_security() -> None:
     (c,) = pod["containers"]
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"grpc": 50051, "metrics": 9464}
-    assert c["readinessProbe"]["grpc"] == {"port": 50051,
-                                           "service": "cugar.metrics.v1.MetricsService"}
+    assert c["readinessProbe"]["grpc"] == {
+        "port": 50051,
+        "service": "cugar.metrics.v1.MetricsService",
+    }
     assert c["livenessProbe"]["grpc"] == {"port": 50051}
     env = {e["name"]: e.get("value") for e in c["env"]}
     pre_stop = int(c["lifecycle"]["preStop"]["exec"]["command"][1])
@@ -240,10 +266,15 @@ def test_plain_prometheus_kubernetes_config_keeps_the_pods_metrics_port() -> Non
     cfg = load(MON / "prometheus/prometheus-kubernetes.yml")
     job = next(j for j in cfg["scrape_configs"] if j["job_name"] == "cugar-metrics")
     assert job["kubernetes_sd_configs"][0]["role"] == "pod"
-    keeps = {tuple(r["source_labels"]): r["regex"] for r in job["relabel_configs"]
-             if r.get("action") == "keep"}
+    keeps = {
+        tuple(r["source_labels"]): r["regex"]
+        for r in job["relabel_configs"]
+        if r.get("action") == "keep"
+    }
     docs = kustomize("base")
     labels = docs["Deployment/cugar-metrics"]["spec"]["template"]["metadata"]["labels"]
-    assert keeps[("__meta_kubernetes_pod_label_app_kubernetes_io_name",)] == \
-        labels["app.kubernetes.io/name"]
+    assert (
+        keeps[("__meta_kubernetes_pod_label_app_kubernetes_io_name",)]
+        == labels["app.kubernetes.io/name"]
+    )
     assert keeps[("__meta_kubernetes_pod_container_port_name",)] == "metrics"

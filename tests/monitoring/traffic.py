@@ -26,8 +26,11 @@ DECISIONS = (
     (pb.APPROVAL_DECISION_TIMEOUT, "timeout", 3_600_000, pb.APPROVAL_OPERATION_EXECUTE),
     (pb.APPROVAL_DECISION_CANCELLED, "cancelled", 5_000, pb.APPROVAL_OPERATION_PROPOSE),
 )
-STATUS = {pb.TOOL_CALL_STATUS_SUCCESS: "success", pb.TOOL_CALL_STATUS_ERROR: "error",
-          pb.TOOL_CALL_STATUS_SKIPPED: "skipped"}
+STATUS = {
+    pb.TOOL_CALL_STATUS_SUCCESS: "success",
+    pb.TOOL_CALL_STATUS_ERROR: "error",
+    pb.TOOL_CALL_STATUS_SKIPPED: "skipped",
+}
 
 
 def ms(milliseconds: int) -> duration_pb2.Duration:
@@ -79,8 +82,13 @@ def execution(i: int, prefix: str = "e2e") -> tuple[pb.Execution, dict[str, obje
         budget=pb.Budget(spent=10.0 if exceeded else 1.0 + k % 3, limit=10.0, exceeded=exceeded),
         approvals=approvals,
         tool_calls=[
-            pb.ToolCall(tool=t, domain=d, status=s, duration=ms(m),
-                        error_type="timeout" if s == pb.TOOL_CALL_STATUS_ERROR else "")
+            pb.ToolCall(
+                tool=t,
+                domain=d,
+                status=s,
+                duration=ms(m),
+                error_type="timeout" if s == pb.TOOL_CALL_STATUS_ERROR else "",
+            )
             for t, d, s, m in calls
         ],
     )
@@ -117,9 +125,13 @@ class Driver:
             batches.setdefault(i % len(self.stubs), []).append(execution(i, prefix))
         for replica, items in sorted(batches.items()):
             resp = self.stubs[replica].RecordExecutions(
-                pb.RecordExecutionsRequest(executions=[ex for ex, _ in items]), timeout=10)
+                pb.RecordExecutionsRequest(executions=[ex for ex, _ in items]), timeout=10
+            )
             assert (resp.accepted_count, resp.duplicate_count, resp.rejected_count) == (
-                len(items), 0, 0), resp
+                len(items),
+                0,
+                0,
+            ), resp
             for _, facts in items:
                 self._count(facts, replica)
 
@@ -128,7 +140,8 @@ class Driver:
         for i in ids:
             ex, _ = execution(i, prefix)
             resp = self.stubs[i % len(self.stubs)].RecordExecution(
-                pb.RecordExecutionRequest(execution=ex), timeout=10)
+                pb.RecordExecutionRequest(execution=ex), timeout=10
+            )
             assert resp.result == pb.RECORD_RESULT_DUPLICATE, resp
             self.tally.ingest["duplicate"] += 1
 
@@ -138,7 +151,8 @@ class Driver:
         bad_profile.profile = ""
         good, facts = execution(1, f"ok-{tag}")
         resp = self.stubs[replica].RecordExecutions(
-            pb.RecordExecutionsRequest(executions=[bad_profile, good]), timeout=10)
+            pb.RecordExecutionsRequest(executions=[bad_profile, good]), timeout=10
+        )
         assert (resp.accepted_count, resp.rejected_count) == (1, 1), resp
         assert resp.rejected[0].field_violations[0].field == "executions[0].profile"
         self._count(facts, replica)
@@ -148,8 +162,9 @@ class Driver:
         epoch, _ = execution(2, f"epoch-{tag}")
         epoch.duration.CopyFrom(duration_pb2.Duration(seconds=1_700_000_000))
         try:
-            self.stubs[replica].RecordExecution(pb.RecordExecutionRequest(execution=epoch),
-                                                timeout=10)
+            self.stubs[replica].RecordExecution(
+                pb.RecordExecutionRequest(execution=epoch), timeout=10
+            )
         except grpc.RpcError as err:
             assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err
         else:  # pragma: no cover - the assertion below explains the failure
@@ -170,7 +185,8 @@ class Driver:
             batches.setdefault(i % len(self.stubs), []).append(ex)
         for replica, items in sorted(batches.items()):
             resp = self.stubs[replica].RecordExecutions(
-                pb.RecordExecutionsRequest(executions=items), timeout=10)
+                pb.RecordExecutionsRequest(executions=items), timeout=10
+            )
             assert resp.accepted_count == len(items), resp
             self.tally.executions["failure"] += len(items)
             self.tally.ingest["accepted"] += len(items)
