@@ -4,7 +4,7 @@ VENV := .venv/bin
 BUF := tools/node_modules/.bin/buf
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV):$(PATH)
 
-.PHONY: help install run generate check-generate lint test test-python check bench
+.PHONY: help install run generate check-generate lint test test-python check bench monitoring-check
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ test: test-python ## Every test in every language
 	@for s in scripts/ci/*.sh; do [ -e "$$s" ] || continue; echo "==> $$s"; bash "$$s" || exit 1; done
 
 check: install check-generate lint test ## Install, then everything CI checks
+
+monitoring-check: ## Rules, alert tests, Alertmanager, Dockerfile, compose, Kubernetes, dashboard, e2e with Prometheus
+	bash scripts/ci/monitoring.sh
 
 bench: install ## Server benchmarks; writes bench/results/
 	$(VENV)/python bench/run_server_bench.py
