@@ -191,7 +191,7 @@ func (c *Client) RecordBatch(ctx context.Context, executions []*metricsv1.Execut
 		Rejected:  int(resp.GetRejectedCount()),
 		Results:   resp.GetResults(),
 	}
-	for _, r := range resp.GetRejected() {
+	for _, r := range resp.GetRejectedExecutions() {
 		rej := RejectedExecution{Index: int(r.GetIndex()), ExecutionID: r.GetExecutionId()}
 		for _, v := range r.GetFieldViolations() {
 			rej.Violations = append(rej.Violations, FieldViolation{

@@ -122,7 +122,7 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
             duplicate_count=len(recorded) - accepted,
             rejected_count=len(rejected),
             results=results,
-            rejected=rejected,
+            rejected_executions=rejected,
         )
 
     async def GetDashboard(

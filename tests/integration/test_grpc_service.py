@@ -120,7 +120,8 @@ def test_a_bad_item_in_a_batch_never_drops_the_good_ones(server: ServerHandle) -
         pb.RECORD_RESULT_ACCEPTED,
     ]
     assert [
-        (r.index, r.execution_id, [v.field for v in r.field_violations]) for r in response.rejected
+        (r.index, r.execution_id, [v.field for v in r.field_violations])
+        for r in response.rejected_executions
     ] == [(1, "k-2", ["executions[1].profile"]), (3, "k-3", ["executions[3].duration"])]
     d = server.stub.GetDashboard(pb.GetDashboardRequest())
     assert (d.executions.total, d.executions.succeeded, d.executions.failed) == (2, 1, 1)

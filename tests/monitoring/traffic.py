@@ -154,7 +154,7 @@ class Driver:
             pb.RecordExecutionsRequest(executions=[bad_profile, good]), timeout=10
         )
         assert (resp.accepted_count, resp.rejected_count) == (1, 1), resp
-        assert resp.rejected[0].field_violations[0].field == "executions[0].profile"
+        assert resp.rejected_executions[0].field_violations[0].field == "executions[0].profile"
         self._count(facts, replica)
         self.tally.ingest["rejected"] += 1
         self.tally.rejections["required"] += 1

@@ -90,8 +90,8 @@ async function scenario(client: MetricsClient, p: string): Promise<void> {
   expect("4", "accepted", batch.acceptedCount, 2);
   expect("4", "duplicate", batch.duplicateCount, 0);
   expect("4", "rejected", batch.rejectedCount, 1);
-  expect("4", "rejected items", batch.rejected.length, 1);
-  const rejected = batch.rejected[0];
+  expect("4", "rejected items", batch.rejectedExecutions.length, 1);
+  const rejected = batch.rejectedExecutions[0];
   expect("4", "rejected index", rejected?.index, 1);
   expect("4", "rejected execution_id", rejected?.executionId, `${p}-b2`);
   expect(

@@ -123,7 +123,7 @@ export class MetricsClient {
 
   /**
    * Records a batch of 1 to 1000 executions, each on its own: invalid items are listed in
-   * `rejected` (with violation paths such as `executions[1].profile`) and do not prevent
+   * `rejectedExecutions` (with violation paths such as `executions[1].profile`) and do not prevent
    * the valid ones from being recorded.
    *
    * @throws InvalidExecutionError when the batch is empty or larger than 1000.

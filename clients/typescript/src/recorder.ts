@@ -203,7 +203,9 @@ export class Recorder {
       this.counts.accepted += response.acceptedCount;
       this.counts.duplicate += response.duplicateCount;
       this.counts.rejected += response.rejectedCount;
-      if (response.rejected.length > 0) this.notify(this.onRejected, response.rejected);
+      if (response.rejectedExecutions.length > 0) {
+        this.notify(this.onRejected, response.rejectedExecutions);
+      }
     }
   }
 

@@ -151,11 +151,11 @@ describe("MetricsClient", () => {
       RecordResult.ACCEPTED,
       RecordResult.DUPLICATE,
     ]);
-    assert.equal(response.rejected.length, 1);
-    assert.equal(response.rejected[0]?.index, 1);
-    assert.equal(response.rejected[0]?.executionId, `${profile}-b2`);
+    assert.equal(response.rejectedExecutions.length, 1);
+    assert.equal(response.rejectedExecutions[0]?.index, 1);
+    assert.equal(response.rejectedExecutions[0]?.executionId, `${profile}-b2`);
     assert.deepEqual(
-      response.rejected[0]?.fieldViolations.map((v) => [v.field, v.reason]),
+      response.rejectedExecutions[0]?.fieldViolations.map((v) => [v.field, v.reason]),
       [["executions[1].profile", "REQUIRED"]],
     );
 

@@ -325,8 +325,8 @@ class BatchRecorder:
             self._last_error = type(error).__name__
             self._finish(sending, failed=sending, batch_failed=True)
         else:
-            if response.rejected:
-                first = response.rejected[0]
+            if response.rejected_executions:
+                first = response.rejected_executions[0]
                 violation = first.field_violations[0] if first.field_violations else None
                 self._last_rejection = (
                     f"{violation.field}: {violation.description}" if violation else "rejected"

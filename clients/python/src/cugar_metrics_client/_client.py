@@ -83,7 +83,7 @@ def batch_result(responses: Sequence[pb.RecordExecutionsResponse]) -> BatchResul
                     for v in item.field_violations
                 ),
             )
-            for item in response.rejected
+            for item in response.rejected_executions
         )
     return BatchResult(accepted, duplicate, rejected_count, tuple(results), tuple(rejected))
 

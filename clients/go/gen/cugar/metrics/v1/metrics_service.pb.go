@@ -1005,9 +1005,9 @@ type RecordExecutionsResponse struct {
 	// The result of each item, in request order.
 	Results []RecordResult `protobuf:"varint,4,rep,packed,name=results,proto3,enum=cugar.metrics.v1.RecordResult" json:"results,omitempty"`
 	// The rejected items, in request order, with their field violations.
-	Rejected      []*RejectedExecution `protobuf:"bytes,5,rep,name=rejected,proto3" json:"rejected,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RejectedExecutions []*RejectedExecution `protobuf:"bytes,5,rep,name=rejected_executions,json=rejectedExecutions,proto3" json:"rejected_executions,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *RecordExecutionsResponse) Reset() {
@@ -1068,9 +1068,9 @@ func (x *RecordExecutionsResponse) GetResults() []RecordResult {
 	return nil
 }
 
-func (x *RecordExecutionsResponse) GetRejected() []*RejectedExecution {
+func (x *RecordExecutionsResponse) GetRejectedExecutions() []*RejectedExecution {
 	if x != nil {
-		return x.Rejected
+		return x.RejectedExecutions
 	}
 	return nil
 }
@@ -2205,13 +2205,13 @@ const file_cugar_metrics_v1_metrics_service_proto_rawDesc = "" +
 	"\x11RejectedExecution\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12!\n" +
 	"\fexecution_id\x18\x02 \x01(\tR\vexecutionId\x12K\n" +
-	"\x10field_violations\x18\x03 \x03(\v2 .cugar.metrics.v1.FieldViolationR\x0ffieldViolations\"\x8c\x02\n" +
+	"\x10field_violations\x18\x03 \x03(\v2 .cugar.metrics.v1.FieldViolationR\x0ffieldViolations\"\xa1\x02\n" +
 	"\x18RecordExecutionsResponse\x12%\n" +
 	"\x0eaccepted_count\x18\x01 \x01(\rR\racceptedCount\x12'\n" +
 	"\x0fduplicate_count\x18\x02 \x01(\rR\x0eduplicateCount\x12%\n" +
 	"\x0erejected_count\x18\x03 \x01(\rR\rrejectedCount\x128\n" +
-	"\aresults\x18\x04 \x03(\x0e2\x1e.cugar.metrics.v1.RecordResultR\aresults\x12?\n" +
-	"\brejected\x18\x05 \x03(\v2#.cugar.metrics.v1.RejectedExecutionR\brejected\"z\n" +
+	"\aresults\x18\x04 \x03(\x0e2\x1e.cugar.metrics.v1.RecordResultR\aresults\x12T\n" +
+	"\x13rejected_executions\x18\x05 \x03(\v2#.cugar.metrics.v1.RejectedExecutionR\x12rejectedExecutions\"z\n" +
 	"\x13GetDashboardRequest\x121\n" +
 	"\x06window\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06window\x12\x18\n" +
 	"\aprofile\x18\x02 \x01(\tR\aprofile\x12\x16\n" +
@@ -2418,7 +2418,7 @@ var file_cugar_metrics_v1_metrics_service_proto_depIdxs = []int32{
 	6,  // 13: cugar.metrics.v1.RecordExecutionsRequest.executions:type_name -> cugar.metrics.v1.Execution
 	13, // 14: cugar.metrics.v1.RejectedExecution.field_violations:type_name -> cugar.metrics.v1.FieldViolation
 	4,  // 15: cugar.metrics.v1.RecordExecutionsResponse.results:type_name -> cugar.metrics.v1.RecordResult
-	14, // 16: cugar.metrics.v1.RecordExecutionsResponse.rejected:type_name -> cugar.metrics.v1.RejectedExecution
+	14, // 16: cugar.metrics.v1.RecordExecutionsResponse.rejected_executions:type_name -> cugar.metrics.v1.RejectedExecution
 	29, // 17: cugar.metrics.v1.GetDashboardRequest.window:type_name -> google.protobuf.Duration
 	29, // 18: cugar.metrics.v1.GoldenSignals.latency_p50:type_name -> google.protobuf.Duration
 	29, // 19: cugar.metrics.v1.GoldenSignals.latency_p95:type_name -> google.protobuf.Duration

@@ -170,18 +170,18 @@ class RejectedExecution(_message.Message):
     def __init__(self, index: _Optional[int] = ..., execution_id: _Optional[str] = ..., field_violations: _Optional[_Iterable[_Union[FieldViolation, _Mapping]]] = ...) -> None: ...
 
 class RecordExecutionsResponse(_message.Message):
-    __slots__ = ("accepted_count", "duplicate_count", "rejected_count", "results", "rejected")
+    __slots__ = ("accepted_count", "duplicate_count", "rejected_count", "results", "rejected_executions")
     ACCEPTED_COUNT_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_COUNT_FIELD_NUMBER: _ClassVar[int]
     REJECTED_COUNT_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
-    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_EXECUTIONS_FIELD_NUMBER: _ClassVar[int]
     accepted_count: int
     duplicate_count: int
     rejected_count: int
     results: _containers.RepeatedScalarFieldContainer[RecordResult]
-    rejected: _containers.RepeatedCompositeFieldContainer[RejectedExecution]
-    def __init__(self, accepted_count: _Optional[int] = ..., duplicate_count: _Optional[int] = ..., rejected_count: _Optional[int] = ..., results: _Optional[_Iterable[_Union[RecordResult, str]]] = ..., rejected: _Optional[_Iterable[_Union[RejectedExecution, _Mapping]]] = ...) -> None: ...
+    rejected_executions: _containers.RepeatedCompositeFieldContainer[RejectedExecution]
+    def __init__(self, accepted_count: _Optional[int] = ..., duplicate_count: _Optional[int] = ..., rejected_count: _Optional[int] = ..., results: _Optional[_Iterable[_Union[RecordResult, str]]] = ..., rejected_executions: _Optional[_Iterable[_Union[RejectedExecution, _Mapping]]] = ...) -> None: ...
 
 class GetDashboardRequest(_message.Message):
     __slots__ = ("window", "profile", "domain")

@@ -8,10 +8,8 @@ import java.util.List;
 /**
  * What the server did with a batch: {@link MetricsClient#recordBatch}'s result.
  *
- * <p>It exists for readable names: in the generated Java class the fields {@code rejected_count}
- * and {@code rejected} of {@code RecordExecutionsResponse} collide ({@code getRejectedCount()}
- * would mean both), so protoc names their accessors {@code getRejectedCount3()} and {@code
- * getRejected5List()}. {@link #response()} is the message itself.
+ * <p>Short names for the counts and items of the response; {@link #response()} is the message
+ * itself.
  *
  * @param response the server's response
  */
@@ -28,7 +26,7 @@ public record BatchResult(RecordExecutionsResponse response) {
 
   /** How many items failed validation and were not recorded. */
   public int rejected() {
-    return response.getRejectedCount3();
+    return response.getRejectedCount();
   }
 
   /** The result of each item, in request order. */
@@ -38,6 +36,6 @@ public record BatchResult(RecordExecutionsResponse response) {
 
   /** The rejected items, in request order, with their index, id and field violations. */
   public List<RejectedExecution> rejections() {
-    return response.getRejected5List();
+    return response.getRejectedExecutionsList();
   }
 }
