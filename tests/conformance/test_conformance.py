@@ -8,14 +8,10 @@ is a failure, never a skip.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,73 +19,28 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar_metrics_client import Client
+from tests.serverproc import ServerProcess, launch
 
 pytestmark = pytest.mark.conformance
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVE = ROOT / ".venv" / "bin" / "cugar-metrics"
 LANGUAGES = ["python", "go", "typescript", "java"]
 #: Generous: the JVM and Node start slowly on a shared machine.
 SCENARIO_TIMEOUT = 300
 
 
-@dataclass(frozen=True)
-class Server:
-    grpc_port: int
-    metrics_port: int
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
     """A fresh `cugar-metrics serve` process on free ports; SIGTERM must drain it to exit 0."""
-    ready = tmp_path / "ready.json"
-    log = (tmp_path / "server.log").open("wb")
-    process = subprocess.Popen(
-        [
-            str(SERVE),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--grpc-port",
-            "0",
-            "--metrics-port",
-            "0",
-            "--ready-file",
-            str(ready),
-            "--replica",
-            "conformance",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    process = launch(tmp_path, name="conformance")
     try:
-        deadline = time.monotonic() + 30
-        while not (ready.exists() and ready.stat().st_size > 0):
-            if process.poll() is not None:
-                raise AssertionError(f"server exited with {process.returncode} before ready")
-            if time.monotonic() > deadline:
-                raise AssertionError("server did not write its ready file within 30 s")
-            time.sleep(0.05)
-        info = json.loads(ready.read_text())
-        assert info["pid"] == process.pid
-        yield Server(info["grpc_port"], info["metrics_port"])
+        yield process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        log.close()
-    assert process.returncode == 0, (tmp_path / "server.log").read_text()
+        code = process.stop()
+    assert code == 0, process.output()
 
 
-def nonzero_samples(server: Server, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+def nonzero_samples(server: ServerProcess, name: str) -> dict[tuple[tuple[str, str], ...], float]:
     """The samples of one sample name with a non-zero value, keyed by sorted labels."""
     url = f"http://127.0.0.1:{server.metrics_port}/metrics"
     with urllib.request.urlopen(url, timeout=10) as response:
@@ -107,7 +58,7 @@ def labels(**pairs: str) -> tuple[tuple[str, str], ...]:
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_client_conformance(language: str, server: Server) -> None:
+def test_client_conformance(language: str, server: ServerProcess) -> None:
     """The scenario passes in the client's own program, and the server saw exactly it."""
     wrapper = ROOT / "clients" / language / "conformance.sh"
     assert wrapper.is_file(), f"{wrapper.relative_to(ROOT)} is missing"

@@ -8,12 +8,10 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -22,11 +20,13 @@ import pytest
 from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar.metrics.v1 import metrics_service_pb2_grpc as pb_grpc
 from tests.conftest import pb_execution
+from tests.serverproc import CLI as CLI_PATH
+from tests.serverproc import ServerProcess, launch
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = str(Path(sys.executable).with_name("cugar-metrics"))
+CLI = str(CLI_PATH)
 SERVICE = "cugar.metrics.v1.MetricsService"
 
 
@@ -37,62 +37,13 @@ def tool(name: str) -> str:
     return path
 
 
-@dataclass
-class Process:
-    proc: subprocess.Popen[str]
-    grpc_port: int
-    metrics_port: int
-    log: Path
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-
-def launch(tmp_path: Path, *args: str) -> Process:
-    ready = tmp_path / "ready.json"
-    log = tmp_path / "server.log"
-    proc = subprocess.Popen(
-        [
-            CLI,
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--grpc-port",
-            "0",
-            "--metrics-port",
-            "0",
-            "--ready-file",
-            str(ready),
-            "--replica",
-            "e2e",
-            *args,
-        ],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + 20
-    while not ready.exists():
-        assert proc.poll() is None, f"server exited early: {log.read_text()}"
-        assert time.monotonic() < deadline, "server did not become ready in 20 s"
-        time.sleep(0.05)
-    ports = json.loads(ready.read_text())
-    return Process(proc, ports["grpc_port"], ports["metrics_port"], log)
-
-
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[Process]:
-    p = launch(tmp_path)
+def served(tmp_path: Path) -> Iterator[ServerProcess]:
+    p = launch(tmp_path, name="e2e")
     try:
         yield p
     finally:
-        if p.proc.poll() is None:
-            p.proc.send_signal(signal.SIGTERM)
-            p.proc.wait(timeout=30)
+        p.stop(timeout=30)
 
 
 def run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -102,13 +53,13 @@ def run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def test_startup_log_says_where_it_listens(served: Process) -> None:
+def test_startup_log_says_where_it_listens(served: ServerProcess) -> None:
     out = served.output()
     assert f"gRPC 127.0.0.1:{served.grpc_port} (reflection on)" in out
     assert f"metrics http://127.0.0.1:{served.metrics_port}/metrics" in out
 
 
-def test_grpcurl_lists_describes_and_invokes_through_reflection(served: Process) -> None:
+def test_grpcurl_lists_describes_and_invokes_through_reflection(served: ServerProcess) -> None:
     grpcurl = tool("grpcurl")
     listed = run(grpcurl, "-plaintext", served.target, "list").stdout.split()
     assert listed == [SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"]
@@ -174,19 +125,18 @@ def test_grpcurl_lists_describes_and_invokes_through_reflection(served: Process)
 
 
 def test_reflection_can_be_turned_off(tmp_path: Path) -> None:
-    p = launch(tmp_path, "--no-reflection")
+    p = launch(tmp_path, "--no-reflection", name="e2e")
     try:
         result = run(tool("grpcurl"), "-plaintext", p.target, "list", check=False)
         assert result.returncode != 0
         assert "does not support the reflection API" in result.stderr
     finally:
-        p.proc.send_signal(signal.SIGTERM)
-        assert p.proc.wait(timeout=30) == 0
+        assert p.stop(timeout=30) == 0
 
 
 def test_grpc_health_probe_sees_serving_then_not_serving_on_sigterm(tmp_path: Path) -> None:
     probe = tool("grpc_health_probe")
-    p = launch(tmp_path, "--shutdown-delay", "3s")
+    p = launch(tmp_path, "--shutdown-delay", "3s", name="e2e")
     for service in ("", SERVICE):
         result = run(probe, f"-addr={p.target}", f"-service={service}")
         assert "SERVING" in result.stdout + result.stderr
@@ -197,7 +147,7 @@ def test_grpc_health_probe_sees_serving_then_not_serving_on_sigterm(tmp_path: Pa
     assert p.proc.wait(timeout=30) == 0
 
 
-def test_promtool_accepts_the_exposition(served: Process) -> None:
+def test_promtool_accepts_the_exposition(served: ServerProcess) -> None:
     with grpc.insecure_channel(served.target) as channel:
         pb_grpc.MetricsServiceStub(channel).RecordExecution(
             pb.RecordExecutionRequest(execution=pb_execution("prom-1"))
@@ -212,7 +162,7 @@ def test_promtool_accepts_the_exposition(served: Process) -> None:
 
 
 def test_sigterm_during_load_loses_no_acknowledged_execution(tmp_path: Path) -> None:
-    p = launch(tmp_path, "--shutdown-grace", "5s")
+    p = launch(tmp_path, "--shutdown-grace", "5s", name="e2e")
     acked = [0] * 4
     stop = threading.Event()
 

@@ -30,10 +30,10 @@ from tests.monitoring.promstack import (
     free_port,
     shortened_rules,
     start_replica,
-    stop,
     wait_for,
 )
 from tests.monitoring.traffic import PHASE, Driver
+from tests.serverproc import stop_process
 
 if os.environ.get("CUGAR_MONITORING_TESTS") != "1":
     collect_ignore_glob = ["test_*.py"]
@@ -95,15 +95,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stack.idle_alerts_series = prom.query("ALERTS")
         yield stack
     finally:
-        stop(prom_proc)
-        codes = [stop(r.proc) for r in replicas]
+        stop_process(prom_proc)
+        codes = [r.stop() for r in replicas]
         assert codes == [0, 0], [r.log.read_text() for r in replicas]
 
 
 @pytest.fixture(scope="session")
 def traffic(stack: Stack) -> Iterator[Driver]:
     """Two phases of traffic (the first sets every counter's baseline), then scraped."""
-    driver = Driver([r.grpc_target for r in stack.replicas])
+    driver = Driver([r.target for r in stack.replicas])
     try:
         driver.send_phase(0, PHASE)
         driver.send_invalid(0, "a")

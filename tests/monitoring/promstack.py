@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import signal
 import socket
 import subprocess
 import time
@@ -24,9 +22,10 @@ from typing import Any
 
 import pytest
 
+from tests.serverproc import ServerProcess, launch
+
 ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = ROOT / "monitoring" / "prometheus" / "rules"
-CUGAR_METRICS = ROOT / ".venv" / "bin" / "cugar-metrics"
 PROMETHEUS = "/usr/bin/prometheus"
 SCRAPE = 1.0  # seconds, scrape and rule evaluation interval of the test Prometheus
 ALERT_FOR = "2s"
@@ -53,67 +52,8 @@ def wait_for(
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
-@dataclass
-class Replica:
-    proc: subprocess.Popen[bytes]
-    grpc_port: int
-    metrics_port: int
-    log: Path
-
-    @property
-    def grpc_target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    @property
-    def metrics_target(self) -> str:
-        return f"127.0.0.1:{self.metrics_port}"
-
-
-def start_replica(tmp: Path, name: str, env: dict[str, str] | None = None) -> Replica:
-    ready = tmp / f"{name}.ready.json"
-    log = tmp / f"{name}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                str(CUGAR_METRICS),
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--grpc-port",
-                "0",
-                "--metrics-port",
-                "0",
-                "--ready-file",
-                str(ready),
-                "--replica",
-                name,
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-        )
-
-    def is_ready() -> dict[str, int] | None:
-        if proc.poll() is not None:
-            pytest.fail(f"replica {name} exited with {proc.returncode}: {log.read_text()}")
-        try:
-            return json.loads(ready.read_text())  # type: ignore[no-any-return]
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
-
-    info = wait_for(f"replica {name} to write its ready file", is_ready, timeout=30)
-    return Replica(proc, int(info["grpc_port"]), int(info["metrics_port"]), log)
-
-
-def stop(proc: subprocess.Popen[bytes], timeout: float = 20) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
+def start_replica(tmp: Path, name: str, env: dict[str, str] | None = None) -> ServerProcess:
+    return launch(tmp, name=name, env=env)
 
 
 def shortened_rules(dest: Path) -> list[Path]:
@@ -192,7 +132,7 @@ def _parse_rfc3339(stamp: str) -> float:
 
 @dataclass
 class Stack:
-    replicas: list[Replica]
+    replicas: list[ServerProcess]
     prom: PromAPI
     prom_proc: subprocess.Popen[bytes]
     tmp: Path

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.monitoring.promstack import ROOT, stop, wait_for
+from tests.monitoring.promstack import ROOT, wait_for
+from tests.serverproc import stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -117,4 +118,4 @@ def test_start_command_serves_passes_its_healthcheck_and_exits_0_on_sigterm(tmp_
         )
         assert after.returncode != 0, "the health check must fail once the server is gone"
     finally:
-        stop(proc)
+        stop_process(proc)
