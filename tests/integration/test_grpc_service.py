@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -12,7 +13,9 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
+from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from cugar.metrics.v1 import metrics_service_pb2 as pb
 from tests.conftest import ServerHandle, dur, pb_execution
@@ -333,3 +336,19 @@ def test_http_landing_page_links_to_metrics_and_unknown_paths_are_404(server: Se
     assert caught.value.code == 404
     with urllib.request.urlopen(server.metrics_url, timeout=5) as r:
         assert r.headers["Content-Type"].startswith("text/plain")
+
+
+def test_metrics_endpoint_fails_loudly_when_a_collector_fails(server: ServerHandle) -> None:
+    """Predecessor defect 8: /metrics answered 200 with an error comment when it failed."""
+
+    class Broken(Collector):
+        def collect(self) -> Iterator[Metric]:
+            raise RuntimeError("snapshot unavailable")
+
+    server.running.registry.register(Broken())
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(server.metrics_url, timeout=5)
+    assert caught.value.code == 500
+    # The gRPC side is unaffected.
+    response = server.stub.RecordExecution(pb.RecordExecutionRequest(execution=pb_execution("z")))
+    assert response.result == pb.RECORD_RESULT_ACCEPTED
