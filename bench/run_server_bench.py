@@ -608,6 +608,30 @@ def memory_driver(s: Settings) -> dict[str, Any]:
     return {"total": s.driver_total, "reached": reached, "points": points}
 
 
+def unary_steady(s: Settings, server: Proc, workdir: Path) -> dict[str, Any]:
+    """RecordExecution against the server of section 2: its dedup index holds millions of ids
+    in sealed generations, as on a replica that has been busy for 10 minutes."""
+    _, text = scrape(server.info["metrics_port"])
+    entries = int(metric_value(text, "cugar_dedup_entries"))
+    level = 32 if 32 in s.levels else s.levels[-1]
+    r = ghz(
+        s,
+        server.target,
+        "RecordExecution",
+        workload.unary_json("steady"),
+        workdir,
+        concurrency=level,
+        seconds=s.unary_seconds,
+        server_pid=server.pid,
+    )
+    r["dedup_entries"] = entries
+    log(
+        f"unary after section 2 ({entries:,d} ids remembered) c={level}: {r['rps']:.0f} req/s  "
+        f"p99 {r['p99_ms']:.2f} ms  server {r.get('server_cpu_us_per_req')} us/req"
+    )
+    return r
+
+
 # --- section 3: dashboard and /metrics --------------------------------------------------------
 
 WINDOWS = {"unset": "{}", "1h": '{"window": "3600s"}', "1m": '{"window": "60s"}'}
@@ -803,6 +827,9 @@ def summarize(res: dict[str, Any]) -> dict[str, Any]:
         "noop_ratio_min": min(ratios),
         "noop_ratio_max": max(ratios),
         "noop_ratio_met": min(ratios) >= t["noop_ratio"],
+        "noop_cpu_ratio_min": min(r["cpu_real_vs_noop_aio"] for r in unary["ratios"]),
+        "noop_cpu_ratio_max": max(r["cpu_real_vs_noop_aio"] for r in unary["ratios"]),
+        "unary_per_core": max(r["rps_per_server_core"] or 0 for r in real),
         "batch_eps": batches["eps"],
         "batch_met": batches["eps"] >= t["batch_eps"],
         "dashboard_p99_worst_ms": worst_dash,
@@ -816,6 +843,25 @@ def summarize(res: dict[str, Any]) -> dict[str, Any]:
 
 def fmt_load(load: list[float] | tuple[float, ...]) -> str:
     return " / ".join(f"{x:.2f}" for x in load) + " (1/5/15 min)"
+
+
+def faster_model(ratios: list[dict[str, Any]]) -> str:
+    noop = [r["noop_threaded_vs_aio"] for r in ratios]
+    real = [r["real_threaded_vs_aio"] for r in ratios]
+
+    def say(values: list[float], what: str) -> str:
+        if all(v > 1.05 for v in values):
+            verdict = "the thread pool is faster at every level"
+        elif all(v < 0.95 for v in values):
+            verdict = "grpc.aio is faster at every level"
+        else:
+            verdict = "neither is faster at every level"
+        return (
+            f"{what}: {verdict} (thread pool / grpc.aio req/s {min(values):.0%} to "
+            f"{max(values):.0%}, mean {statistics.fmean(values):.0%})"
+        )
+
+    return f"{say(noop, 'do-nothing servicer')}; {say(real, 'real servicer')}"
 
 
 def contention_note(other_cores: float) -> str:
@@ -889,17 +935,28 @@ def markdown(res: dict[str, Any]) -> str:
             f"{r['real_threaded_vs_aio']:.0%} | {r['cpu_real_vs_noop_aio']:.0%} |"
         )
     ub = sm["unary_best"]
-    faster = (
-        "thread pool"
-        if all(r["noop_threaded_vs_aio"] > 1 for r in unary["ratios"])
-        else "grpc.aio"
-        if all(r["noop_threaded_vs_aio"] < 1 for r in unary["ratios"])
-        else "neither"
-    )
     ing = unary["real_server_ingest"]
+    steady = res.get("unary_steady")
+    if steady:
+        lines += [
+            "",
+            f"The same RecordExecution run (concurrency {steady['concurrency']}) against the "
+            f"server of section 2 after its batches, with {steady['dedup_entries']:,d} ids "
+            "remembered by the dedup index (the steady state of a busy replica; the runs above "
+            "start from an empty index):",
+            "",
+            "| server | concurrency | req/s | p50 ms | p95 ms | p99 ms | server CPU/req | "
+            "server cores | ghz cores | others |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            f"| `cugar-metrics serve`, dedup index full | {steady['concurrency']} | "
+            f"{steady['rps']:,.0f} | {steady['p50_ms']:.2f} | {steady['p95_ms']:.2f} | "
+            f"{steady['p99_ms']:.2f} | {steady.get('server_cpu_us_per_req')} us | "
+            f"{steady['server_cores']} | {steady['client_cores']} | {steady['other_cores']}"
+            f"{contention_note(steady['other_cores'])} |",
+        ]
     lines += [
         "",
-        f"Faster server model for the do-nothing servicer at every level: **{faster}**. "
+        f"Server model: {faster_model(unary['ratios'])}. "
         f"The real server counted {ing['accepted']:,d} accepted, {ing['duplicate']} duplicate, "
         f"{ing['rejected']} rejected for {unary['real_server_ok_responses']:,d} OK responses "
         "(every id unique).",
@@ -912,6 +969,11 @@ def markdown(res: dict[str, Any]) -> str:
         f"| real / do-nothing (grpc.aio) req/s | {sm['noop_ratio_min']:.0%} to "
         f"{sm['noop_ratio_max']:.0%} | >= {t['noop_ratio']:.0%} | "
         f"{verdict(sm['noop_ratio_met'])} |",
+        f"| real / do-nothing (grpc.aio) server CPU per request | "
+        f"{sm['noop_cpu_ratio_min']:.0%} to {sm['noop_cpu_ratio_max']:.0%} | "
+        f">= {t['noop_ratio']:.0%} | {verdict(sm['noop_cpu_ratio_min'] >= t['noop_ratio'])} |",
+        f"| requests per second of server CPU, `cugar-metrics serve` (one dedicated core) | "
+        f"{sm['unary_per_core']:,d} | | |",
         "",
         "## 2. Batched RecordExecutions",
         "",
@@ -952,7 +1014,7 @@ def markdown(res: dict[str, Any]) -> str:
     ]
     for key, title in (
         ("after_batches", "`cugar-metrics serve` of section 2"),
-        ("aged", f"server with {res['settings']['history'] / 60:g} min of history at the caps"),
+        ("aged", f"server with {res['settings']['history'] / 60:.0f} min of history at the caps"),
     ):
         d = dash[key]
         rows = d["rows"]
@@ -1058,7 +1120,7 @@ def markdown(res: dict[str, Any]) -> str:
         )
     aged = dash["aged"]
     lines += [
-        f"| RSS of the server with {aged['backfill']['history_s'] / 60:g} min of history at "
+        f"| RSS of the server with {aged['backfill']['history_s'] / 60:.0f} min of history at "
         f"the caps (section 3) | {sm['aged_rss_mib']} MiB | <= {t['rss_mib']:g} MiB | "
         f"{verdict(sm['aged_rss_mib'] <= t['rss_mib'])} |",
         "",
@@ -1177,6 +1239,7 @@ def main() -> None:
             res["unary"] = section_unary(s, workdir)
             res["batches"], batch_server = section_batches(s, workdir)
             try:
+                res["unary_steady"] = unary_steady(s, batch_server, workdir)
                 res["dashboard"] = section_dashboard(s, batch_server, workdir)
             finally:
                 res["batches"]["server_exit_code"] = batch_server.stop()
