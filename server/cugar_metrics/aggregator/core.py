@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from cugar_metrics.aggregator.dedup import DedupIndex, id_hash
+from cugar_metrics.aggregator.dedup import DedupIndex, DedupState, id_hash
 from cugar_metrics.aggregator.sketch import Distribution, FrozenDistribution
 from cugar_metrics.model import (
     CAPPED_LABELS,
@@ -110,6 +110,25 @@ class _Checkpoint:
 
 
 @dataclass(frozen=True)
+class SavedState:
+    """Everything the aggregator needs to continue after a restart (see aggregator.persist).
+
+    The window checkpoints are not part of it: after a restore, windows start at the restore.
+    """
+
+    #: When the state was taken; the snapshot's time.
+    saved_at: float
+    #: The original start of the aggregator (the "since start" window keeps it).
+    start_time: float
+    snapshot: Snapshot
+    #: label -> distinct values kept (the values, not only their number)
+    label_values: dict[str, frozenset[str]]
+    first_execution: float | None
+    first_by_profile: dict[str, float]
+    dedup: DedupState
+
+
+@dataclass(frozen=True)
 class WindowState:
     """What happened between `start` and `end`: `current` minus `base` (None: since start)."""
 
@@ -155,6 +174,9 @@ class Aggregator:
         self._profiles: dict[str, _ProfileSeries] = {}
         self._first_ever: float | None = None
         self._first_ever_by_profile: dict[str, float] = {}
+        #: When the state was restored from a saved one (None: never); windows start there.
+        self.restored_at: float | None = None
+        self._restored_index: int | None = None
 
     # --- writes -------------------------------------------------------------------------
 
@@ -284,6 +306,73 @@ class Aggregator:
         while self._checkpoints[0].index < index - _KEEP_CHECKPOINTS:
             self._checkpoints.popleft()
 
+    # --- save and restore ---------------------------------------------------------------
+
+    def export_state(self, now: float) -> SavedState:
+        """The state to save (cheap: frozen distributions are shared, ids copied once)."""
+        with self._lock:
+            return SavedState(
+                saved_at=now,
+                start_time=self.start_time,
+                snapshot=self._snapshot(now),
+                label_values={label: frozenset(v) for label, v in self._values.items()},
+                first_execution=self._first_ever,
+                first_by_profile=dict(self._first_ever_by_profile),
+                dedup=self._dedup.export(),
+            )
+
+    def restore(self, state: SavedState, now: float) -> None:
+        """Continues from a saved state: every counter, distribution, label value and
+        remembered id, and the original start time. Windows start at `now`."""
+        s = state.snapshot
+        with self._lock:
+            self.start_time = state.start_time
+            self._values = {
+                label: set(state.label_values.get(label, ())) for label in CAPPED_LABELS
+            }
+            self._executions = dict(s.executions)
+            self._profiles = {}
+            self._durations = {}
+            self._steps = {}
+            # In the saved order: sums over series then add up in the same order.
+            for profile in dict.fromkeys([p for p, _ in s.durations] + list(s.steps)):
+                series = _ProfileSeries(profile)
+                for outcome in ("success", "failure"):
+                    frozen = s.durations.get((profile, outcome))
+                    if frozen is not None:
+                        series.durations[outcome] = Distribution.thaw(EXECUTION_BUCKETS, frozen)
+                    self._durations[(profile, outcome)] = series.durations[outcome]
+                if profile in s.steps:
+                    series.steps = Distribution.thaw(STEP_BUCKETS, s.steps[profile], sketch=False)
+                self._steps[profile] = series.steps
+                self._profiles[profile] = series
+            self._tool_calls = dict(s.tool_calls)
+            self._tool_durations = {
+                k: Distribution.thaw(TOOL_BUCKETS, d) for k, d in s.tool_durations.items()
+            }
+            self._budget_spent = dict(s.budget_spent)
+            self._budget_util = {
+                k: Distribution.thaw(UTILIZATION_BUCKETS, d, sketch=False)
+                for k, d in s.budget_utilization.items()
+            }
+            self._budget_exceeded = dict(s.budget_exceeded)
+            self._approvals = {
+                k: Distribution.thaw(APPROVAL_BUCKETS, d) for k, d in s.approvals.items()
+            }
+            self._last_execution = dict(s.last_execution)
+            self._ingest = {r: s.ingest.get(r, 0) for r in INGEST_RESULTS}
+            self._rejections = {r: s.rejections.get(r, 0) for r in REJECTION_REASONS}
+            self._overflow = {label: s.overflow.get(label, 0) for label in CAPPED_LABELS}
+            self._tools = {}
+            self._first_ever = state.first_execution
+            self._first_ever_by_profile = dict(state.first_by_profile)
+            self._dedup.restore(state.dedup, now)
+            self.restored_at = now
+            self._restored_index = int(now // CHECKPOINT_SECONDS)
+            # Windows start afresh: the first checkpoint is the restored state.
+            self._checkpoints.clear()
+            self._advance(now)
+
     # --- reads --------------------------------------------------------------------------
 
     def snapshot(self, now: float) -> Snapshot:
@@ -317,8 +406,17 @@ class Aggregator:
                     first = cp.first_execution
                 for profile, t in cp.first_by_profile.items():
                     first_by_profile.setdefault(profile, t)
+            start: float = boundary * CHECKPOINT_SECONDS
+            if (
+                self.restored_at is not None
+                and self._restored_index is not None
+                and boundary <= self._restored_index
+            ):
+                # The window reaches back before a restore, whose window checkpoints were not
+                # saved: it starts at the restore (what happened since then is exact).
+                start = max(start, self.restored_at)
             return WindowState(
-                boundary * CHECKPOINT_SECONDS,
+                start,
                 now,
                 current,
                 later[0].snapshot,
@@ -348,4 +446,4 @@ class Aggregator:
         )
 
 
-__all__ = ["DECISIONS", "Aggregator", "Caps", "Snapshot", "WindowState"]
+__all__ = ["DECISIONS", "Aggregator", "Caps", "SavedState", "Snapshot", "WindowState"]

@@ -31,6 +31,19 @@ class _Sealed:
     newest: float
 
 
+@dataclass(frozen=True, slots=True)
+class DedupState:
+    """Everything a DedupIndex remembers, to save and restore it (see aggregator.persist)."""
+
+    #: The open generation's hashes, sorted.
+    open: npt.NDArray[np.uint64]
+    open_since: float | None
+    open_newest: float
+    #: Sealed generations, oldest first: (sorted hashes, time of the newest id).
+    sealed: tuple[tuple[npt.NDArray[np.uint64], float], ...]
+    evicted: int
+
+
 class DedupIndex:
     def __init__(self, horizon_seconds: float, max_entries: int) -> None:
         self.horizon = horizon_seconds
@@ -94,3 +107,29 @@ class DedupIndex:
             gone = self._sealed.popleft()
             self._sealed_entries -= len(gone.hashes)
             self.evicted += len(gone.hashes)
+
+    def export(self) -> DedupState:
+        """A copy of the remembered ids (sealed arrays are never modified, so shared)."""
+        open_ = np.fromiter(self._open, dtype=np.uint64, count=len(self._open))
+        open_.sort()
+        return DedupState(
+            open=open_,
+            open_since=self._open_since,
+            open_newest=self._open_newest,
+            sealed=tuple((g.hashes, g.newest) for g in self._sealed),
+            evicted=self.evicted,
+        )
+
+    def restore(self, state: DedupState, now: float) -> None:
+        """Replaces what is remembered by `state`; generations past the horizon are dropped,
+        and the entry cap of this index applies."""
+        self._open = {int(h) for h in state.open}
+        self._open_since = state.open_since if self._open else None
+        self._open_newest = state.open_newest
+        self._sealed = deque(
+            _Sealed(np.array(hashes, dtype=np.uint64), newest) for hashes, newest in state.sealed
+        )
+        self._sealed_entries = sum(len(g.hashes) for g in self._sealed)
+        self.evicted = state.evicted
+        self._rotate(now)
+        self._enforce_cap()

@@ -160,6 +160,22 @@ class Distribution:
             bins.extend([0] * (i - len(bins)))
             bins.append(1)
 
+    @classmethod
+    def thaw(
+        cls, bounds: Sequence[float], frozen: FrozenDistribution, *, sketch: bool = True
+    ) -> Distribution:
+        """A mutable distribution that continues from `frozen` (a restored state)."""
+        if len(frozen.buckets) != len(bounds) + 1:
+            raise ValueError(f"{len(frozen.buckets)} bucket counts for {len(bounds) + 1} buckets")
+        d = cls(bounds, sketch=sketch)
+        d.count = frozen.count
+        d.sum = frozen.sum
+        d.zero_count = frozen.zero_count
+        d._buckets = list(frozen.buckets)
+        d._offset = frozen.offset
+        d._bins = [int(n) for n in frozen.bins]
+        return d
+
     def freeze(self) -> FrozenDistribution:
         """An immutable copy; cached until the next observation, so idle series cost nothing."""
         if self._frozen is None:

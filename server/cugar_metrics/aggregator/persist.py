@@ -1,0 +1,353 @@
+"""The aggregator's saved state as bytes, and back. Pure: no file I/O (see statefile.py).
+
+Layout of a state file (format version 1)::
+
+    b"cugar-metrics state\\n"          20 bytes, the magic
+    version, header length            little-endian uint32, uint64
+    header                            UTF-8 JSON: every counter and distribution, the label
+                                      values, first/last times, the bucket layouts, and where
+                                      each dedup generation lies in the payload
+    payload                           the dedup generations: sorted little-endian uint64 hashes
+    SHA-256                           32 bytes, of everything before it
+
+Nothing is unpickled: the header is JSON and the payload plain integers. A file is refused
+(`StateFormatError`) when its magic, checksum or version is wrong, when its bucket layouts or
+sketch mapping differ from this build's, or when any value is out of shape (a count that does
+not add up, a negative count, an unsorted generation). Window checkpoints are not saved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import struct
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from cugar_metrics.aggregator.core import (
+    APPROVAL_BUCKETS,
+    CHECKPOINT_SECONDS,
+    EXECUTION_BUCKETS,
+    STEP_BUCKETS,
+    TOOL_BUCKETS,
+    UTILIZATION_BUCKETS,
+    SavedState,
+    Snapshot,
+)
+from cugar_metrics.aggregator.dedup import DedupState
+from cugar_metrics.aggregator.sketch import RELATIVE_ACCURACY, FrozenDistribution
+from cugar_metrics.model import (
+    CAPPED_LABELS,
+    DECISIONS,
+    INGEST_RESULTS,
+    OUTCOMES,
+    REJECTION_REASONS,
+    TOOL_STATUSES,
+)
+
+MAGIC = b"cugar-metrics state\n"
+FORMAT_VERSION = 1
+_PREFIX = struct.Struct("<IQ")
+_DIGEST = 32
+
+#: What a state must agree on with this build to be restored.
+LAYOUT: dict[str, Any] = {
+    "execution_buckets": list(EXECUTION_BUCKETS),
+    "tool_buckets": list(TOOL_BUCKETS),
+    "approval_buckets": list(APPROVAL_BUCKETS),
+    "step_buckets": list(STEP_BUCKETS),
+    "utilization_buckets": list(UTILIZATION_BUCKETS),
+    "sketch": {"mapping": "logarithmic", "relative_accuracy": RELATIVE_ACCURACY},
+    "checkpoint_seconds": CHECKPOINT_SECONDS,
+}
+
+T = TypeVar("T")
+
+
+class StateFormatError(ValueError):
+    """The bytes are not a state this build can restore; the message says why."""
+
+
+# --- encode ---------------------------------------------------------------------------------
+
+
+def _dist(d: FrozenDistribution) -> dict[str, Any]:
+    return {
+        "count": d.count,
+        "sum": d.sum,
+        "buckets": list(d.buckets),
+        "zero_count": d.zero_count,
+        "offset": d.offset,
+        "bins": [int(n) for n in d.bins],
+    }
+
+
+def encode(state: SavedState) -> bytes:
+    """The state as bytes (see the module docstring for the layout)."""
+    s = state.snapshot
+    payload: list[bytes] = []
+    position = 0
+
+    def put(hashes: npt.NDArray[np.uint64]) -> dict[str, int]:
+        nonlocal position
+        data = hashes.astype("<u8", copy=False).tobytes()
+        payload.append(data)
+        where = {"offset": position, "count": len(hashes)}
+        position += len(data)
+        return where
+
+    dedup = state.dedup
+    header = {
+        "format": "cugar-metrics state",
+        "version": FORMAT_VERSION,
+        "layout": LAYOUT,
+        "saved_at": state.saved_at,
+        "start_time": state.start_time,
+        "executions": [[*k, n] for k, n in s.executions.items()],
+        "durations": [[*k, _dist(d)] for k, d in s.durations.items()],
+        "steps": [[k, _dist(d)] for k, d in s.steps.items()],
+        "tool_calls": [[*k, n] for k, n in s.tool_calls.items()],
+        "tool_durations": [[*k, _dist(d)] for k, d in s.tool_durations.items()],
+        "budget_spent": dict(s.budget_spent),
+        "budget_utilization": [[k, _dist(d)] for k, d in s.budget_utilization.items()],
+        "budget_exceeded": dict(s.budget_exceeded),
+        "approvals": [[*k, _dist(d)] for k, d in s.approvals.items()],
+        "last_execution": dict(s.last_execution),
+        "ingest": dict(s.ingest),
+        "rejections": dict(s.rejections),
+        "overflow": dict(s.overflow),
+        "label_values": {k: sorted(v) for k, v in sorted(state.label_values.items())},
+        "first_execution": state.first_execution,
+        "first_by_profile": dict(state.first_by_profile),
+        "dedup": {
+            "open": put(dedup.open),
+            "open_since": dedup.open_since,
+            "open_newest": dedup.open_newest,
+            "sealed": [{**put(h), "newest": newest} for h, newest in dedup.sealed],
+            "evicted": dedup.evicted,
+        },
+        "payload_bytes": position,
+    }
+    head = json.dumps(header, separators=(",", ":")).encode()
+    body = b"".join([MAGIC, _PREFIX.pack(FORMAT_VERSION, len(head)), head, *payload])
+    return body + hashlib.sha256(body).digest()
+
+
+# --- decode ---------------------------------------------------------------------------------
+
+
+def _int(v: object, what: str) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise StateFormatError(f"{what}: {v!r} is not a non-negative integer")
+    return v
+
+
+def _float(v: object, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise StateFormatError(f"{what}: {v!r} is not a finite number")
+    return float(v)
+
+
+def _opt_float(v: object, what: str) -> float | None:
+    return None if v is None else _float(v, what)
+
+
+def _str(v: object, what: str) -> str:
+    if not isinstance(v, str):
+        raise StateFormatError(f"{what}: {v!r} is not a string")
+    return v
+
+
+def _list(v: object, what: str) -> list[Any]:
+    if not isinstance(v, list):
+        raise StateFormatError(f"{what}: not a list")
+    return v
+
+
+def _map(v: object, what: str, value: Callable[[object, str], T]) -> dict[str, T]:
+    if not isinstance(v, dict):
+        raise StateFormatError(f"{what}: not an object")
+    return {_str(k, what): value(x, f"{what}[{k}]") for k, x in v.items()}
+
+
+def _fixed(v: object, what: str, keys: Sequence[str]) -> dict[str, int]:
+    counts = _map(v, what, _int)
+    if set(counts) != set(keys):
+        raise StateFormatError(f"{what}: keys {sorted(counts)}, expected {sorted(keys)}")
+    return {k: counts[k] for k in keys}
+
+
+def _frozen(v: object, what: str, bounds: Sequence[float], sketch: bool) -> FrozenDistribution:
+    if not isinstance(v, dict):
+        raise StateFormatError(f"{what}: not an object")
+    count = _int(v.get("count"), f"{what}.count")
+    buckets = tuple(_int(n, f"{what}.buckets") for n in _list(v.get("buckets"), what))
+    zero = _int(v.get("zero_count"), f"{what}.zero_count")
+    offset = v.get("offset")
+    if not isinstance(offset, int) or isinstance(offset, bool):
+        raise StateFormatError(f"{what}.offset: {offset!r} is not an integer")
+    bins = [_int(n, f"{what}.bins") for n in _list(v.get("bins"), what)]
+    if len(buckets) != len(bounds) + 1:
+        raise StateFormatError(f"{what}: {len(buckets)} buckets, expected {len(bounds) + 1}")
+    if sum(buckets) != count:
+        raise StateFormatError(f"{what}: bucket counts add up to {sum(buckets)}, not {count}")
+    if sketch and zero + sum(bins) != count:
+        raise StateFormatError(f"{what}: sketch counts add up to {zero + sum(bins)}, not {count}")
+    if not sketch and (zero or bins):
+        raise StateFormatError(f"{what}: a distribution without a sketch has sketch counts")
+    return FrozenDistribution(
+        count=count,
+        sum=_float(v.get("sum"), f"{what}.sum"),
+        buckets=buckets,
+        zero_count=zero,
+        offset=offset,
+        bins=np.array(bins, dtype=np.int64) if bins else np.zeros(0, dtype=np.int64),
+    )
+
+
+def _keyed(v: object, what: str, arity: int) -> list[tuple[tuple[str, ...], Any]]:
+    out = []
+    for row in _list(v, what):
+        if not isinstance(row, list) or len(row) != arity + 1:
+            raise StateFormatError(f"{what}: a row is not {arity} names and a value")
+        out.append((tuple(_str(x, what) for x in row[:arity]), row[arity]))
+    return out
+
+
+def _hashes(payload: bytes, where: object, what: str) -> npt.NDArray[np.uint64]:
+    if not isinstance(where, dict):
+        raise StateFormatError(f"{what}: not an object")
+    offset, count = _int(where.get("offset"), what), _int(where.get("count"), what)
+    if offset + 8 * count > len(payload):
+        raise StateFormatError(f"{what}: past the end of the payload")
+    arr = np.frombuffer(payload, dtype="<u8", count=count, offset=offset).astype(np.uint64)
+    if count > 1 and not bool(np.all(arr[1:] > arr[:-1])):
+        raise StateFormatError(f"{what}: hashes not sorted and distinct")
+    return arr
+
+
+def decode(data: bytes) -> SavedState:
+    """The state in `data`; raises StateFormatError if it cannot be restored as it is."""
+    if not data.startswith(MAGIC):
+        raise StateFormatError("not a cugar-metrics state file (wrong magic bytes)")
+    if len(data) < len(MAGIC) + _PREFIX.size + _DIGEST:
+        raise StateFormatError(f"truncated: {len(data)} bytes")
+    version, head_len = _PREFIX.unpack_from(data, len(MAGIC))
+    if version != FORMAT_VERSION:
+        raise StateFormatError(
+            f"format version {version}; this build reads version {FORMAT_VERSION}"
+        )
+    body, digest = data[:-_DIGEST], data[-_DIGEST:]
+    if hashlib.sha256(body).digest() != digest:
+        raise StateFormatError("checksum mismatch (the file is truncated or damaged)")
+    start = len(MAGIC) + _PREFIX.size
+    if start + head_len > len(body):
+        raise StateFormatError("header length past the end of the file")
+    try:
+        h = json.loads(body[start : start + head_len])
+    except ValueError as e:
+        raise StateFormatError(f"header is not JSON: {e}") from None
+    payload = body[start + head_len :]
+    if not isinstance(h, dict) or h.get("format") != "cugar-metrics state":
+        raise StateFormatError("header is not a cugar-metrics state")
+    if h.get("layout") != LAYOUT:
+        raise StateFormatError(
+            "bucket layout or sketch mapping differs from this build's: "
+            f"saved {json.dumps(h.get('layout'))}, this build {json.dumps(LAYOUT)}"
+        )
+    if _int(h.get("payload_bytes"), "payload_bytes") != len(payload):
+        raise StateFormatError(f"payload is {len(payload)} bytes, header says otherwise")
+
+    def dists(
+        key: str, arity: int, bounds: Sequence[float], sketch: bool = True
+    ) -> dict[tuple[str, ...], FrozenDistribution]:
+        return {
+            k: _frozen(d, f"{key}{list(k)}", bounds, sketch)
+            for k, d in _keyed(h.get(key), key, arity)
+        }
+
+    def counts(key: str, arity: int) -> dict[tuple[str, ...], int]:
+        return {k: _int(n, f"{key}{list(k)}") for k, n in _keyed(h.get(key), key, arity)}
+
+    def by_name(m: Mapping[tuple[str, ...], T]) -> dict[str, T]:
+        return {k[0]: v for k, v in m.items()}
+
+    label_values = {
+        k: frozenset(_str(x, "label_values") for x in _list(v, "label_values"))
+        for k, v in _map(h.get("label_values"), "label_values", _list).items()
+    }
+    if set(label_values) != set(CAPPED_LABELS):
+        raise StateFormatError(f"label_values: labels {sorted(label_values)}")
+    d = h.get("dedup")
+    if not isinstance(d, dict):
+        raise StateFormatError("dedup: not an object")
+    sealed = []
+    for i, g in enumerate(_list(d.get("sealed"), "dedup.sealed")):
+        if not isinstance(g, dict):
+            raise StateFormatError("dedup.sealed: not an object")
+        sealed.append(
+            (_hashes(payload, g, f"dedup.sealed[{i}]"), _float(g.get("newest"), "dedup.sealed"))
+        )
+    dedup = DedupState(
+        open=_hashes(payload, d.get("open"), "dedup.open"),
+        open_since=_opt_float(d.get("open_since"), "dedup.open_since"),
+        open_newest=_float(d.get("open_newest"), "dedup.open_newest"),
+        sealed=tuple(sealed),
+        evicted=_int(d.get("evicted"), "dedup.evicted"),
+    )
+    executions = counts("executions", 3)
+    durations = dists("durations", 2, EXECUTION_BUCKETS)
+    saved_at = _float(h.get("saved_at"), "saved_at")
+    snapshot = Snapshot(
+        time=saved_at,
+        executions={(k[0], k[1], k[2]): n for k, n in executions.items()},
+        durations={(k[0], k[1]): v for k, v in durations.items()},
+        steps=by_name(dists("steps", 1, STEP_BUCKETS, sketch=False)),
+        tool_calls={(k[0], k[1], k[2]): n for k, n in counts("tool_calls", 3).items()},
+        tool_durations={
+            (k[0], k[1]): v for k, v in dists("tool_durations", 2, TOOL_BUCKETS).items()
+        },
+        budget_spent=_map(h.get("budget_spent"), "budget_spent", _float),
+        budget_utilization=by_name(
+            dists("budget_utilization", 1, UTILIZATION_BUCKETS, sketch=False)
+        ),
+        budget_exceeded=_map(h.get("budget_exceeded"), "budget_exceeded", _int),
+        approvals={(k[0], k[1]): v for k, v in dists("approvals", 2, APPROVAL_BUCKETS).items()},
+        last_execution=_map(h.get("last_execution"), "last_execution", _float),
+        ingest=_fixed(h.get("ingest"), "ingest", INGEST_RESULTS),
+        rejections=_fixed(h.get("rejections"), "rejections", REJECTION_REASONS),
+        overflow=_fixed(h.get("overflow"), "overflow", CAPPED_LABELS),
+        label_values={k: len(v) for k, v in label_values.items()},
+        dedup_entries=len(dedup.open) + sum(len(g) for g, _ in dedup.sealed),
+        dedup_evicted=dedup.evicted,
+    )
+    for what, values, allowed in (
+        ("executions", {k[1] for k in snapshot.executions}, OUTCOMES),
+        ("durations", {k[1] for k in snapshot.durations}, OUTCOMES),
+        ("tool_calls", {k[2] for k in snapshot.tool_calls}, TOOL_STATUSES),
+        ("approvals", {k[1] for k in snapshot.approvals}, DECISIONS),
+    ):
+        unknown = values - set(allowed)
+        if unknown:
+            raise StateFormatError(f"{what}: unknown values {sorted(unknown)}")
+    return SavedState(
+        saved_at=saved_at,
+        start_time=_float(h.get("start_time"), "start_time"),
+        snapshot=snapshot,
+        label_values=label_values,
+        first_execution=_opt_float(h.get("first_execution"), "first_execution"),
+        first_by_profile=_map(h.get("first_by_profile"), "first_by_profile", _float),
+        dedup=dedup,
+    )
+
+
+def executions_total(state: SavedState) -> int:
+    """Executions recorded in a state (for logs)."""
+    return sum(state.snapshot.executions.values())
+
+
+__all__ = ["FORMAT_VERSION", "LAYOUT", "MAGIC", "StateFormatError", "decode", "encode"]
