@@ -71,6 +71,32 @@ _SERVE_OPTIONS = [
         None,
     ),
     ("--log-level", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", "INFO"),
+    (
+        "--tls-cert",
+        "TLS_CERT",
+        "PEM certificate chain: serve the gRPC port over TLS (reloaded when the file changes)",
+        None,
+    ),
+    ("--tls-key", "TLS_KEY", "PEM private key of --tls-cert", None),
+    (
+        "--tls-client-ca",
+        "TLS_CLIENT_CA",
+        "PEM CA certificates: require gRPC clients to present a certificate they signed (mTLS)",
+        None,
+    ),
+    (
+        "--metrics-tls-cert",
+        "METRICS_TLS_CERT",
+        "PEM certificate chain: serve the metrics port over HTTPS (reloaded when it changes)",
+        None,
+    ),
+    ("--metrics-tls-key", "METRICS_TLS_KEY", "PEM private key of --metrics-tls-cert", None),
+    (
+        "--metrics-basic-auth-file",
+        "METRICS_BASIC_AUTH_FILE",
+        "file of user:sha256hex lines: the metrics port requires HTTP basic auth",
+        None,
+    ),
 ]
 
 
@@ -161,6 +187,12 @@ def config_from_args(a: argparse.Namespace) -> Config:
         ),
         ready_file=a.ready_file,
         log_level=a.log_level.upper(),
+        tls_cert=a.tls_cert or None,
+        tls_key=a.tls_key or None,
+        tls_client_ca=a.tls_client_ca or None,
+        metrics_tls_cert=a.metrics_tls_cert or None,
+        metrics_tls_key=a.metrics_tls_key or None,
+        metrics_basic_auth_file=a.metrics_basic_auth_file or None,
         **kwargs,
     )
 

@@ -46,6 +46,13 @@ class Config:
     replica: str = field(default_factory=socket.gethostname)
     ready_file: str | None = None
     log_level: str = "INFO"
+    # TLS (off unless a certificate is given); see cugar_metrics.tls.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None  # set: clients must present a certificate it signed
+    metrics_tls_cert: str | None = None
+    metrics_tls_key: str | None = None
+    metrics_basic_auth_file: str | None = None
 
     def __post_init__(self) -> None:
         for flag, port in (("--grpc-port", self.grpc_port), ("--metrics-port", self.metrics_port)):
@@ -77,6 +84,21 @@ class Config:
                 raise ConfigError(f"--max-{name.replace('_', '-')}s: must be between 1 and 100000")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError("--log-level: one of DEBUG, INFO, WARNING, ERROR")
+        tls_options = {
+            "tls_cert": self.tls_cert,
+            "tls_key": self.tls_key,
+            "tls_client_ca": self.tls_client_ca,
+            "metrics_tls_cert": self.metrics_tls_cert,
+            "metrics_tls_key": self.metrics_tls_key,
+            "metrics_basic_auth_file": self.metrics_basic_auth_file,
+        }
+        if any(v is not None for v in tls_options.values()):
+            from cugar_metrics.tls import TlsError, check_options
+
+            try:
+                check_options(**tls_options)
+            except TlsError as e:
+                raise ConfigError(str(e)) from None
 
     @property
     def effective_metrics_host(self) -> str:

@@ -27,8 +27,10 @@ from cugar_metrics import __version__
 from cugar_metrics.aggregator import Aggregator
 from cugar_metrics.config import Config
 from cugar_metrics.exposition import AggregatorCollector
+from cugar_metrics.http_auth import BasicAuthUsers, require_basic_auth
 from cugar_metrics.interceptors import MetricsInterceptor, RpcMetrics
 from cugar_metrics.service import MAX_BATCH, MetricsService
+from cugar_metrics.tls import grpc_server_credentials, metrics_server_class
 from cugar_metrics.validation import Limits
 
 log = logging.getLogger("cugar_metrics")
@@ -130,7 +132,13 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
 
     address = f"{config.host}:{config.grpc_port}"
     try:
-        grpc_port = server.add_insecure_port(address)
+        if config.tls_cert and config.tls_key:
+            grpc_port = server.add_secure_port(
+                address,
+                grpc_server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca),
+            )
+        else:
+            grpc_port = server.add_insecure_port(address)
     except RuntimeError as e:
         raise PortInUseError(
             f"cannot listen for gRPC on {address}: the port is in use or the "
@@ -142,7 +150,7 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
             metrics_host,
             config.metrics_port,
             lambda e, s: [],
-            ThreadingWSGIServer,
+            metrics_server_class(config.metrics_tls_cert, config.metrics_tls_key),
             handler_class=_QuietHandler,
         )
     except OSError as e:
@@ -151,17 +159,18 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
             f" {e.strerror} (choose another with --metrics-port)"
         ) from e
     metrics_port = http.server_port
-    http.set_app(
-        _http_app(
-            make_wsgi_app(registry),
-            _LANDING.format(
-                version=__version__,
-                replica=config.replica,
-                service=SERVICE_NAME,
-                grpc_port=grpc_port,
-            ).encode(),
-        )
+    app = _http_app(
+        make_wsgi_app(registry),
+        _LANDING.format(
+            version=__version__,
+            replica=config.replica,
+            service=SERVICE_NAME,
+            grpc_port=grpc_port,
+        ).encode(),
     )
+    if config.metrics_basic_auth_file:
+        app = require_basic_auth(app, BasicAuthUsers(config.metrics_basic_auth_file))
+    http.set_app(app)
     http_thread = threading.Thread(
         target=http.serve_forever, kwargs={"poll_interval": 0.1}, name="metrics-http", daemon=True
     )

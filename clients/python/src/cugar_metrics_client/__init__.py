@@ -33,6 +33,7 @@ from ._model import (
     new_execution_id,
 )
 from ._run import AsyncRun, Run, RunState, current_run, error_type_of
+from ._tls import TlsConfig
 
 __version__ = "0.1.0"
 
@@ -60,6 +61,7 @@ __all__ = [
     "RejectedItem",
     "Run",
     "RunState",
+    "TlsConfig",
     "ToolCall",
     "ToolStatus",
     "__version__",

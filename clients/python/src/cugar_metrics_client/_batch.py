@@ -20,6 +20,7 @@ from cugar.metrics.v1 import metrics_service_pb2 as pb
 from ._client import MAX_BATCH, Client
 from ._model import Execution, ExecutionLike, RecordResult
 from ._run import Run, track_sync
+from ._tls import TlsConfig
 
 logger = logging.getLogger("cugar_metrics_client")
 
@@ -75,7 +76,8 @@ class BatchRecorder:
     at most once per ``flush_interval``.
 
     ``close()`` (or leaving the ``with`` block, or interpreter exit) sends what is buffered.
-    ``target`` is a ``host:port`` (the recorder then owns its channel) or a ``Client``.
+    ``target`` is a ``host:port`` (the recorder then owns its channel, made with ``tls`` or
+    ``credentials`` if given) or a ``Client``.
     """
 
     def __init__(
@@ -87,6 +89,8 @@ class BatchRecorder:
         max_buffer: int = 10_000,
         max_in_flight: int = 2,
         timeout: float = 5.0,
+        tls: TlsConfig | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         if not 1 <= max_batch <= MAX_BATCH:
             raise ValueError(f"max_batch must be 1..{MAX_BATCH}, got {max_batch}")
@@ -97,9 +101,12 @@ class BatchRecorder:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
         if isinstance(target, Client):
+            if tls is not None or credentials is not None:
+                raise ValueError("tls and credentials apply to a target, not to a Client")
             self._client, self._owns_client = target, False
         else:
-            self._client, self._owns_client = Client(target, timeout=timeout), True
+            client = Client(target, timeout=timeout, tls=tls, credentials=credentials)
+            self._client, self._owns_client = client, True
         self._call: Any = self._client.stub.RecordExecutions
         self._timeout = timeout
         self._max_batch = max_batch

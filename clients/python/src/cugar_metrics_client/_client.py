@@ -27,6 +27,7 @@ from ._model import (
     to_proto,
 )
 from ._run import AsyncRun, Run, track_async, track_sync
+from ._tls import TlsConfig
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -104,6 +105,19 @@ def _options(
     return channel_options(max_attempts=max_attempts, extra=dict(options or {}))
 
 
+def _with_tls(
+    credentials: grpc.ChannelCredentials | None,
+    tls: TlsConfig | None,
+    options: Mapping[str, int | str] | None,
+) -> tuple[grpc.ChannelCredentials | None, Mapping[str, int | str] | None]:
+    """Folds ``tls`` into credentials and channel options (the caller's options win)."""
+    if tls is None:
+        return credentials, options
+    if credentials is not None:
+        raise ValueError("give credentials or tls, not both")
+    return tls.channel_credentials(), {**tls.channel_options(), **(options or {})}
+
+
 class Client:
     """A blocking client.
 
@@ -112,6 +126,9 @@ class Client:
     exponential backoff while the server answers UNAVAILABLE, within that deadline. Failed
     calls raise ``CugarMetricsError``; invalid input raises ``InvalidExecutionError`` (or
     ``InvalidRequestError`` for GetDashboard) with the field violations.
+
+    The channel is plaintext unless ``tls=TlsConfig(...)`` (TLS, and mutual TLS with a
+    client certificate) or ``credentials`` (any ``grpc.ChannelCredentials``) is given.
 
     Use it as a context manager, or call ``close()``.
     """
@@ -124,9 +141,11 @@ class Client:
         credentials: grpc.ChannelCredentials | None = None,
         options: Mapping[str, int | str] | None = None,
         max_attempts: int = MAX_ATTEMPTS,
+        tls: TlsConfig | None = None,
     ) -> None:
         self.target = target
         self.timeout = timeout
+        credentials, options = _with_tls(credentials, tls, options)
         channel_opts = _options(max_attempts, options)
         if credentials is None:
             self._channel: grpc.Channel = grpc.insecure_channel(target, options=channel_opts)
@@ -235,9 +254,11 @@ class AsyncClient:
         credentials: grpc.ChannelCredentials | None = None,
         options: Mapping[str, int | str] | None = None,
         max_attempts: int = MAX_ATTEMPTS,
+        tls: TlsConfig | None = None,
     ) -> None:
         self.target = target
         self.timeout = timeout
+        credentials, options = _with_tls(credentials, tls, options)
         channel_opts = _options(max_attempts, options)
         if credentials is None:
             self._channel: grpc.aio.Channel = grpc.aio.insecure_channel(
