@@ -72,6 +72,19 @@ _SERVE_OPTIONS = [
     ),
     ("--log-level", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", "INFO"),
     (
+        "--state-file",
+        "STATE_FILE",
+        "save counters, distributions and remembered ids to this file at every checkpoint and on "
+        "drain, and restore them at start-up (off unless given)",
+        None,
+    ),
+    (
+        "--checkpoint-interval",
+        "CHECKPOINT_INTERVAL",
+        "how often the state file is written; a hard kill loses at most this much",
+        "30s",
+    ),
+    (
         "--tls-cert",
         "TLS_CERT",
         "PEM certificate chain: serve the gRPC port over TLS (reloaded when the file changes)",
@@ -187,6 +200,8 @@ def config_from_args(a: argparse.Namespace) -> Config:
         ),
         ready_file=a.ready_file,
         log_level=a.log_level.upper(),
+        state_file=a.state_file or None,
+        checkpoint_interval=parse_duration(a.checkpoint_interval, "--checkpoint-interval"),
         tls_cert=a.tls_cert or None,
         tls_key=a.tls_key or None,
         tls_client_ca=a.tls_client_ca or None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cugar_metrics.aggregator import Caps
 
@@ -45,6 +46,9 @@ class Config:
     caps: Caps = field(default_factory=Caps)
     replica: str = field(default_factory=socket.gethostname)
     ready_file: str | None = None
+    # Persistence (off unless a state file is given); see cugar_metrics.statefile.
+    state_file: str | None = None
+    checkpoint_interval: float = 30.0
     log_level: str = "INFO"
     # TLS (off unless a certificate is given); see cugar_metrics.tls.
     tls_cert: str | None = None
@@ -84,6 +88,7 @@ class Config:
                 raise ConfigError(f"--max-{name.replace('_', '-')}s: must be between 1 and 100000")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError("--log-level: one of DEBUG, INFO, WARNING, ERROR")
+        self._check_state_file()
         tls_options = {
             "tls_cert": self.tls_cert,
             "tls_key": self.tls_key,
@@ -99,6 +104,19 @@ class Config:
                 check_options(**tls_options)
             except TlsError as e:
                 raise ConfigError(str(e)) from None
+
+    def _check_state_file(self) -> None:
+        if not 1 <= self.checkpoint_interval <= 3600:
+            raise ConfigError("--checkpoint-interval: must be between 1s and 1h")
+        if self.state_file is None:
+            return
+        path = Path(self.state_file)
+        if not self.state_file.strip() or path.is_dir():
+            raise ConfigError("--state-file: give the path of a file (not a directory)")
+        if not path.parent.is_dir():
+            raise ConfigError(
+                f"--state-file: directory {str(path.parent)!r} does not exist; create it first"
+            )
 
     @property
     def effective_metrics_host(self) -> str:

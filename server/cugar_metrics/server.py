@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -30,6 +31,7 @@ from cugar_metrics.exposition import AggregatorCollector
 from cugar_metrics.http_auth import BasicAuthUsers, require_basic_auth
 from cugar_metrics.interceptors import MetricsInterceptor, RpcMetrics
 from cugar_metrics.service import MAX_BATCH, MetricsService
+from cugar_metrics.statefile import CheckpointCollector, Checkpointer, restore
 from cugar_metrics.tls import grpc_server_credentials, metrics_server_class
 from cugar_metrics.validation import Limits
 
@@ -82,6 +84,7 @@ class RunningServer:
     health: health.aio.HealthServicer
     _http: ThreadingWSGIServer
     _http_thread: threading.Thread
+    checkpointer: Checkpointer | None = None
 
     async def stop(self, grace: float | None = None, delay: float | None = None) -> None:
         """Drain: NOT_SERVING; keep serving for `delay`; then refuse new RPCs and let the
@@ -89,6 +92,8 @@ class RunningServer:
         await self.health.enter_graceful_shutdown()
         await asyncio.sleep(self.config.shutdown_delay if delay is None else delay)
         await self.grpc_server.stop(self.config.shutdown_grace if grace is None else grace)
+        if self.checkpointer is not None:
+            await self.checkpointer.close()  # the in-flight RPCs have finished
         self._http.shutdown()
         self._http.server_close()
         self._http_thread.join(timeout=5)
@@ -108,6 +113,14 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
         SERVICE_NAME, list(pb.DESCRIPTOR.services_by_name["MetricsService"].methods_by_name)
     )
     registry.register(AggregatorCollector(aggregator.snapshot, clock))
+    checkpointer = None
+    if config.state_file:
+        path = Path(config.state_file)
+        restored = restore(aggregator, path, clock())  # before the server reports SERVING
+        checkpointer = Checkpointer(
+            aggregator, path, config.checkpoint_interval, clock, restored=restored
+        )
+        registry.register(CheckpointCollector(checkpointer))
 
     server = grpc.aio.server(
         interceptors=[MetricsInterceptor(rpc_metrics)],
@@ -177,6 +190,8 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
     http_thread.start()
 
     await server.start()
+    if checkpointer is not None:
+        checkpointer.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return RunningServer(
@@ -189,6 +204,7 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
         health_servicer,
         http,
         http_thread,
+        checkpointer=checkpointer,
     )
 
 

@@ -1,0 +1,240 @@
+"""The state file: restore at start-up, checkpoint at an interval and on drain.
+
+File I/O only; the bytes come from `aggregator.persist`. A checkpoint is written to
+`<file>.tmp`, fsynced, renamed over the file with `os.replace` and the directory fsynced, so the
+file is always either the previous checkpoint or the new one, never a mix. A file that cannot
+be restored (damaged, truncated, another format version or bucket layout) is renamed to
+`<file>.corrupt-<UTC time>` with one log line, and the server starts fresh: never a crash loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from cugar_metrics.aggregator import Aggregator
+from cugar_metrics.aggregator.core import SavedState
+from cugar_metrics.aggregator.persist import StateFormatError, decode, encode
+
+log = logging.getLogger("cugar_metrics.state")
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replaces `path` by `data` so that a crash leaves the old or the new content."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def move_aside(path: Path, now: float) -> Path:
+    """Renames a file that cannot be restored to `<file>.corrupt-<UTC time>`; returns it."""
+    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    os.replace(path, target)
+    return target
+
+
+def load(path: Path, now: float) -> SavedState | None:
+    """The saved state in `path`, or None (no file, or one that was moved aside)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        log.info("no state file at %s: starting fresh", path)
+        return None
+    except OSError as e:
+        problem = f"cannot be read ({e.strerror})"
+    else:
+        try:
+            return decode(data)
+        except StateFormatError as e:
+            problem = f"cannot be restored ({e})"
+    try:
+        aside = move_aside(path, now)
+    except OSError as e:
+        log.error(
+            "state file %s %s and cannot be moved aside (%s): starting fresh; the next"
+            " checkpoint replaces it",
+            path,
+            problem,
+            e.strerror,
+        )
+        return None
+    log.error("state file %s %s: moved it to %s and starting fresh", path, problem, aside)
+    return None
+
+
+def restore(aggregator: Aggregator, path: Path, now: float) -> SavedState | None:
+    """Restores `aggregator` from `path` if it holds a usable state; logs what it restored."""
+    state = load(path, now)
+    if state is None:
+        return None
+    aggregator.restore(state, now)
+    s = state.snapshot
+    log.info(
+        "restored state from %s (saved %s): executions=%d (accepted=%d duplicate=%d"
+        " rejected=%d), dedup entries=%d; since-start window from %s; recent windows start now",
+        path,
+        _iso(state.saved_at),
+        sum(s.executions.values()),
+        s.ingest["accepted"],
+        s.ingest["duplicate"],
+        s.ingest["rejected"],
+        s.dedup_entries,
+        _iso(state.start_time),
+    )
+    return state
+
+
+@dataclass
+class CheckpointStats:
+    successes: int = 0
+    failures: int = 0
+    #: When the last successful checkpoint's state was taken (or the restored one's).
+    last_success: float | None = None
+    last_bytes: int = 0
+
+
+class Checkpointer:
+    """Saves the aggregator's state to the state file every `interval` and on close."""
+
+    def __init__(
+        self,
+        aggregator: Aggregator,
+        path: Path,
+        interval: float,
+        clock: Callable[[], float] = time.time,
+        restored: SavedState | None = None,
+    ) -> None:
+        self.aggregator = aggregator
+        self.path = path
+        self.interval = interval
+        self.clock = clock
+        self.stats = CheckpointStats(last_success=restored.saved_at if restored else None)
+        self._lock = threading.Lock()  # one writer at a time: periodic and final
+        self._task: asyncio.Task[None] | None = None
+
+    def checkpoint(self) -> bool:
+        """Writes one checkpoint (blocking); True on success. A failure is logged and counted."""
+        with self._lock:
+            t0 = time.monotonic()
+            state = self.aggregator.export_state(self.clock())
+            try:
+                data = encode(state)
+                write_atomically(self.path, data)
+            except (OSError, ValueError) as e:
+                self.stats.failures += 1
+                log.warning("checkpoint to %s failed: %s", self.path, e)
+                return False
+            self.stats.successes += 1
+            self.stats.last_success = state.saved_at
+            self.stats.last_bytes = len(data)
+            log.debug(
+                "checkpoint to %s: %d bytes in %.3fs, accepted=%d, saved_at=%.6f",
+                self.path,
+                len(data),
+                time.monotonic() - t0,
+                state.snapshot.ingest["accepted"],
+                state.saved_at,
+            )
+            return True
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            await asyncio.to_thread(self.checkpoint)
+
+    def start(self) -> None:
+        """Starts the periodic checkpoints on the running event loop."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="state-checkpoint")
+
+    async def close(self) -> bool:
+        """Stops the periodic checkpoints and writes the final one (after the drain)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        ok = await asyncio.to_thread(self.checkpoint)
+        if ok:
+            ingest = self.aggregator.snapshot(self.clock()).ingest
+            log.info(
+                "state saved to %s (%d bytes): accepted=%d duplicate=%d rejected=%d",
+                self.path,
+                self.stats.last_bytes,
+                ingest["accepted"],
+                ingest["duplicate"],
+                ingest["rejected"],
+            )
+        else:
+            log.error(
+                "final checkpoint to %s failed: this run's last records are not saved", self.path
+            )
+        return ok
+
+
+class CheckpointCollector(Collector):
+    """Exports the checkpoint counters of this process."""
+
+    def __init__(self, checkpointer: Checkpointer) -> None:
+        self._checkpointer = checkpointer
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._checkpointer.stats
+        total = CounterMetricFamily(
+            "cugar_state_checkpoints_total",
+            "State file checkpoints written by this process, by result.",
+            labels=["result"],
+        )
+        total.add_metric(["success"], stats.successes)
+        total.add_metric(["failure"], stats.failures)
+        yield total
+        if stats.last_success is not None:
+            yield GaugeMetricFamily(
+                "cugar_state_last_checkpoint_timestamp_seconds",
+                "When the state in the state file was taken (absent: never saved).",
+                value=stats.last_success,
+            )
+
+
+__all__ = [
+    "CheckpointCollector",
+    "Checkpointer",
+    "load",
+    "move_aside",
+    "restore",
+    "write_atomically",
+]
