@@ -32,12 +32,18 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     CUGAR_METRICS_GRPC_PORT=50051 \
     CUGAR_METRICS_METRICS_PORT=9464 \
-    CUGAR_METRICS_SHUTDOWN_GRACE=10s
+    CUGAR_METRICS_SHUTDOWN_GRACE=10s \
+    CUGAR_METRICS_STATE_FILE=/var/lib/cugar-metrics/state
 RUN groupadd --system --gid 10001 cugar \
- && useradd --system --uid 10001 --gid cugar --no-create-home --shell /usr/sbin/nologin cugar
+ && useradd --system --uid 10001 --gid cugar --no-create-home --shell /usr/sbin/nologin cugar \
+ && mkdir -p /var/lib/cugar-metrics \
+ && chown 10001:10001 /var/lib/cugar-metrics
 COPY --from=build /opt/venv /opt/venv
 COPY --from=health-probe /out/grpc-health-probe /usr/local/bin/grpc_health_probe
 USER 10001:10001
+# The state file (counters, sketches, dedup ids), checkpointed every 30 s and on drain and
+# restored at start-up: mount a volume here, one per replica, to keep totals across restarts.
+VOLUME ["/var/lib/cugar-metrics"]
 EXPOSE 50051 9464
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
   CMD ["/bin/sh", "-c", "exec grpc_health_probe -addr=127.0.0.1:${CUGAR_METRICS_GRPC_PORT} -service=cugar.metrics.v1.MetricsService"]

@@ -78,7 +78,10 @@ def test_start_command_serves_passes_its_healthcheck_and_exits_0_on_sigterm(tmp_
         "CUGAR_METRICS_GRPC_PORT": "0",
         "CUGAR_METRICS_METRICS_PORT": "0",
         "CUGAR_METRICS_READY_FILE": str(ready),
+        # The image keeps its state in /var/lib/cugar-metrics; here, in the test's directory.
+        "CUGAR_METRICS_STATE_FILE": str(tmp_path / "state"),
     }
+    assert image_env["CUGAR_METRICS_STATE_FILE"] == "/var/lib/cugar-metrics/state"
     argv = [*stage["ENTRYPOINT"], *stage["CMD"]]  # type: ignore[misc]
     log = tmp_path / "server.log"
     with log.open("wb") as out:
@@ -107,6 +110,7 @@ def test_start_command_serves_passes_its_healthcheck_and_exits_0_on_sigterm(tmp_
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0, log.read_text()
+        assert (tmp_path / "state").stat().st_size > 0  # persistence is on in the image
         # Drained within the image's grace (10 s) and well inside compose's 20 s.
         assert time.monotonic() - started < 12
         after = subprocess.run(
