@@ -10,10 +10,13 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
+from typing import Any
 
 from cugar_metrics import __version__
 from cugar_metrics.aggregator import Caps
+from cugar_metrics.auth import KeysFileError, load_keys
 from cugar_metrics.config import Config, ConfigError, parse_duration
+from cugar_metrics.ratelimit import RateLimit, parse_rate
 
 ENV_PREFIX = "CUGAR_METRICS_"
 
@@ -110,7 +113,66 @@ _SERVE_OPTIONS = [
         "file of user:sha256hex lines: the metrics port requires HTTP basic auth",
         None,
     ),
+    (
+        "--auth-keys-file",
+        "AUTH_KEYS_FILE",
+        "API keys file (see 'cugar-metrics keys'): require 'authorization: Bearer <key>' on "
+        "MetricsService calls; reloaded when it changes and on SIGHUP",
+        None,
+    ),
+    (
+        "--auth-reload-interval",
+        "AUTH_RELOAD_INTERVAL",
+        "how often the keys file is checked for changes",
+        "2s",
+    ),
+    (
+        "--rate-limit-recorder",
+        "RATE_LIMIT_RECORDER",
+        "per-key limit of recorder keys, RATE[/s|/m|/h][:BURST], e.g. 200/s:400 (default: none)",
+        None,
+    ),
+    ("--rate-limit-reader", "RATE_LIMIT_READER", "per-key limit of reader keys", None),
+    ("--rate-limit-admin", "RATE_LIMIT_ADMIN", "per-key limit of admin keys", None),
+    (
+        "--max-concurrent-rpcs",
+        "MAX_CONCURRENT_RPCS",
+        "RPCs in flight at once; more are answered RESOURCE_EXHAUSTED",
+        "1000",
+    ),
+    (
+        "--keepalive-min-ping-interval",
+        "KEEPALIVE_MIN_PING_INTERVAL",
+        "shortest interval between client keepalive pings; faster pings are strikes",
+        "30s",
+    ),
+    (
+        "--keepalive-max-ping-strikes",
+        "KEEPALIVE_MAX_PING_STRIKES",
+        "bad pings before the connection is closed with GOAWAY too_many_pings (0: no limit)",
+        "2",
+    ),
+    (
+        "--max-connection-idle",
+        "MAX_CONNECTION_IDLE",
+        "close connections with no RPC for this long (0: never)",
+        "5m",
+    ),
+    (
+        "--max-connection-age",
+        "MAX_CONNECTION_AGE",
+        "close connections after this long so clients rebalance (default: never)",
+        None,
+    ),
+    (
+        "--max-connection-age-grace",
+        "MAX_CONNECTION_AGE_GRACE",
+        "time RPCs in flight get when a connection reaches its maximum age",
+        "30s",
+    ),
 ]
+
+_TRUE = ("1", "true", "yes", "on")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -148,6 +210,20 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"turn off gRPC server reflection [env {ENV_PREFIX}REFLECTION=false]",
     )
     serve.add_argument(
+        "--reflection-requires-auth",
+        action="store_true",
+        default=os.environ.get(ENV_PREFIX + "REFLECTION_REQUIRES_AUTH", "").lower() in _TRUE,
+        help="reflection needs a valid API key like other calls (health stays open) "
+        f"[env {ENV_PREFIX}REFLECTION_REQUIRES_AUTH=true]",
+    )
+    serve.add_argument(
+        "--keepalive-permit-without-calls",
+        action="store_true",
+        default=os.environ.get(ENV_PREFIX + "KEEPALIVE_PERMIT_WITHOUT_CALLS", "").lower() in _TRUE,
+        help="allow keepalive pings on connections with no call in flight "
+        f"[env {ENV_PREFIX}KEEPALIVE_PERMIT_WITHOUT_CALLS=true]",
+    )
+    serve.add_argument(
         "--check-config",
         action="store_true",
         help="validate the configuration, print it and exit (0 if valid)",
@@ -155,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module in (
         ("demo", "cugar_metrics.demo"),
         ("dashboard", "cugar_metrics.dashboard_view"),
+        ("keys", "cugar_metrics.keys_cli"),
     ):
         try:
             mod = importlib.import_module(module)
@@ -208,8 +285,51 @@ def config_from_args(a: argparse.Namespace) -> Config:
         metrics_tls_cert=a.metrics_tls_cert or None,
         metrics_tls_key=a.metrics_tls_key or None,
         metrics_basic_auth_file=a.metrics_basic_auth_file or None,
+        **_auth_and_limits(a),
         **kwargs,
     )
+
+
+def _rate(value: str | None, flag: str) -> RateLimit | None:
+    if not value:
+        return None
+    try:
+        return parse_rate(value)
+    except ValueError as e:
+        raise ConfigError(f"{flag}: {e}") from None
+
+
+def _auth_and_limits(a: argparse.Namespace) -> dict[str, Any]:
+    if a.auth_keys_file:
+        try:
+            load_keys(a.auth_keys_file)
+        except KeysFileError as e:
+            raise ConfigError(f"--auth-keys-file: {e}") from None
+    return {
+        "auth_keys_file": a.auth_keys_file or None,
+        "auth_reload_interval": parse_duration(a.auth_reload_interval, "--auth-reload-interval"),
+        "reflection_requires_auth": a.reflection_requires_auth,
+        "rate_limit_recorder": _rate(a.rate_limit_recorder, "--rate-limit-recorder"),
+        "rate_limit_reader": _rate(a.rate_limit_reader, "--rate-limit-reader"),
+        "rate_limit_admin": _rate(a.rate_limit_admin, "--rate-limit-admin"),
+        "max_concurrent_rpcs": _int(a.max_concurrent_rpcs, "--max-concurrent-rpcs"),
+        "keepalive_min_ping_interval": parse_duration(
+            a.keepalive_min_ping_interval, "--keepalive-min-ping-interval"
+        ),
+        "keepalive_max_ping_strikes": _int(
+            a.keepalive_max_ping_strikes, "--keepalive-max-ping-strikes"
+        ),
+        "keepalive_permit_without_calls": a.keepalive_permit_without_calls,
+        "max_connection_idle": parse_duration(a.max_connection_idle, "--max-connection-idle"),
+        "max_connection_age": (
+            parse_duration(a.max_connection_age, "--max-connection-age")
+            if a.max_connection_age
+            else None
+        ),
+        "max_connection_age_grace": parse_duration(
+            a.max_connection_age_grace, "--max-connection-age-grace"
+        ),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -239,6 +359,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except PortInUseError as e:
         print(f"cugar-metrics: error: {e}", file=sys.stderr)
         sys.exit(1)
+    except KeysFileError as e:  # the keys file broke between validation and start-up
+        print(f"cugar-metrics: error: --auth-keys-file: {e}", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:  # a second Ctrl-C during drain
         sys.exit(130)
     sys.exit(0)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cugar_metrics.aggregator import Caps
+from cugar_metrics.ratelimit import RateLimit
 
 
 class ConfigError(ValueError):
@@ -57,6 +58,21 @@ class Config:
     metrics_tls_cert: str | None = None
     metrics_tls_key: str | None = None
     metrics_basic_auth_file: str | None = None
+    # Authentication and per-key rate limits (off unless a keys file is given); see
+    # cugar_metrics.auth. Connection limits; see cugar_metrics.connection_limits.
+    auth_keys_file: str | None = None
+    auth_reload_interval: float = 2.0
+    reflection_requires_auth: bool = False
+    rate_limit_recorder: RateLimit | None = None
+    rate_limit_reader: RateLimit | None = None
+    rate_limit_admin: RateLimit | None = None
+    max_concurrent_rpcs: int = 1000
+    keepalive_min_ping_interval: float = 30.0
+    keepalive_max_ping_strikes: int = 2
+    keepalive_permit_without_calls: bool = False
+    max_connection_idle: float = 300.0  # 0: never closed for idleness
+    max_connection_age: float | None = None
+    max_connection_age_grace: float = 30.0
 
     def __post_init__(self) -> None:
         for flag, port in (("--grpc-port", self.grpc_port), ("--metrics-port", self.metrics_port)):
@@ -104,6 +120,38 @@ class Config:
                 check_options(**tls_options)
             except TlsError as e:
                 raise ConfigError(str(e)) from None
+        self._check_auth_and_limits()
+
+    def _check_auth_and_limits(self) -> None:
+        if self.auth_keys_file is not None and not self.auth_keys_file.strip():
+            raise ConfigError("--auth-keys-file: give the path of a keys file")
+        if not 0.01 <= self.auth_reload_interval <= 3600:
+            raise ConfigError("--auth-reload-interval: must be between 0.01s and 1h")
+        if self.auth_keys_file is None:
+            if self.reflection_requires_auth:
+                raise ConfigError("--reflection-requires-auth: needs --auth-keys-file")
+            for role in ("recorder", "reader", "admin"):
+                if getattr(self, f"rate_limit_{role}") is not None:
+                    raise ConfigError(
+                        f"--rate-limit-{role}: rate limits are per API key; "
+                        "they need --auth-keys-file"
+                    )
+        if not 1 <= self.max_concurrent_rpcs <= 1_000_000:
+            raise ConfigError("--max-concurrent-rpcs: must be between 1 and 1000000")
+        if not 0 <= self.keepalive_min_ping_interval <= 86_400:
+            raise ConfigError("--keepalive-min-ping-interval: must be between 0s and 24h")
+        if not 0 <= self.keepalive_max_ping_strikes <= 1000:
+            raise ConfigError(
+                "--keepalive-max-ping-strikes: must be between 0 and 1000 (0: no limit)"
+            )
+        if self.max_connection_idle != 0 and not 1 <= self.max_connection_idle <= 30 * 86_400:
+            raise ConfigError("--max-connection-idle: must be 0 (off) or between 1s and 30 days")
+        if self.max_connection_age is not None and not (
+            1 <= self.max_connection_age <= 30 * 86_400
+        ):
+            raise ConfigError("--max-connection-age: must be between 1s and 30 days")
+        if not 0 <= self.max_connection_age_grace <= 3600:
+            raise ConfigError("--max-connection-age-grace: must be between 0s and 1h")
 
     def _check_state_file(self) -> None:
         if not 1 <= self.checkpoint_interval <= 3600:

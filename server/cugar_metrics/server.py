@@ -26,7 +26,9 @@ from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar.metrics.v1 import metrics_service_pb2_grpc as pb_grpc
 from cugar_metrics import __version__
 from cugar_metrics.aggregator import Aggregator
+from cugar_metrics.auth_interceptor import Security, build_security
 from cugar_metrics.config import Config
+from cugar_metrics.connection_limits import connection_options
 from cugar_metrics.exposition import AggregatorCollector
 from cugar_metrics.http_auth import BasicAuthUsers, require_basic_auth
 from cugar_metrics.interceptors import MetricsInterceptor, RpcMetrics
@@ -85,6 +87,7 @@ class RunningServer:
     _http: ThreadingWSGIServer
     _http_thread: threading.Thread
     checkpointer: Checkpointer | None = None
+    security: Security | None = None
 
     async def stop(self, grace: float | None = None, delay: float | None = None) -> None:
         """Drain: NOT_SERVING; keep serving for `delay`; then refuse new RPCs and let the
@@ -97,6 +100,8 @@ class RunningServer:
         self._http.shutdown()
         self._http.server_close()
         self._http_thread.join(timeout=5)
+        if self.security is not None:
+            await self.security.stop()
 
 
 async def create_server(config: Config, clock: Callable[[], float] = time.time) -> RunningServer:
@@ -121,13 +126,19 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
             aggregator, path, config.checkpoint_interval, clock, restored=restored
         )
         registry.register(CheckpointCollector(checkpointer))
+    security = build_security(config, registry, clock)
 
     server = grpc.aio.server(
-        interceptors=[MetricsInterceptor(rpc_metrics)],
+        interceptors=[
+            MetricsInterceptor(rpc_metrics),  # outermost: refused calls are counted too
+            *([security.interceptor] if security is not None else []),
+        ],
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         options=[
             ("grpc.so_reuseport", 0),  # a port in use is an error, not a shared port
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            *connection_options(config),
         ],
     )
     pb_grpc.add_MetricsServiceServicer_to_server(
@@ -192,6 +203,8 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
     await server.start()
     if checkpointer is not None:
         checkpointer.start()
+    if security is not None:
+        security.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return RunningServer(
@@ -205,6 +218,7 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
         http,
         http_thread,
         checkpointer=checkpointer,
+        security=security,
     )
 
 
@@ -248,6 +262,8 @@ async def serve(config: Config) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    if running.security is not None:
+        loop.add_signal_handler(signal.SIGHUP, running.security.reload)
     await stop.wait()
     log.info(
         "%s received: NOT_SERVING; serving %gs more, then draining in-flight RPCs (grace %gs)",

@@ -1,0 +1,1 @@
+"""Authentication, authorisation, rate limits and connection limits."""
