@@ -88,3 +88,14 @@ def test_channel_options_carry_the_retry_policy_and_keepalive() -> None:
     assert method["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
     assert method["retryPolicy"]["maxAttempts"] == 5
     assert options["grpc.keepalive_time_ms"] == 60_000
+
+
+def test_a_single_attempt_turns_retries_off(flaky: tuple[FlakyService, str]) -> None:
+    """max_attempts=1 is a valid client: one attempt, UNAVAILABLE reaches the caller."""
+    service, target = flaky
+    service.failures = 1
+    service.code = grpc.StatusCode.UNAVAILABLE
+    with Client(target, max_attempts=1) as client, pytest.raises(CugarMetricsError) as caught:
+        client.record(Execution("p", "success", 1.0))
+    assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+    assert service.attempts == 1

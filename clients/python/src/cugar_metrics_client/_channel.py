@@ -21,21 +21,18 @@ def service_config(*, max_attempts: int = MAX_ATTEMPTS) -> str:
     exponentially from 0.1 s to at most 2 s, with jitter applied by gRPC; the call's deadline
     bounds them all.
     """
-    config = {
-        "loadBalancingConfig": [{"round_robin": {}}],
-        "methodConfig": [
-            {
-                "name": [{"service": SERVICE_NAME}],
-                "retryPolicy": {
-                    "maxAttempts": max_attempts,
-                    "initialBackoff": "0.1s",
-                    "maxBackoff": "2s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
-                },
-            }
-        ],
-    }
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
+    method: dict[str, object] = {"name": [{"service": SERVICE_NAME}]}
+    if max_attempts > 1:  # gRPC refuses a retry policy of one attempt: none means no retry
+        method["retryPolicy"] = {
+            "maxAttempts": max_attempts,
+            "initialBackoff": "0.1s",
+            "maxBackoff": "2s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": ["UNAVAILABLE"],
+        }
+    config = {"loadBalancingConfig": [{"round_robin": {}}], "methodConfig": [method]}
     return json.dumps(config, separators=(",", ":"))
 
 
