@@ -56,7 +56,14 @@ class PortInUseError(OSError):
     """A port could not be bound; the message names it."""
 
 
+#: A metrics-port client that sends nothing for this long is disconnected, so idle or slow
+#: connections cannot hold the port's threads.
+HTTP_READ_TIMEOUT_SECONDS = 10
+
+
 class _QuietHandler(WSGIRequestHandler):
+    timeout = HTTP_READ_TIMEOUT_SECONDS
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
