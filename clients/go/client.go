@@ -45,6 +45,7 @@ type clientOptions struct {
 	timeout     time.Duration
 	maxAttempts int
 	creds       credentials.TransportCredentials
+	apiKey      *string
 	dialOptions []grpc.DialOption
 }
 
@@ -93,6 +94,14 @@ func NewClient(target string, opts ...Option) (*Client, error) {
 	dialOpts := []grpc.DialOption{
 		grpc.WithTransportCredentials(o.creds),
 		grpc.WithDefaultServiceConfig(serviceConfig(o.maxAttempts)),
+	}
+	if o.apiKey != nil {
+		private := o.creds.Info().SecurityProtocol == "tls"
+		callCreds, err := newAPIKeyCredentials(*o.apiKey, private)
+		if err != nil {
+			return nil, err
+		}
+		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(callCreds))
 	}
 	if o.timeout > 0 {
 		dialOpts = append(dialOpts, grpc.WithChainUnaryInterceptor(defaultDeadline(o.timeout)))
@@ -143,8 +152,9 @@ func (c *Client) Service() metricsv1.MetricsServiceClient {
 // Record records one finished execution and returns ResultAccepted or ResultDuplicate.
 //
 // An execution that fails validation returns an *InvalidArgumentError whose violations name
-// each offending field (for example "execution.duration"); other failures return the gRPC
-// status error.
+// each offending field (for example "execution.duration"); a missing, unknown or revoked API
+// key or one of the wrong role returns an *AuthError; other failures return the gRPC status
+// error.
 func (c *Client) Record(ctx context.Context, e *metricsv1.Execution) (Result, error) {
 	resp, err := c.stub.RecordExecution(ctx, &metricsv1.RecordExecutionRequest{Execution: e})
 	if err != nil {

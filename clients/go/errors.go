@@ -80,13 +80,86 @@ func (e *InvalidArgumentError) Violation(field string) (FieldViolation, bool) {
 	return FieldViolation{}, false
 }
 
-// fromStatus turns an INVALID_ARGUMENT status error into an *InvalidArgumentError and
-// returns every other error unchanged.
+// AuthError is the error of a call the server refused with UNAUTHENTICATED (no API key, or
+// a malformed, unknown or revoked one) or PERMISSION_DENIED (the key's role may not call the
+// method). Read it with errors.As:
+//
+//	var denied *cugarmetrics.AuthError
+//	if errors.As(err, &denied) && denied.Reason == cugarmetrics.ReasonRevokedKey { ... }
+//
+// status.Code(err) still sees the original gRPC status.
+type AuthError struct {
+	// codes.Unauthenticated or codes.PermissionDenied.
+	Code codes.Code
+	// The google.rpc.ErrorInfo reason: ReasonMissingCredentials, ReasonMalformedCredentials,
+	// ReasonUnknownKey, ReasonRevokedKey or ReasonRoleNotAllowed ("" without an ErrorInfo).
+	Reason string
+	// The ErrorInfo metadata, e.g. "role" and "method" for ReasonRoleNotAllowed.
+	Metadata map[string]string
+	// The status message.
+	Message string
+
+	status *status.Status
+}
+
+// Error names the code, the reason and the server's message.
+func (e *AuthError) Error() string {
+	var b strings.Builder
+	b.WriteString("cugarmetrics: ")
+	if e.Code == codes.PermissionDenied {
+		b.WriteString("permission denied")
+	} else {
+		b.WriteString("unauthenticated")
+	}
+	if e.Reason != "" {
+		b.WriteString(" (")
+		b.WriteString(e.Reason)
+		b.WriteString(")")
+	}
+	if e.Message != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Message)
+	}
+	return b.String()
+}
+
+// GRPCStatus returns the server's status.
+func (e *AuthError) GRPCStatus() *status.Status {
+	return e.status
+}
+
+// errorInfo returns the status's google.rpc.ErrorInfo detail, or nil.
+func errorInfo(st *status.Status) *errdetails.ErrorInfo {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return info
+		}
+	}
+	return nil
+}
+
+// fromStatus turns the status errors the client describes (INVALID_ARGUMENT,
+// UNAUTHENTICATED, PERMISSION_DENIED) into its error types and returns every other error
+// unchanged.
 func fromStatus(err error) error {
 	st, ok := status.FromError(err)
-	if !ok || st.Code() != codes.InvalidArgument {
+	if !ok {
 		return err
 	}
+	switch st.Code() {
+	case codes.InvalidArgument:
+		return invalidArgument(st)
+	case codes.Unauthenticated, codes.PermissionDenied:
+		info := errorInfo(st)
+		return &AuthError{
+			Code: st.Code(), Reason: info.GetReason(), Metadata: info.GetMetadata(),
+			Message: st.Message(), status: st,
+		}
+	}
+	return err
+}
+
+func invalidArgument(st *status.Status) *InvalidArgumentError {
 	e := &InvalidArgumentError{Message: st.Message(), status: st}
 	for _, d := range st.Details() {
 		br, ok := d.(*errdetails.BadRequest)

@@ -6,11 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -50,8 +53,9 @@ func Binary(dir string) (string, error) {
 	}
 }
 
-// Start runs `cugar-metrics serve` on free ports and waits until its ready file appears.
-func Start(timeout time.Duration) (*Server, error) {
+// Start runs `cugar-metrics serve` on free ports, with args added to its command line, and
+// waits until its ready file appears.
+func Start(timeout time.Duration, args ...string) (*Server, error) {
 	wd, err := os.Getwd()
 	if err != nil {
 		return nil, err
@@ -70,8 +74,8 @@ func Start(timeout time.Duration) (*Server, error) {
 		return nil, err
 	}
 	defer logFile.Close()
-	cmd := exec.Command(bin, "serve", "--host", "127.0.0.1", "--grpc-port", "0", "--metrics-port", "0",
-		"--ready-file", ready)
+	cmd := exec.Command(bin, append([]string{"serve", "--host", "127.0.0.1", "--grpc-port", "0",
+		"--metrics-port", "0", "--ready-file", ready}, args...)...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	if err := cmd.Start(); err != nil {
@@ -99,6 +103,52 @@ func Start(timeout time.Duration) (*Server, error) {
 			return nil, fmt.Errorf("server not ready after %s; its log:\n%s", timeout, s.Log())
 		}
 	}
+}
+
+// CreateKey runs `cugar-metrics keys create` to add a key for agent name with role to the
+// keys file, and returns the key it prints.
+func CreateKey(file, name, role string) (string, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	bin, err := Binary(wd)
+	if err != nil {
+		return "", err
+	}
+	var stderr strings.Builder
+	cmd := exec.Command(bin, "keys", "create", "--file", file, "--name", name, "--role", role)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("keys create: %w: %s", err, stderr.String())
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// Metric returns the value of the sample named series (name and labels exactly as the
+// server writes them, e.g. `cugar_rate_limited_total{role="recorder"}`) on /metrics, and
+// whether it is there.
+func (s *Server) Metric(series string) (float64, bool, error) {
+	resp, err := http.Get("http://" + s.MetricsAddr + "/metrics")
+	if err != nil {
+		return 0, false, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, false, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, false, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	for line := range strings.Lines(string(body)) {
+		if value, ok := strings.CutPrefix(strings.TrimSpace(line), series+" "); ok {
+			v, err := strconv.ParseFloat(value, 64)
+			return v, err == nil, err
+		}
+	}
+	return 0, false, nil
 }
 
 // Log returns what the server printed so far.
