@@ -38,7 +38,13 @@ export interface MetricsClientOptions {
   readonly timeoutMs?: number;
   /** Retries on UNAVAILABLE; see `RetryOptions`. */
   readonly retry?: RetryOptions;
-  /** Connect interceptors applied to every attempt (e.g. to add auth headers). */
+  /**
+   * An API key (`cgm_...`, from `cugar-metrics keys create`), sent as
+   * `authorization: Bearer <key>` on every call. Use TLS with it, so the key is not sent in
+   * clear text.
+   */
+  readonly apiKey?: string;
+  /** Connect interceptors applied to every attempt (e.g. to add headers). */
   readonly interceptors?: Interceptor[];
 }
 
@@ -67,12 +73,29 @@ export function baseUrlOf(target: string): string {
 }
 
 /**
+ * An interceptor that sends `authorization: Bearer <apiKey>` with every call.
+ *
+ * @throws TypeError when the key is empty or holds whitespace or control characters.
+ */
+export function bearerAuth(apiKey: string): Interceptor {
+  if (!/^[\x21-\x7e]+$/.test(apiKey)) {
+    throw new TypeError("apiKey must be a non-empty string of printable ASCII without spaces");
+  }
+  const value = `Bearer ${apiKey}`;
+  return (next) => async (req) => {
+    req.header.set("authorization", value);
+    return next(req);
+  };
+}
+
+/**
  * A client of the cugar-metrics `MetricsService` over standard gRPC (HTTP/2).
  *
  * Every call has a deadline (`timeoutMs`) and is retried with exponential backoff when the
  * server answers UNAVAILABLE. Invalid input is reported as `InvalidExecutionError` (Record
  * RPCs) or `InvalidArgumentError` (GetDashboard), carrying the server's field violations;
- * any other failure is the `ConnectError` of the last attempt.
+ * a refused API key as `UnauthenticatedError` or `PermissionDeniedError`, carrying the
+ * server's reason; any other failure is the `ConnectError` of the last attempt.
  *
  * Call `close()` when done to release the HTTP/2 connection.
  */
@@ -94,7 +117,10 @@ export class MetricsClient {
     const transport: Transport = createGrpcTransport({
       baseUrl,
       sessionManager: this.sessions,
-      interceptors: options.interceptors ?? [],
+      interceptors: [
+        ...(options.apiKey === undefined ? [] : [bearerAuth(options.apiKey)]),
+        ...(options.interceptors ?? []),
+      ],
     });
     this.rpc = createClient(MetricsService, transport);
   }

@@ -9,13 +9,22 @@ export {
   type MetricsClientOptions,
   type RecordOutcome,
   baseUrlOf,
+  bearerAuth,
 } from "./client.js";
 export { millis, seconds, toSeconds } from "./durations.js";
 export {
+  AccessDeniedError,
+  type ErrorInfo,
   InvalidArgumentError,
   InvalidExecutionError,
+  PermissionDeniedError,
+  UnauthenticatedError,
   type Violation,
   decodeBadRequest,
+  decodeErrorInfo,
+  decodeRetryInfo,
+  errorInfoOf,
+  retryDelayOf,
   violationsOf,
 } from "./errors.js";
 export {

@@ -1,5 +1,5 @@
 // Starts the real cugar-metrics server process on free ports for the tests.
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
@@ -8,6 +8,9 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
 
 /** The repository root: this file runs as clients/typescript/dist/test/server.js. */
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../../..");
@@ -33,8 +36,15 @@ interface ReadyFile {
   pid: number;
 }
 
-/** Starts `cugar-metrics serve` on ports 0 and waits for its ready file. */
-export async function startServer(timeoutMs = 30_000): Promise<RunningServer> {
+export interface ServerOptions {
+  /** More `serve` flags, e.g. `["--auth-keys-file", path]`. */
+  readonly args?: readonly string[];
+  readonly timeoutMs?: number;
+}
+
+/** Starts `cugar-metrics serve` on ports 0 (plus `args`) and waits for its ready file. */
+export async function startServer(options: ServerOptions = {}): Promise<RunningServer> {
+  const timeoutMs = options.timeoutMs ?? 30_000;
   if (!existsSync(SERVER_BIN)) {
     throw new Error(`server executable not found: ${SERVER_BIN} (run scripts/install-tools.sh)`);
   }
@@ -52,6 +62,7 @@ export async function startServer(timeoutMs = 30_000): Promise<RunningServer> {
       "0",
       "--ready-file",
       readyFile,
+      ...(options.args ?? []),
     ],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
@@ -97,6 +108,35 @@ export async function startServer(timeoutMs = 30_000): Promise<RunningServer> {
       return code;
     },
   };
+}
+
+/**
+ * Adds a key to a keys file with `cugar-metrics keys create` (creating the file if needed)
+ * and returns the key, which the command prints once on stdout.
+ */
+export async function createKey(
+  keysFile: string,
+  name: string,
+  role: "recorder" | "reader" | "admin",
+): Promise<string> {
+  const { stdout } = await run(SERVER_BIN, [
+    "keys",
+    "create",
+    "--file",
+    keysFile,
+    "--name",
+    name,
+    "--role",
+    role,
+  ]);
+  const key = stdout.trim();
+  if (!key.startsWith("cgm_")) throw new Error(`keys create printed ${JSON.stringify(stdout)}`);
+  return key;
+}
+
+/** A fresh temporary directory; `rm(dir, { recursive: true })` it when done. */
+export function tempDir(prefix = "cugar-ts-"): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix));
 }
 
 /** A port nothing listens on: bound by the OS, then released. */
