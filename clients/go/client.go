@@ -47,6 +47,8 @@ type clientOptions struct {
 	creds       credentials.TransportCredentials
 	apiKey      *string
 	dialOptions []grpc.DialOption
+	// rateLimitRetries: see WithRateLimitRetries.
+	rateLimitRetries int
 }
 
 // WithTimeout sets the deadline given to each call whose context has none (default
@@ -84,12 +86,17 @@ func NewClient(target string, opts ...Option) (*Client, error) {
 		timeout:     DefaultTimeout,
 		maxAttempts: DefaultMaxAttempts,
 		creds:       insecure.NewCredentials(),
+
+		rateLimitRetries: DefaultRateLimitRetries,
 	}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if o.maxAttempts < 1 {
 		return nil, fmt.Errorf("cugarmetrics: max attempts must be at least 1, got %d", o.maxAttempts)
+	}
+	if o.rateLimitRetries < 0 {
+		return nil, fmt.Errorf("cugarmetrics: rate limit retries must be at least 0, got %d", o.rateLimitRetries)
 	}
 	dialOpts := []grpc.DialOption{
 		grpc.WithTransportCredentials(o.creds),
@@ -103,8 +110,13 @@ func NewClient(target string, opts ...Option) (*Client, error) {
 		}
 		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(callCreds))
 	}
+	// The default deadline is outermost: it covers every rate-limited retry, and each of
+	// those covers gRPC's own retries on UNAVAILABLE.
 	if o.timeout > 0 {
 		dialOpts = append(dialOpts, grpc.WithChainUnaryInterceptor(defaultDeadline(o.timeout)))
+	}
+	if o.rateLimitRetries > 0 {
+		dialOpts = append(dialOpts, grpc.WithChainUnaryInterceptor(retryRateLimited(o.rateLimitRetries)))
 	}
 	dialOpts = append(dialOpts, o.dialOptions...)
 	conn, err := grpc.NewClient(target, dialOpts...)
@@ -153,8 +165,8 @@ func (c *Client) Service() metricsv1.MetricsServiceClient {
 //
 // An execution that fails validation returns an *InvalidArgumentError whose violations name
 // each offending field (for example "execution.duration"); a missing, unknown or revoked API
-// key or one of the wrong role returns an *AuthError; other failures return the gRPC status
-// error.
+// key or one of the wrong role returns an *AuthError; a rate limit the client stopped
+// waiting for returns a *RateLimitError; other failures return the gRPC status error.
 func (c *Client) Record(ctx context.Context, e *metricsv1.Execution) (Result, error) {
 	resp, err := c.stub.RecordExecution(ctx, &metricsv1.RecordExecutionRequest{Execution: e})
 	if err != nil {

@@ -139,8 +139,8 @@ func errorInfo(st *status.Status) *errdetails.ErrorInfo {
 }
 
 // fromStatus turns the status errors the client describes (INVALID_ARGUMENT,
-// UNAUTHENTICATED, PERMISSION_DENIED) into its error types and returns every other error
-// unchanged.
+// UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED with a RetryInfo) into its error
+// types and returns every other error unchanged.
 func fromStatus(err error) error {
 	st, ok := status.FromError(err)
 	if !ok {
@@ -154,6 +154,14 @@ func fromStatus(err error) error {
 		return &AuthError{
 			Code: st.Code(), Reason: info.GetReason(), Metadata: info.GetMetadata(),
 			Message: st.Message(), status: st,
+		}
+	case codes.ResourceExhausted:
+		if delay, ok := retryDelay(st); ok {
+			info := errorInfo(st)
+			return &RateLimitError{
+				RetryDelay: delay, Reason: info.GetReason(), Metadata: info.GetMetadata(),
+				Message: st.Message(), status: st,
+			}
 		}
 	}
 	return err

@@ -20,7 +20,7 @@ const (
 	DefaultFlushInterval = time.Second
 	DefaultBufferSize    = 10000
 	// maxRetryDelay bounds the wait between two sends after a send failed.
-	maxRetryDelay = 30 * time.Second
+	maxRetryDelay = MaxRetryDelay
 )
 
 // ErrRecorderClosed is returned by Recorder.Flush after Close.
@@ -89,7 +89,9 @@ type RecorderStats struct {
 // flush interval has passed, and on Flush and Close. Record never blocks: when the server is
 // down, executions wait in a bounded buffer, and those that do not fit are dropped and
 // counted. Batches that fail with a transient error (UNAVAILABLE, DEADLINE_EXCEEDED, ...)
-// are sent again later; the server deduplicates by execution_id, so nothing counts twice.
+// are sent again later; the server deduplicates by execution_id, so nothing counts twice. A
+// batch refused by a rate limit stays queued and is sent again after the delay of its
+// google.rpc.RetryInfo (at most MaxRetryDelay).
 type Recorder struct {
 	client *Client
 	opts   recorderOptions
@@ -249,11 +251,13 @@ func (r *Recorder) run() {
 	stopping := false
 	failures := 0
 	var retryAt time.Time
+	var retry <-chan time.Time // fires at retryAt; nil when no send failed
 	for {
 		if !stopping {
 			select {
 			case <-r.wake:
 			case <-ticker.C:
+			case <-retry:
 			case <-r.stop:
 				stopping = true
 			}
@@ -273,10 +277,16 @@ func (r *Recorder) run() {
 				return
 			}
 			failures++
-			retryAt = time.Now().Add(backoff(r.opts.flushInterval, failures))
+			wait := backoff(r.opts.flushInterval, failures)
+			var limited *RateLimitError
+			if errors.As(err, &limited) {
+				wait = min(limited.RetryDelay, maxRetryDelay)
+			}
+			retryAt = time.Now().Add(wait)
+			retry = time.After(wait)
 			continue
 		}
-		failures, retryAt = 0, time.Time{}
+		failures, retryAt, retry = 0, time.Time{}, nil
 		if stopping {
 			return
 		}
@@ -284,7 +294,8 @@ func (r *Recorder) run() {
 }
 
 // backoff is the wait after the n-th failed send in a row: the flush interval doubled each
-// time, at most maxRetryDelay.
+// time, at most maxRetryDelay. A send refused by a rate limit waits the RetryInfo delay
+// instead.
 func backoff(interval time.Duration, n int) time.Duration {
 	d := interval
 	for i := 1; i < n && d < maxRetryDelay; i++ {
