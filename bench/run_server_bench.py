@@ -566,6 +566,7 @@ def section_batches(s: Settings, workdir: Path) -> tuple[dict[str, Any], Proc]:
         "chunks": chunks,
         "rss_points": points,
         "rss_start": rss_start,
+        "peak_rss": procinfo.peak_rss_bytes(server.pid),
         "load_before": load_before,
         "dedup_entries": int(metric_value(text, "cugar_dedup_entries")),
         "dedup_evicted": int(metric_value(text, "cugar_dedup_evictions_total")),
@@ -894,7 +895,8 @@ def markdown(res: dict[str, Any]) -> str:
         "processes used during that measurement (`others`); rows marked *(contended)* had "
         "0.3 core or more taken by them, so their wall-clock figures are lower than an idle "
         "machine gives. `server CPU/req` is the server process's CPU time per request, which "
-        "contention barely changes: `1e6 / server CPU/req` is what one dedicated core serves.",
+        "contention changes much less (it still rises with cache and scheduler pressure): "
+        "`1e6 / server CPU/req` is roughly what one dedicated core serves.",
         "",
         "## 1. Unary RecordExecution (ghz, one connection)",
         "",
@@ -1075,8 +1077,8 @@ def markdown(res: dict[str, Any]) -> str:
         lines.append(f"| {p['executions']:,d} | {mib(p['rss'])} | {p['wall_s']} |")
     lines += [
         "",
-        f"Dedup entries at the end: {batches['dedup_entries']:,d}, evicted "
-        f"{batches['dedup_evicted']:,d}.",
+        f"Peak RSS (VmHWM) of the server: {mib(batches['peak_rss'])} MiB. Dedup entries at "
+        f"the end: {batches['dedup_entries']:,d}, evicted {batches['dedup_evicted']:,d}.",
     ]
     mem = res.get("memory_driver")
     if mem:
@@ -1224,7 +1226,7 @@ def main() -> None:
     t0 = time.perf_counter()
     res: dict[str, Any] = {
         "quick": s.quick,
-        "settings": {k: v for k, v in vars(s).items() if k not in ("out_dir", "ghz")},
+        "settings": {k: v for k, v in vars(s).items() if k not in ("out_dir", "ghz", "deadline")},
         "targets": TARGETS,
         "load_before": procinfo.loadavg(),
     }
