@@ -2,6 +2,7 @@ package cugarmetrics
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -45,6 +46,7 @@ type clientOptions struct {
 	timeout     time.Duration
 	maxAttempts int
 	creds       credentials.TransportCredentials
+	tls         *TLSConfig
 	apiKey      *string
 	dialOptions []grpc.DialOption
 	// rateLimitRetries: see WithRateLimitRetries.
@@ -63,7 +65,8 @@ func WithMaxAttempts(n int) Option {
 	return func(o *clientOptions) { o.maxAttempts = n }
 }
 
-// WithTransportCredentials sets the transport security (default: plaintext).
+// WithTransportCredentials sets the transport security (default: plaintext). WithTLS
+// covers the usual case of PEM files.
 func WithTransportCredentials(c credentials.TransportCredentials) Option {
 	return func(o *clientOptions) { o.creds = c }
 }
@@ -85,7 +88,6 @@ func NewClient(target string, opts ...Option) (*Client, error) {
 	o := clientOptions{
 		timeout:     DefaultTimeout,
 		maxAttempts: DefaultMaxAttempts,
-		creds:       insecure.NewCredentials(),
 
 		rateLimitRetries: DefaultRateLimitRetries,
 	}
@@ -97,6 +99,18 @@ func NewClient(target string, opts ...Option) (*Client, error) {
 	}
 	if o.rateLimitRetries < 0 {
 		return nil, fmt.Errorf("cugarmetrics: rate limit retries must be at least 0, got %d", o.rateLimitRetries)
+	}
+	switch {
+	case o.tls != nil && o.creds != nil:
+		return nil, errors.New("cugarmetrics: give WithTLS or WithTransportCredentials, not both")
+	case o.tls != nil:
+		creds, err := o.tls.transportCredentials()
+		if err != nil {
+			return nil, err
+		}
+		o.creds = creds
+	case o.creds == nil:
+		o.creds = insecure.NewCredentials()
 	}
 	dialOpts := []grpc.DialOption{
 		grpc.WithTransportCredentials(o.creds),

@@ -9,7 +9,10 @@
 //   - [InvalidArgumentError]: the field violations of a rejected request, read with errors.As;
 //   - [StartExecution]: a timer that picks a unique execution_id, measures the duration on the
 //     monotonic clock, collects tool calls and approvals, and fills in the outcome at End;
-//   - [Recorder]: a background batcher that never blocks its caller and counts what it drops.
+//   - [Recorder]: a background batcher that never blocks its caller and counts what it drops;
+//   - [WithAPIKey], [WithTLS] and [AuthError] for a server with API keys and (mutual) TLS,
+//     and [RateLimitError]: calls refused by a rate limit wait the server's RetryInfo delay
+//     and are tried again ([WithRateLimitRetries]).
 //
 // The module's import path ends in "go"; import it under the package's own name:
 //
