@@ -4,7 +4,7 @@ VENV := .venv/bin
 BUF := tools/node_modules/.bin/buf
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV):$(PATH)
 
-.PHONY: help install run generate check-generate lint test test-python check bench monitoring-check
+.PHONY: help install run generate check-generate lint test test-python check bench monitoring-check load soak
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -45,3 +45,9 @@ monitoring-check: ## Rules, alert tests, Alertmanager, Dockerfile, compose, Kube
 
 bench: install ## Server benchmarks; writes bench/results/
 	$(VENV)/python bench/run_server_bench.py
+
+load: install ## 10/50/100 concurrent agents and the API keys + TLS overhead (a few minutes); writes bench/results/load.*
+	$(VENV)/python bench/load_soak.py load
+
+soak: install ## 30 minutes at half the load maximum (MINUTES=2 for a short check); writes bench/results/soak.*
+	$(VENV)/python bench/load_soak.py soak $(if $(MINUTES),--minutes $(MINUTES))
