@@ -49,8 +49,11 @@ func TestRateLimitRetryInfoIsHonoured(t *testing.T) {
 			if err != nil || got != cugarmetrics.ResultAccepted {
 				t.Fatalf("Record %d = %v, %v; want %v, nil", i+1, got, err, cugarmetrics.ResultAccepted)
 			}
-			if i == 1 && (waited < 300*time.Millisecond || waited > 2*time.Second) {
-				t.Errorf("second Record took %s, want the RetryInfo delay of about 0.5 s", waited)
+			if i == 1 {
+				t.Logf("second Record took %s", waited)
+				if waited < 300*time.Millisecond || waited > 2*time.Second {
+					t.Errorf("second Record took %s, want the RetryInfo delay of about 0.5 s", waited)
+				}
 			}
 		}
 		assertMetric(t, srv, rateLimitedSeries, 1)
@@ -77,7 +80,9 @@ func TestRateLimitRetryInfoIsHonoured(t *testing.T) {
 		if err := r.Flush(flushCtx); err != nil {
 			t.Fatalf("Flush: %v", err)
 		}
-		if waited := time.Since(start); waited < 300*time.Millisecond || waited > 2*time.Second {
+		waited := time.Since(start)
+		t.Logf("two executions delivered in %s", waited)
+		if waited < 300*time.Millisecond || waited > 2*time.Second {
 			t.Errorf("delivery took %s, want the RetryInfo delay of about 0.5 s", waited)
 		}
 		s := r.Stats()
