@@ -1,10 +1,19 @@
-"""Fixtures of the Python client tests (the real server comes from tests/conftest.py)."""
+"""Fixtures of the Python client tests (the real server comes from tests/conftest.py, or from
+`cugar-metrics serve` processes started here, with a keys file and certificates)."""
 
 from __future__ import annotations
 
 import socket
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+
+from tests.hardening.auth.helpers import Keys, sample
+from tests.serverproc import ServerProcess, launch
 
 
 @pytest.fixture
@@ -14,3 +23,39 @@ def unreachable_target() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"127.0.0.1:{port}"
+
+
+@dataclass
+class AuthServer:
+    """A `cugar-metrics serve --auth-keys-file ...` process and the keys of its file."""
+
+    process: ServerProcess
+    keys: dict[str, str]
+
+    @property
+    def target(self) -> str:
+        return self.process.target
+
+    def rate_limited(self, role: str = "recorder") -> float | None:
+        """cugar_rate_limited_total{role} on the server's /metrics."""
+        with urllib.request.urlopen(self.process.metrics_url, timeout=5) as response:
+            text = response.read().decode()
+        return sample(text, "cugar_rate_limited_total", role=role)
+
+
+@contextmanager
+def auth_process(
+    directory: Path, keys: dict[str, tuple[str, str | None]], *flags: str, name: str
+) -> Iterator[AuthServer]:
+    """A server process whose keys file holds `keys` (name -> (role, own rate limit)) and the
+    revoked key `gone`."""
+    file = Keys(directory / f"{name}.keys.json")
+    for key_name, (role, limit) in keys.items():
+        file.add(key_name, role, limit)
+    file.add("gone", "recorder")
+    file.revoke("gone")
+    process = launch(directory, "--auth-keys-file", str(file.path), *flags, name=name)
+    try:
+        yield AuthServer(process, dict(file.by_name))
+    finally:
+        assert process.stop() == 0, process.output()

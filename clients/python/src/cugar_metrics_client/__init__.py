@@ -15,7 +15,15 @@ below.
 
 from ._batch import BatchRecorder, RecorderStats
 from ._client import MAX_BATCH, AsyncClient, Client
-from ._errors import CugarMetricsError, FieldViolation, InvalidExecutionError, InvalidRequestError
+from ._errors import (
+    CugarMetricsError,
+    FieldViolation,
+    InvalidExecutionError,
+    InvalidRequestError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    UnauthenticatedError,
+)
 from ._model import (
     Approval,
     BatchResult,
@@ -56,14 +64,17 @@ __all__ = [
     "InvalidRequestError",
     "Operation",
     "Outcome",
+    "PermissionDeniedError",
     "RecordResult",
     "RecorderStats",
     "RejectedItem",
+    "ResourceExhaustedError",
     "Run",
     "RunState",
     "TlsConfig",
     "ToolCall",
     "ToolStatus",
+    "UnauthenticatedError",
     "__version__",
     "current_run",
     "error_type_of",

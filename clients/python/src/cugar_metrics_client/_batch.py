@@ -18,7 +18,9 @@ import grpc
 from cugar.metrics.v1 import metrics_service_pb2 as pb
 
 from ._client import MAX_BATCH, Client
+from ._errors import code_of, status_details
 from ._model import Execution, ExecutionLike, RecordResult
+from ._retry import RATE_LIMIT_RETRIES, check_retries, retry_delay
 from ._run import Run, track_sync
 from ._tls import TlsConfig
 
@@ -57,6 +59,9 @@ class RecorderStats:
     """RecordExecutions calls that succeeded."""
     batches_failed: int
     """RecordExecutions calls that failed after retries."""
+    batches_rate_limited: int = 0
+    """RecordExecutions calls refused by a rate limit (RESOURCE_EXHAUSTED with RetryInfo)
+    whose batch was kept and sent again after the server's delay."""
 
     @property
     def dropped(self) -> int:
@@ -75,9 +80,14 @@ class BatchRecorder:
     after the client's retries are dropped too. Drops are counted in ``stats()`` and logged
     at most once per ``flush_interval``.
 
+    A batch refused by a rate limit (RESOURCE_EXHAUSTED with a ``google.rpc.RetryInfo``) is
+    kept and sent again once the server's delay (at most 30 s) has passed, up to
+    ``rate_limit_retries`` times; nothing is sent during the delay, and ``record()`` still
+    returns at once (the buffer fills, and drops when full are counted).
+
     ``close()`` (or leaving the ``with`` block, or interpreter exit) sends what is buffered.
     ``target`` is a ``host:port`` (the recorder then owns its channel, made with ``tls`` or
-    ``credentials`` if given) or a ``Client``.
+    ``credentials`` and ``api_key`` if given) or a ``Client``.
     """
 
     def __init__(
@@ -91,6 +101,8 @@ class BatchRecorder:
         timeout: float = 5.0,
         tls: TlsConfig | None = None,
         credentials: grpc.ChannelCredentials | None = None,
+        api_key: str | None = None,
+        rate_limit_retries: int = RATE_LIMIT_RETRIES,
     ) -> None:
         if not 1 <= max_batch <= MAX_BATCH:
             raise ValueError(f"max_batch must be 1..{MAX_BATCH}, got {max_batch}")
@@ -101,22 +113,25 @@ class BatchRecorder:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
         if isinstance(target, Client):
-            if tls is not None or credentials is not None:
-                raise ValueError("tls and credentials apply to a target, not to a Client")
+            if tls is not None or credentials is not None or api_key is not None:
+                raise ValueError("tls, credentials and api_key apply to a target, not a Client")
             self._client, self._owns_client = target, False
         else:
-            client = Client(target, timeout=timeout, tls=tls, credentials=credentials)
+            client = Client(
+                target, timeout=timeout, tls=tls, credentials=credentials, api_key=api_key
+            )
             self._client, self._owns_client = client, True
         self._call: Any = self._client.stub.RecordExecutions
         self._timeout = timeout
         self._max_batch = max_batch
         self._max_buffer = max_buffer
         self._interval = flush_interval
+        self._rate_limit_retries = check_retries(rate_limit_retries)
 
         self._buffer: deque[ExecutionLike] = deque()
         self._wake = threading.Event()
         self._closing = False
-        self._abort = False
+        self._abort = threading.Event()
         self._closed = False
         self._flush_requests = 0
         self._slots = threading.BoundedSemaphore(max_in_flight)
@@ -133,6 +148,11 @@ class BatchRecorder:
         self._dropped_closed = 0
         self._batches_sent = 0
         self._batches_failed = 0
+        self._batches_rate_limited = 0
+        # Batches refused by a rate limit, to send again (request, executions, retries so
+        # far), and the monotonic time before which nothing is sent.
+        self._retries: deque[tuple[pb.RecordExecutionsRequest, int, int]] = deque()
+        self._resume_at = 0.0
         self._last_error = ""
         self._last_rejection = ""
         self._logged = (0, 0)
@@ -191,6 +211,7 @@ class BatchRecorder:
                 in_flight=self._unfinished,
                 batches_sent=self._batches_sent,
                 batches_failed=self._batches_failed,
+                batches_rate_limited=self._batches_rate_limited,
             )
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -223,7 +244,7 @@ class BatchRecorder:
         self._wake.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
-            self._abort = True
+            self._abort.set()
             self._wake.set()
             self._thread.join(1.0)
         with self._idle:
@@ -254,13 +275,9 @@ class BatchRecorder:
         interval = self._interval
         next_due = time.monotonic() + interval
         served = 0
+        abort = self._abort
         while True:
-            if (
-                not self._closing
-                and len(self._buffer) < self._max_batch
-                and self._flush_requests == served
-            ):
-                self._wake.wait(max(0.0, next_due - time.monotonic()))
+            # Cleared before looking at the state: a change after this wakes the wait below.
             self._wake.clear()
             now = time.monotonic()
             due = now >= next_due
@@ -268,14 +285,42 @@ class BatchRecorder:
                 next_due = now + interval
                 self._log_drops()
             requested = self._flush_requests
-            drain_all = due or self._closing or requested != served
-            while not self._abort and (
-                len(self._buffer) >= self._max_batch or (drain_all and self._buffer)
-            ):
-                self._send(self._take())
-            served = requested
-            if self._closing and (self._abort or not self._buffer):
+            if not abort.is_set() and not self._paused():
+                drain_all = due or self._closing or requested != served
+                self._send_retries()
+                while (
+                    not abort.is_set()
+                    and not self._paused()
+                    and (len(self._buffer) >= self._max_batch or (drain_all and self._buffer))
+                ):
+                    self._send(self._take())
+                if not self._buffer:
+                    served = requested
+            if self._closing and (abort.is_set() or self._settled()):
                 return
+            timeout = max(0.0, next_due - time.monotonic())
+            pause = self._resume_at - time.monotonic()
+            if pause > 0:
+                # Rate limited: send nothing until the server's delay has passed.
+                abort.wait(min(pause, timeout))
+            else:
+                self._wake.wait(timeout)
+
+    def _paused(self) -> bool:
+        return time.monotonic() < self._resume_at
+
+    def _settled(self) -> bool:
+        """Nothing buffered, waiting to be sent again, or in flight."""
+        with self._lock:
+            return not self._buffer and not self._retries and not self._unfinished
+
+    def _send_retries(self) -> None:
+        while not self._abort.is_set() and not self._paused():
+            with self._lock:
+                if not self._retries:
+                    return
+                request, count, retries = self._retries.popleft()
+            self._send_request(request, count, retries)
 
     def _take(self) -> list[ExecutionLike]:
         buffer = self._buffer
@@ -303,12 +348,22 @@ class BatchRecorder:
             sending = len(executions)
         if invalid:
             self._finish(invalid, rejected=invalid)
-        if not sending:
-            return
+        if sending:
+            self._send_request(request, sending, 0)
+
+    def _send_request(
+        self, request: pb.RecordExecutionsRequest, sending: int, retries: int
+    ) -> None:
         while not self._slots.acquire(timeout=0.1):
-            if self._abort:
+            if self._abort.is_set():
                 self._finish(sending, failed=sending)
                 return
+        if self._paused():
+            # A rate limit answered another call while this one waited for its slot.
+            self._slots.release()
+            with self._lock:
+                self._retries.appendleft((request, sending, retries))
+            return
         try:
             future = self._call.future(request, timeout=self._timeout)
         except Exception as error:  # the channel is closed or broken: count, never raise
@@ -316,17 +371,31 @@ class BatchRecorder:
             self._last_error = repr(error)
             self._finish(sending, failed=sending, batch_failed=True)
             return
-        future.add_done_callback(functools.partial(self._on_done, sending))
+        future.add_done_callback(functools.partial(self._on_done, request, sending, retries))
 
-    def _on_done(self, sending: int, future: Any) -> None:
+    def _on_done(
+        self, request: pb.RecordExecutionsRequest, sending: int, retries: int, future: Any
+    ) -> None:
         try:
             response: pb.RecordExecutionsResponse = future.result()
         except grpc.RpcError as error:
-            code = error.code() if hasattr(error, "code") else None
-            self._last_error = getattr(code, "name", None) or type(error).__name__
+            delay = retry_delay(error)
+            if (
+                delay is not None
+                and retries < self._rate_limit_retries
+                and not self._abort.is_set()
+            ):
+                # Rate limited: keep the batch, send it again after the server's delay.
+                with self._lock:
+                    self._batches_rate_limited += 1
+                    self._resume_at = max(self._resume_at, time.monotonic() + delay)
+                    self._retries.append((request, sending, retries + 1))
+                self._wake.set()
+                return
+            self._last_error = _describe(error)
             if self._closing:
                 # The server is gone while closing: do not wait for retries of every batch.
-                self._abort = True
+                self._abort.set()
             self._finish(sending, failed=sending, batch_failed=True)
         except Exception as error:  # cancelled future, or a bug in gRPC: count, never raise
             self._last_error = type(error).__name__
@@ -347,6 +416,8 @@ class BatchRecorder:
             )
         finally:
             self._slots.release()
+            if self._closing:
+                self._wake.set()  # the loop waits for the last answers before it stops
 
     def _finish(
         self,
@@ -377,6 +448,11 @@ class BatchRecorder:
             buffer.clear()
             self._taken += left
             self._dropped_failed += left
+            # Batches still waiting for a rate limit's delay were taken: no longer in flight.
+            waiting = sum(count for _, count, _ in self._retries)
+            self._retries.clear()
+            self._unfinished -= waiting
+            self._dropped_failed += waiting
             self._idle.notify_all()
 
     def _log_drops(self) -> None:
@@ -402,3 +478,12 @@ class BatchRecorder:
                 self._last_rejection or "unknown",
             )
         self._logged = (dropped, rejected)
+
+
+def _describe(error: grpc.RpcError) -> str:
+    """The status code of a failed call, with the server's ErrorInfo reason if it gave one."""
+    if not hasattr(error, "code"):
+        return type(error).__name__
+    reason = status_details(error).reason
+    name = code_of(error).name
+    return f"{name} ({reason})" if reason else name

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ParamSpec, Self, TypeVar
@@ -13,6 +15,7 @@ import grpc.aio
 from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar.metrics.v1 import metrics_service_pb2_grpc as pb_grpc
 
+from ._auth import AsyncBearerInterceptor, BearerInterceptor, check_api_key, with_call_credentials
 from ._channel import MAX_ATTEMPTS, channel_options
 from ._errors import FieldViolation, InvalidExecutionError, InvalidRequestError, from_rpc_error
 from ._model import (
@@ -26,6 +29,7 @@ from ._model import (
     set_duration,
     to_proto,
 )
+from ._retry import RATE_LIMIT_RETRIES, check_retries, wait_before_retry
 from ._run import AsyncRun, Run, track_async, track_sync
 from ._tls import TlsConfig
 
@@ -118,6 +122,49 @@ def _with_tls(
     return tls.channel_credentials(), {**tls.channel_options(), **(options or {})}
 
 
+def sync_channel(
+    target: str,
+    *,
+    credentials: grpc.ChannelCredentials | None,
+    tls: TlsConfig | None,
+    options: Mapping[str, int | str] | None,
+    max_attempts: int,
+    api_key: str | None,
+) -> grpc.Channel:
+    """The channel of a ``Client``: plaintext, or secure with ``tls``/``credentials``; with an
+    API key as call credentials (secure) or added by an interceptor (plaintext)."""
+    credentials, options = _with_tls(credentials, tls, options)
+    channel_opts = _options(max_attempts, options)
+    if credentials is not None:
+        if api_key is not None:
+            credentials = with_call_credentials(credentials, check_api_key(api_key))
+        return grpc.secure_channel(target, credentials, options=channel_opts)
+    channel = grpc.insecure_channel(target, options=channel_opts)
+    if api_key is None:
+        return channel
+    return grpc.intercept_channel(channel, BearerInterceptor(check_api_key(api_key)))
+
+
+def async_channel(
+    target: str,
+    *,
+    credentials: grpc.ChannelCredentials | None,
+    tls: TlsConfig | None,
+    options: Mapping[str, int | str] | None,
+    max_attempts: int,
+    api_key: str | None,
+) -> grpc.aio.Channel:
+    """The ``grpc.aio`` channel of an ``AsyncClient``, made as ``sync_channel`` makes its."""
+    credentials, options = _with_tls(credentials, tls, options)
+    channel_opts = _options(max_attempts, options)
+    if credentials is not None:
+        if api_key is not None:
+            credentials = with_call_credentials(credentials, check_api_key(api_key))
+        return grpc.aio.secure_channel(target, credentials, options=channel_opts)
+    interceptors = None if api_key is None else [AsyncBearerInterceptor(check_api_key(api_key))]
+    return grpc.aio.insecure_channel(target, options=channel_opts, interceptors=interceptors)
+
+
 class Client:
     """A blocking client.
 
@@ -129,6 +176,14 @@ class Client:
 
     The channel is plaintext unless ``tls=TlsConfig(...)`` (TLS, and mutual TLS with a
     client certificate) or ``credentials`` (any ``grpc.ChannelCredentials``) is given.
+    ``api_key`` sends ``authorization: Bearer <api_key>`` on every call; a missing or bad
+    key raises ``UnauthenticatedError``, a key of the wrong role ``PermissionDeniedError``,
+    each with the server's ``reason``.
+
+    A call refused by a rate limit (RESOURCE_EXHAUSTED with a ``google.rpc.RetryInfo``) is
+    retried after the delay the server gives (at most 30 s), up to ``rate_limit_retries``
+    times and only while the wait ends within the call's deadline; then it raises
+    ``ResourceExhaustedError``.
 
     Use it as a context manager, or call ``close()``.
     """
@@ -142,15 +197,20 @@ class Client:
         options: Mapping[str, int | str] | None = None,
         max_attempts: int = MAX_ATTEMPTS,
         tls: TlsConfig | None = None,
+        api_key: str | None = None,
+        rate_limit_retries: int = RATE_LIMIT_RETRIES,
     ) -> None:
         self.target = target
         self.timeout = timeout
-        credentials, options = _with_tls(credentials, tls, options)
-        channel_opts = _options(max_attempts, options)
-        if credentials is None:
-            self._channel: grpc.Channel = grpc.insecure_channel(target, options=channel_opts)
-        else:
-            self._channel = grpc.secure_channel(target, credentials, options=channel_opts)
+        self.rate_limit_retries = check_retries(rate_limit_retries)
+        self._channel: grpc.Channel = sync_channel(
+            target,
+            credentials=credentials,
+            tls=tls,
+            options=options,
+            max_attempts=max_attempts,
+            api_key=api_key,
+        )
         self._stub: Any = pb_grpc.MetricsServiceStub(self._channel)
 
     @property
@@ -158,15 +218,34 @@ class Client:
         """The generated ``MetricsServiceStub`` on this client's channel."""
         return self._stub
 
+    def _call(
+        self,
+        method: Callable[..., Any],
+        request: Any,
+        timeout: float | None,
+        invalid: type[InvalidRequestError],
+    ) -> Any:
+        """One RPC within one deadline, retried after the delay of each RetryInfo."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        retries = 0
+        while True:
+            try:
+                return method(request, timeout=max(0.0, deadline - time.monotonic()))
+            except grpc.RpcError as error:
+                wait = wait_before_retry(
+                    error, retries, self.rate_limit_retries, deadline - time.monotonic()
+                )
+                if wait is None:
+                    raise from_rpc_error(error, invalid=invalid) from None
+            retries += 1
+            time.sleep(wait)
+
     def record(self, execution: ExecutionLike, *, timeout: float | None = None) -> RecordResult:
         """Record one finished execution: ``ACCEPTED``, or ``DUPLICATE`` if its id was seen."""
         request = _record_request(execution)
-        try:
-            response: pb.RecordExecutionResponse = self._stub.RecordExecution(
-                request, timeout=self.timeout if timeout is None else timeout
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error, invalid=InvalidExecutionError) from None
+        response: pb.RecordExecutionResponse = self._call(
+            self._stub.RecordExecution, request, timeout, InvalidExecutionError
+        )
         return RESULT_FROM_PB.get(response.result, RecordResult.REJECTED)
 
     def record_batch(
@@ -176,15 +255,10 @@ class Client:
 
         Invalid items are reported in the result, not raised. An empty input makes no call.
         """
-        responses: list[pb.RecordExecutionsResponse] = []
-        for request in _batch_requests(executions):
-            try:
-                response: pb.RecordExecutionsResponse = self._stub.RecordExecutions(
-                    request, timeout=self.timeout if timeout is None else timeout
-                )
-            except grpc.RpcError as error:
-                raise from_rpc_error(error, invalid=InvalidRequestError) from None
-            responses.append(response)
+        responses: list[pb.RecordExecutionsResponse] = [
+            self._call(self._stub.RecordExecutions, request, timeout, InvalidRequestError)
+            for request in _batch_requests(executions)
+        ]
         return batch_result(responses)
 
     def get_dashboard(
@@ -201,12 +275,9 @@ class Client:
         past; None covers everything since the replica started.
         """
         request = dashboard_request(window, profile, domain)
-        try:
-            response: pb.GetDashboardResponse = self._stub.GetDashboard(
-                request, timeout=self.timeout if timeout is None else timeout
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error, invalid=InvalidRequestError) from None
+        response: pb.GetDashboardResponse = self._call(
+            self._stub.GetDashboard, request, timeout, InvalidRequestError
+        )
         return response
 
     def _sink(self, execution: Execution) -> RecordResult:
@@ -244,6 +315,8 @@ class AsyncClient:
     """The asyncio (``grpc.aio``) client, with the same methods as ``Client`` as coroutines.
 
     Create it inside the running event loop; ``async with AsyncClient(target) as client``.
+    ``api_key``, ``tls`` and ``rate_limit_retries`` work as for ``Client``; the wait before
+    a rate-limited retry is an ``asyncio.sleep``.
     """
 
     def __init__(
@@ -255,45 +328,62 @@ class AsyncClient:
         options: Mapping[str, int | str] | None = None,
         max_attempts: int = MAX_ATTEMPTS,
         tls: TlsConfig | None = None,
+        api_key: str | None = None,
+        rate_limit_retries: int = RATE_LIMIT_RETRIES,
     ) -> None:
         self.target = target
         self.timeout = timeout
-        credentials, options = _with_tls(credentials, tls, options)
-        channel_opts = _options(max_attempts, options)
-        if credentials is None:
-            self._channel: grpc.aio.Channel = grpc.aio.insecure_channel(
-                target, options=channel_opts
-            )
-        else:
-            self._channel = grpc.aio.secure_channel(target, credentials, options=channel_opts)
+        self.rate_limit_retries = check_retries(rate_limit_retries)
+        self._channel: grpc.aio.Channel = async_channel(
+            target,
+            credentials=credentials,
+            tls=tls,
+            options=options,
+            max_attempts=max_attempts,
+            api_key=api_key,
+        )
         self._stub: Any = pb_grpc.MetricsServiceStub(self._channel)
+
+    async def _call(
+        self,
+        method: Callable[..., Any],
+        request: Any,
+        timeout: float | None,
+        invalid: type[InvalidRequestError],
+    ) -> Any:
+        """One RPC within one deadline, retried after the delay of each RetryInfo."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        retries = 0
+        while True:
+            try:
+                return await method(request, timeout=max(0.0, deadline - time.monotonic()))
+            except grpc.RpcError as error:
+                wait = wait_before_retry(
+                    error, retries, self.rate_limit_retries, deadline - time.monotonic()
+                )
+                if wait is None:
+                    raise from_rpc_error(error, invalid=invalid) from None
+            retries += 1
+            await asyncio.sleep(wait)
 
     async def record(
         self, execution: ExecutionLike, *, timeout: float | None = None
     ) -> RecordResult:
         """Record one finished execution: ``ACCEPTED``, or ``DUPLICATE`` if its id was seen."""
         request = _record_request(execution)
-        try:
-            response: pb.RecordExecutionResponse = await self._stub.RecordExecution(
-                request, timeout=self.timeout if timeout is None else timeout
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error, invalid=InvalidExecutionError) from None
+        response: pb.RecordExecutionResponse = await self._call(
+            self._stub.RecordExecution, request, timeout, InvalidExecutionError
+        )
         return RESULT_FROM_PB.get(response.result, RecordResult.REJECTED)
 
     async def record_batch(
         self, executions: Iterable[ExecutionLike], *, timeout: float | None = None
     ) -> BatchResult:
         """Record many executions, each on its own, in calls of at most 1000."""
-        responses: list[pb.RecordExecutionsResponse] = []
-        for request in _batch_requests(executions):
-            try:
-                response: pb.RecordExecutionsResponse = await self._stub.RecordExecutions(
-                    request, timeout=self.timeout if timeout is None else timeout
-                )
-            except grpc.RpcError as error:
-                raise from_rpc_error(error, invalid=InvalidRequestError) from None
-            responses.append(response)
+        responses: list[pb.RecordExecutionsResponse] = [
+            await self._call(self._stub.RecordExecutions, request, timeout, InvalidRequestError)
+            for request in _batch_requests(executions)
+        ]
         return batch_result(responses)
 
     async def get_dashboard(
@@ -306,12 +396,9 @@ class AsyncClient:
     ) -> pb.GetDashboardResponse:
         """The golden signals and breakdowns of the replica that answers."""
         request = dashboard_request(window, profile, domain)
-        try:
-            response: pb.GetDashboardResponse = await self._stub.GetDashboard(
-                request, timeout=self.timeout if timeout is None else timeout
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error, invalid=InvalidRequestError) from None
+        response: pb.GetDashboardResponse = await self._call(
+            self._stub.GetDashboard, request, timeout, InvalidRequestError
+        )
         return response
 
     async def _sink(self, execution: Execution) -> RecordResult:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -25,13 +26,64 @@ class FieldViolation:
         return f"{self.field}: {self.description}"
 
 
-class CugarMetricsError(Exception):
-    """A call to cugar-metrics failed; ``code`` is the gRPC status code."""
+@dataclass(frozen=True, slots=True)
+class StatusDetails:
+    """What the ``google.rpc.Status`` details of a failed call say."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(f"{code.name}: {message}" if message else code.name)
+    violations: tuple[FieldViolation, ...] = ()
+    """The field violations of a ``google.rpc.BadRequest``."""
+    reason: str = ""
+    """The ``google.rpc.ErrorInfo`` reason, e.g. ``UNKNOWN_KEY``; empty without one."""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    """The ``google.rpc.ErrorInfo`` metadata, e.g. ``{"role": "reader", ...}``."""
+    retry_delay: float | None = None
+    """Seconds to wait before retrying, from a ``google.rpc.RetryInfo``; None without one."""
+
+
+class CugarMetricsError(Exception):
+    """A call to cugar-metrics failed; ``code`` is the gRPC status code.
+
+    ``reason`` is the ``google.rpc.ErrorInfo`` reason the server gave (``""`` if none),
+    ``metadata`` that ErrorInfo's metadata, and ``retry_delay`` the seconds a
+    ``google.rpc.RetryInfo`` asked the caller to wait (``None`` if none).
+    """
+
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        *,
+        reason: str = "",
+        metadata: Mapping[str, str] | None = None,
+        retry_delay: float | None = None,
+    ) -> None:
+        head = f"{code.name} ({reason})" if reason and reason not in message else code.name
+        super().__init__(f"{head}: {message}" if message else head)
         self.code: grpc.StatusCode = code
         self.message: str = message
+        self.reason: str = reason
+        self.metadata: Mapping[str, str] = dict(metadata or {})
+        self.retry_delay: float | None = retry_delay
+
+
+class UnauthenticatedError(CugarMetricsError):
+    """UNAUTHENTICATED: no API key, or a malformed, unknown or revoked one.
+
+    ``reason`` is ``MISSING_CREDENTIALS``, ``MALFORMED_CREDENTIALS``, ``UNKNOWN_KEY`` or
+    ``REVOKED_KEY``.
+    """
+
+
+class PermissionDeniedError(CugarMetricsError):
+    """PERMISSION_DENIED: the API key is valid but its role may not call the method.
+
+    ``reason`` is ``ROLE_NOT_ALLOWED``; ``metadata`` names the ``role`` and the ``method``.
+    """
+
+
+class ResourceExhaustedError(CugarMetricsError):
+    """RESOURCE_EXHAUSTED: a rate limit (``reason`` ``RATE_LIMITED``, with ``retry_delay``)
+    still refused the call after the client's retries, or a message was too large."""
 
 
 class InvalidRequestError(CugarMetricsError):
@@ -42,9 +94,15 @@ class InvalidRequestError(CugarMetricsError):
     """
 
     def __init__(
-        self, code: grpc.StatusCode, message: str, violations: tuple[FieldViolation, ...]
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        violations: tuple[FieldViolation, ...],
+        *,
+        reason: str = "",
+        metadata: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(code, message)
+        super().__init__(code, message, reason=reason, metadata=metadata)
         self.violations: tuple[FieldViolation, ...] = violations
 
     def __str__(self) -> str:
@@ -67,21 +125,47 @@ def _rich_status(error: grpc.RpcError) -> status_pb2.Status | None:
     return status
 
 
-def violations_of(error: grpc.RpcError) -> tuple[FieldViolation, ...]:
-    """The field violations of the ``google.rpc.BadRequest`` detail of ``error``, if any."""
+def status_details(error: grpc.RpcError) -> StatusDetails:
+    """The BadRequest, ErrorInfo and RetryInfo details of ``error``, where present."""
     status = _rich_status(error)
     if status is None:
-        return ()
-    found: list[FieldViolation] = []
+        return StatusDetails()
+    violations: list[FieldViolation] = []
+    reason = ""
+    metadata: dict[str, str] = {}
+    retry_delay: float | None = None
     for detail in status.details:
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad_request = error_details_pb2.BadRequest()
             detail.Unpack(bad_request)
-            found.extend(
+            violations.extend(
                 FieldViolation(field=v.field, description=v.description, reason=v.reason)
                 for v in bad_request.field_violations
             )
-    return tuple(found)
+        elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reason, metadata = info.reason, dict(info.metadata)
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            detail.Unpack(retry)
+            retry_delay = max(0.0, retry.retry_delay.ToNanoseconds() / 1e9)
+    return StatusDetails(tuple(violations), reason, metadata, retry_delay)
+
+
+def violations_of(error: grpc.RpcError) -> tuple[FieldViolation, ...]:
+    """The field violations of the ``google.rpc.BadRequest`` detail of ``error``, if any."""
+    return status_details(error).violations
+
+
+def code_of(error: grpc.RpcError) -> grpc.StatusCode:
+    """The status code of a failed call (UNKNOWN for an error that carries none)."""
+    call: Any = error
+    try:
+        code: grpc.StatusCode = call.code()
+    except AttributeError:
+        return grpc.StatusCode.UNKNOWN
+    return code
 
 
 def from_rpc_error(
@@ -94,6 +178,23 @@ def from_rpc_error(
         message: str = call.details() or ""
     except AttributeError:
         code, message = grpc.StatusCode.UNKNOWN, str(error)
+    details = status_details(error)
     if code == grpc.StatusCode.INVALID_ARGUMENT:
-        return invalid(code, message, violations_of(error))
-    return CugarMetricsError(code, message)
+        return invalid(
+            code, message, details.violations, reason=details.reason, metadata=details.metadata
+        )
+    kind = _KINDS.get(code, CugarMetricsError)
+    return kind(
+        code,
+        message,
+        reason=details.reason,
+        metadata=details.metadata,
+        retry_delay=details.retry_delay,
+    )
+
+
+_KINDS: dict[grpc.StatusCode, type[CugarMetricsError]] = {
+    grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
+}
