@@ -1,6 +1,9 @@
+import { performance } from "node:perf_hooks";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { ExecutionInit, MetricsClient } from "./client.js";
 import { MAX_BATCH_SIZE } from "./client.js";
+import { retryDelayOf } from "./errors.js";
 import type {
   RecordExecutionsResponse,
   RejectedExecution,
@@ -55,6 +58,9 @@ const TRANSIENT = new Set<Code>([
   Code.Aborted,
 ]);
 
+/** The longest RetryInfo delay a recorder honours before its next send, in milliseconds. */
+const MAX_RETRY_DELAY_MS = 30_000;
+
 /**
  * Buffers finished executions and sends them in batches, in the background: when a batch
  * is full, every `flushIntervalMs`, on `flush()` and on `close()`.
@@ -62,7 +68,9 @@ const TRANSIENT = new Set<Code>([
  * `record()` never blocks and never throws: when the server is slow or down, executions
  * wait in a bounded buffer (a failed batch is kept and sent again later, which is safe
  * because the server deduplicates by `execution_id`); once the buffer is full, new
- * executions are dropped and counted in `stats().dropped`.
+ * executions are dropped and counted in `stats().dropped`. When a rate limit refuses a
+ * batch (RESOURCE_EXHAUSTED with a `google.rpc.RetryInfo`), the batch is kept and the next
+ * send waits the delay the server asked for (at most 30 s).
  */
 export class Recorder {
   readonly maxBatchSize: number;
@@ -81,6 +89,8 @@ export class Recorder {
   /** A send failed: size-triggered sends wait for the next interval (explicit flushes don't). */
   private suspended = false;
   private kickScheduled = false;
+  /** `performance.now()` before which no batch is sent (a RetryInfo delay); 0: none. */
+  private notBefore = 0;
   private closed = false;
   private closing: Promise<void> | undefined;
   private readonly timer: NodeJS.Timeout;
@@ -163,6 +173,7 @@ export class Recorder {
   }
 
   private tick(): void {
+    if (performance.now() < this.notBefore) return; // still inside a RetryInfo delay
     this.suspended = false;
     if (this.pending === 0) void this.enqueueDrain(false);
   }
@@ -182,6 +193,9 @@ export class Recorder {
   private async drain(fullBatchesOnly: boolean): Promise<void> {
     const threshold = fullBatchesOnly ? this.maxBatchSize : 1;
     while (this.buffer.length >= threshold) {
+      // flush() and close() wait out a RetryInfo delay (timer sends skip the tick instead).
+      const wait = this.notBefore - performance.now();
+      if (wait > 0) await sleep(wait);
       const batch = this.buffer.splice(0, this.maxBatchSize);
       this.inFlight = batch.length;
       let response: RecordExecutionsResponse;
@@ -193,6 +207,10 @@ export class Recorder {
         this.suspended = true;
         if (error instanceof ConnectError && TRANSIENT.has(error.code)) {
           this.buffer = batch.concat(this.buffer); // fits: the bound counts in-flight items
+          const delay = retryDelayOf(error);
+          if (delay !== undefined) {
+            this.notBefore = performance.now() + Math.min(delay, MAX_RETRY_DELAY_MS);
+          }
         } else {
           this.counts.dropped += batch.length;
         }

@@ -1,9 +1,13 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { retryDelayOf } from "./errors.js";
 
 /**
- * How calls are retried when the server answers UNAVAILABLE (starting, draining, or not
- * reachable). Only UNAVAILABLE is retried: the Record RPCs are idempotent by
+ * How calls are retried. Two failures are retried, sharing `maxAttempts`:
+ * - UNAVAILABLE (server starting, draining, or not reachable), after an exponential backoff;
+ * - RESOURCE_EXHAUSTED carrying a `google.rpc.RetryInfo` (a rate limit refused the call),
+ *   after the delay the server asks for, unless it is longer than `maxRetryDelayMs`.
+ * Nothing else is retried. Retrying is safe: the Record RPCs are idempotent by
  * `execution_id` and GetDashboard only reads, so a repeated call never counts twice.
  */
 export interface RetryOptions {
@@ -15,6 +19,12 @@ export interface RetryOptions {
   readonly maxBackoffMs?: number;
   /** The factor the ceiling grows by after each retry. Default 2. */
   readonly multiplier?: number;
+  /**
+   * The longest RetryInfo delay the client waits before retrying, in milliseconds. A
+   * longer delay is not waited: the call fails at once with RESOURCE_EXHAUSTED (see
+   * `retryDelayOf`). Default 30000.
+   */
+  readonly maxRetryDelayMs?: number;
 }
 
 /** A `RetryOptions` with every default filled in and checked. */
@@ -23,6 +33,7 @@ export interface RetryPolicy {
   readonly initialBackoffMs: number;
   readonly maxBackoffMs: number;
   readonly multiplier: number;
+  readonly maxRetryDelayMs: number;
 }
 
 export const DEFAULT_RETRY: RetryPolicy = Object.freeze({
@@ -30,6 +41,7 @@ export const DEFAULT_RETRY: RetryPolicy = Object.freeze({
   initialBackoffMs: 100,
   maxBackoffMs: 2000,
   multiplier: 2,
+  maxRetryDelayMs: 30_000,
 });
 
 export function retryPolicy(options: RetryOptions = {}): RetryPolicy {
@@ -47,6 +59,9 @@ export function retryPolicy(options: RetryOptions = {}): RetryPolicy {
   }
   if (!(policy.multiplier >= 1)) {
     throw new RangeError(`retry.multiplier must be >= 1, got ${policy.multiplier}`);
+  }
+  if (!(policy.maxRetryDelayMs >= 0)) {
+    throw new RangeError(`retry.maxRetryDelayMs must be >= 0, got ${policy.maxRetryDelayMs}`);
   }
   return Object.freeze(policy);
 }
@@ -74,14 +89,35 @@ export function backoffMs(
   return random() * ceiling;
 }
 
+/**
+ * How long to wait before retry number `retry` after `error`, in milliseconds, or undefined
+ * when the error is not retried: the backoff for UNAVAILABLE, the server's RetryInfo delay
+ * (at most `maxRetryDelayMs`) for RESOURCE_EXHAUSTED.
+ */
+export function retryDelayMs(
+  policy: RetryPolicy,
+  error: unknown,
+  retry: number,
+  random: () => number = Math.random,
+): number | undefined {
+  if (!(error instanceof ConnectError)) return undefined;
+  if (error.code === Code.Unavailable) return backoffMs(policy, retry, random);
+  if (error.code === Code.ResourceExhausted) {
+    const delay = retryDelayOf(error);
+    if (delay !== undefined && delay <= policy.maxRetryDelayMs) return delay;
+  }
+  return undefined;
+}
+
 /** Whether a failed attempt may be retried. */
-export function isRetryable(error: unknown): boolean {
-  return error instanceof ConnectError && error.code === Code.Unavailable;
+export function isRetryable(error: unknown, policy: RetryPolicy = DEFAULT_RETRY): boolean {
+  return retryDelayMs(policy, error, 1, () => 0) !== undefined;
 }
 
 /**
  * Runs `attempt` until it succeeds, fails with a non-retryable error, or `maxAttempts`
- * are used up; then throws the last error. Stops waiting when `signal` aborts.
+ * are used up; then throws the last error. Stops waiting when `signal` aborts: a signal
+ * such as `AbortSignal.timeout(ms)` is the deadline of the whole call, waits included.
  */
 export async function withRetries<T>(
   policy: RetryPolicy,
@@ -92,8 +128,8 @@ export async function withRetries<T>(
     try {
       return await attempt();
     } catch (error) {
-      if (n >= policy.maxAttempts || !isRetryable(error) || signal?.aborted) throw error;
-      const delay = backoffMs(policy, n);
+      const delay = retryDelayMs(policy, error, n);
+      if (n >= policy.maxAttempts || delay === undefined || signal?.aborted) throw error;
       try {
         await sleep(delay, undefined, signal ? { signal } : {});
       } catch {

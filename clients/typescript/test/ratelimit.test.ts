@@ -1,0 +1,143 @@
+// RetryInfo: a call refused by a rate limit (RESOURCE_EXHAUSTED with google.rpc.RetryInfo)
+// is retried after the server's delay, by MetricsClient and by the Recorder; against the
+// real server started with --rate-limit-recorder 2/s:1 (one call, then one every 0.5 s).
+import assert from "node:assert/strict";
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { after, before, describe, it } from "node:test";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { BinaryWriter } from "@bufbuild/protobuf/wire";
+import { DurationSchema } from "@bufbuild/protobuf/wkt";
+import {
+  Code,
+  ConnectError,
+  MetricsClient,
+  Outcome,
+  Recorder,
+  decodeRetryInfo,
+  retryDelayOf,
+  seconds,
+} from "../src/index.js";
+import { DEFAULT_RETRY, retryDelayMs, retryPolicy } from "../src/retry.js";
+import { type RunningServer, createKey, freshProfile, sample, startServer, tempDir } from "./server.js";
+
+function retryInfo(secondsPart: bigint, nanos: number): Uint8Array {
+  const delay = toBinary(DurationSchema, create(DurationSchema, { seconds: secondsPart, nanos }));
+  return new BinaryWriter().uint32((1 << 3) | 2).bytes(delay).finish();
+}
+
+function rateLimited(delay: Uint8Array): ConnectError {
+  const error = new ConnectError("rate limited", Code.ResourceExhausted);
+  error.details.push({ type: "google.rpc.RetryInfo", value: delay });
+  return error;
+}
+
+function execution(id: string, profile: string) {
+  return { executionId: id, profile, outcome: Outcome.SUCCESS, duration: seconds(1) };
+}
+
+async function rateLimitedCount(server: RunningServer): Promise<number | undefined> {
+  return sample(await server.scrape(), "cugar_rate_limited_total", { role: "recorder" });
+}
+
+describe("RetryInfo decoding and the retry decision", () => {
+  it("decodes the delay in milliseconds", () => {
+    assert.equal(decodeRetryInfo(retryInfo(1n, 500_000_000)), 1500);
+    assert.equal(retryDelayOf(rateLimited(retryInfo(0n, 2_000_000))), 2);
+    assert.equal(decodeRetryInfo(new Uint8Array()), undefined);
+  });
+
+  it("waits the server's delay up to maxRetryDelayMs, and does not retry beyond it", () => {
+    assert.equal(retryDelayMs(DEFAULT_RETRY, rateLimited(retryInfo(0n, 400_000_000)), 1), 400);
+    assert.equal(retryDelayMs(DEFAULT_RETRY, rateLimited(retryInfo(31n, 0)), 1), undefined);
+    assert.equal(retryDelayMs(retryPolicy({ maxRetryDelayMs: 60_000 }), rateLimited(retryInfo(31n, 0)), 1), 31_000);
+    assert.equal(
+      retryDelayMs(DEFAULT_RETRY, new ConnectError("too many RPCs", Code.ResourceExhausted), 1),
+      undefined,
+      "RESOURCE_EXHAUSTED without RetryInfo is not retried",
+    );
+  });
+});
+
+describe("rate limits of the real server (--rate-limit-recorder 2/s:1)", () => {
+  let dir: string;
+  let server: RunningServer;
+  // Each key has its own bucket, which starts with its burst of 1: one key per test.
+  let clientKey: string;
+  let recorderKey: string;
+
+  before(async () => {
+    dir = await tempDir();
+    const keys = join(dir, "keys.json");
+    clientKey = await createKey(keys, "client-agent", "recorder");
+    recorderKey = await createKey(keys, "recorder-agent", "recorder");
+    server = await startServer({ args: ["--auth-keys-file", keys, "--rate-limit-recorder", "2/s:1"] });
+  });
+
+  after(async () => {
+    assert.equal(await server.stop(), 0);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("MetricsClient: two immediate records both succeed because the second waited", async (t) => {
+    const client = new MetricsClient({ target: server.target, apiKey: clientKey });
+    const profile = freshProfile();
+    const before = await rateLimitedCount(server);
+    try {
+      assert.equal(await client.record(execution(`${profile}-1`, profile)), "accepted"); // empties the bucket
+      const started = performance.now();
+      assert.equal(await client.record(execution(`${profile}-2`, profile)), "accepted");
+      const waitedMs = performance.now() - started;
+      t.diagnostic(`the second record took ${waitedMs.toFixed(0)} ms`);
+      assert.ok(waitedMs >= 300, `the second record waited ${waitedMs.toFixed(0)} ms`);
+      assert.equal(before, 0);
+      assert.equal(await rateLimitedCount(server), 1, "refused exactly once");
+    } finally {
+      client.close();
+    }
+  });
+
+  it("Recorder: keeps the refused batch and sends it after the delay", async (t) => {
+    // No retries in the client: the recorder itself must honour the delay.
+    const client = new MetricsClient({ target: server.target, apiKey: recorderKey, retry: { maxAttempts: 1 } });
+    const errors: unknown[] = [];
+    const recorder = new Recorder(client, {
+      maxBatchSize: 1,
+      flushIntervalMs: 60_000,
+      onError: (error) => errors.push(error),
+    });
+    const profile = freshProfile();
+    const before = await rateLimitedCount(server);
+    try {
+      recorder.record(execution(`${profile}-1`, profile));
+      recorder.record(execution(`${profile}-2`, profile));
+      await recorder.flush(); // sends -1 (the bucket's one token); -2 is refused and kept
+      assert.deepEqual(
+        { ...recorder.stats() },
+        { buffered: 1, inFlight: 0, accepted: 1, duplicate: 0, rejected: 0, dropped: 0, failedSends: 1 },
+      );
+      const refused = errors[0];
+      assert.ok(refused instanceof ConnectError && refused.code === Code.ResourceExhausted, String(refused));
+      const delay = retryDelayOf(refused);
+      assert.ok(delay !== undefined && delay > 0 && delay <= 500, `RetryInfo delay ${delay} ms`);
+
+      const started = performance.now();
+      await recorder.flush(); // waits the delay, then sends -2
+      const waitedMs = performance.now() - started;
+      t.diagnostic(`RetryInfo delay ${delay} ms; the second flush took ${waitedMs.toFixed(0)} ms`);
+      assert.ok(waitedMs >= 300, `the recorder waited ${waitedMs.toFixed(0)} ms`);
+      await recorder.close();
+      assert.deepEqual(
+        { ...recorder.stats() },
+        { buffered: 0, inFlight: 0, accepted: 2, duplicate: 0, rejected: 0, dropped: 0, failedSends: 1 },
+      );
+      assert.equal(errors.length, 1);
+      assert.equal(typeof before, "number");
+      assert.equal(await rateLimitedCount(server), (before ?? Number.NaN) + 1, "refused exactly once");
+    } finally {
+      await recorder.close();
+      client.close();
+    }
+  });
+});
