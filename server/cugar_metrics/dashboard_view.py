@@ -7,7 +7,9 @@ behind a load balancer, each call may reach another replica; the cluster-wide vi
 PromQL over every replica's /metrics.
 
 --json prints the response as JSON (protobuf field names; absent values are left out) for
-scripts; --watch refreshes every few seconds until Ctrl-C.
+scripts; --watch refreshes every few seconds until Ctrl-C. Against a server with
+authentication, give a reader (or admin) key with --api-key or CUGAR_METRICS_API_KEY; against
+TLS, --tls-ca (and --tls-cert/--tls-key for mutual TLS).
 """
 
 from __future__ import annotations
@@ -23,8 +25,14 @@ from google.protobuf import duration_pb2, json_format, timestamp_pb2
 from google.protobuf.message import Message
 
 from cugar.metrics.v1 import metrics_service_pb2 as pb
+from cugar_metrics import client_options
 from cugar_metrics.config import ConfigError, parse_duration
-from cugar_metrics_client import Client, CugarMetricsError, InvalidRequestError
+from cugar_metrics_client import (
+    Client,
+    CugarMetricsError,
+    InvalidRequestError,
+    UnauthenticatedError,
+)
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 ABSENT = "—"
@@ -86,6 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, default=5.0, help="deadline of each call in seconds (default: 5)"
     )
+    client_options.add_arguments(parser, "reader")
 
 
 # Formatting. Every formatter returns ABSENT for a value the server left unset.
@@ -310,7 +319,12 @@ def run(args: argparse.Namespace) -> int:
     """Fetch and print the dashboard (repeatedly with --watch); the exit code."""
     tty = sys.stdout.isatty()
     try:
-        with Client(args.target, timeout=args.timeout) as client:
+        connection = client_options.client_kwargs(args)
+    except (ValueError, OSError) as error:
+        print(f"cugar-metrics dashboard: error: {error}", file=sys.stderr)
+        return 2
+    try:
+        with Client(args.target, timeout=args.timeout, **connection) as client:
             while True:
                 dashboard = client.get_dashboard(args.window, args.profile, args.domain)
                 if args.json:
@@ -332,6 +346,13 @@ def run(args: argparse.Namespace) -> int:
         details = "; ".join(f"{v.field}: {v.description}" for v in error.violations)
         print(f"cugar-metrics dashboard: error: {details or error.message}", file=sys.stderr)
         return 2
+    except UnauthenticatedError as error:
+        print(
+            f"cugar-metrics dashboard: error: {args.target}: {error} "
+            f"({client_options.API_KEY_HINT} with a reader key)",
+            file=sys.stderr,
+        )
+        return 1
     except CugarMetricsError as error:
         print(f"cugar-metrics dashboard: error: {args.target}: {error}", file=sys.stderr)
         return 1

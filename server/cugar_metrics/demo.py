@@ -12,7 +12,9 @@ a measured duration (a buggy agent, rejected by the server), so every metric has
 Executions go through the client's BatchRecorder at --rate per second; a progress line goes to
 stderr and a summary to stdout. The simulated durations are values, not waits: a run of 30 s
 records 30 s x rate executions. --seed makes the simulated content repeatable; execution ids
-are always fresh.
+are always fresh. Against a server with authentication, give a recorder (or admin) key with
+--api-key or CUGAR_METRICS_API_KEY; against TLS, --tls-ca (and --tls-cert/--tls-key for
+mutual TLS).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
+from cugar_metrics import client_options
 from cugar_metrics.config import ConfigError, parse_duration
 from cugar_metrics_client import (
     Approval,
@@ -35,9 +38,11 @@ from cugar_metrics_client import (
     Decision,
     Execution,
     Operation,
+    PermissionDeniedError,
     RecorderStats,
     ToolCall,
     ToolStatus,
+    UnauthenticatedError,
 )
 
 DEFAULT_TARGET = "127.0.0.1:50051"
@@ -271,6 +276,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=int, default=None, help="seed of the simulation, for repeatable content"
     )
+    client_options.add_arguments(parser, "recorder")
 
 
 @dataclass(slots=True)
@@ -297,8 +303,22 @@ def run(args: argparse.Namespace) -> int:
     if duration is None and count is None:
         duration = 30.0
     try:
-        with Client(args.target, timeout=5.0) as probe:
+        connection = client_options.client_kwargs(args)
+    except (ValueError, OSError) as error:
+        print(f"cugar-metrics demo: error: {error}", file=sys.stderr)
+        return 2
+    try:
+        with Client(args.target, timeout=5.0, **connection) as probe:
             replica = probe.get_dashboard().replica
+    except PermissionDeniedError:
+        replica = "?"  # a recorder key may record but not read the dashboard: reachable
+    except UnauthenticatedError as error:
+        print(
+            f"cugar-metrics demo: error: the server at {args.target} refused the API key "
+            f"({error.reason}): {client_options.API_KEY_HINT} with a recorder key",
+            file=sys.stderr,
+        )
+        return 1
     except CugarMetricsError as error:
         print(
             f"cugar-metrics demo: error: cannot reach the server at {args.target}: {error}",
@@ -318,7 +338,7 @@ def run(args: argparse.Namespace) -> int:
     error_types: Counter[str] = Counter()
     interrupted = False
     tty = sys.stderr.isatty()
-    recorder = BatchRecorder(args.target, max_batch=500, flush_interval=0.5)
+    recorder = BatchRecorder(args.target, max_batch=500, flush_interval=0.5, **connection)
     started = time.monotonic()
     progress = _Progress(started, started)
     try:
