@@ -1,5 +1,6 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { type Client, type Interceptor, type Transport, createClient } from "@connectrpc/connect";
+import type { SecureClientSessionOptions } from "node:http2";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
 import { millis } from "./durations.js";
 import {
@@ -44,8 +45,31 @@ export interface MetricsClientOptions {
    * clear text.
    */
   readonly apiKey?: string;
+  /**
+   * Connect over TLS (and mutual TLS with `cert` and `key`). A `host:port` target then
+   * means `https://host:port`. An `https://` target without `tls` uses Node's trusted roots.
+   */
+  readonly tls?: TlsOptions;
   /** Connect interceptors applied to every attempt (e.g. to add headers). */
   readonly interceptors?: Interceptor[];
+}
+
+/**
+ * TLS settings: PEM contents (a string or a Buffer, e.g. `readFileSync("ca.crt")`), as
+ * Node's `tls.connect` takes them.
+ */
+export interface TlsOptions {
+  /** The CA certificates that signed the server's certificate; default Node's trusted roots. */
+  readonly ca?: string | Buffer;
+  /** This client's certificate chain, for a server started with `--tls-client-ca`. */
+  readonly cert?: string | Buffer;
+  /** The private key of `cert`. Give `cert` and `key` together. */
+  readonly key?: string | Buffer;
+  /**
+   * The name to check the server's certificate against, when it differs from the target's
+   * host (connecting by IP address to a certificate for a DNS name).
+   */
+  readonly serverName?: string;
 }
 
 /** Per-call overrides. */
@@ -66,10 +90,30 @@ export interface DashboardQuery {
   readonly domain?: string;
 }
 
-/** Turns a `host:port` target or a URL into a base URL. */
-export function baseUrlOf(target: string): string {
+/**
+ * Turns a `host:port` target or a URL into a base URL: `host:port` becomes
+ * `http://host:port`, or `https://host:port` with `tls`.
+ */
+export function baseUrlOf(target: string, tls = false): string {
   if (target.trim() === "") throw new TypeError("target must not be empty");
-  return /^[a-z][a-z0-9+.-]*:\/\//i.test(target) ? target : `http://${target}`;
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(target)) return `${tls ? "https" : "http"}://${target}`;
+  if (tls && !/^https:/i.test(target)) {
+    throw new TypeError(`tls needs an https:// target or host:port, got ${target}`);
+  }
+  return target;
+}
+
+/** The `http2.connect` options of `tls`. */
+function tlsSessionOptions(tls: TlsOptions): SecureClientSessionOptions {
+  if ((tls.cert === undefined) !== (tls.key === undefined)) {
+    throw new TypeError("tls: give cert and key together (mutual TLS)");
+  }
+  return {
+    ...(tls.ca === undefined ? {} : { ca: tls.ca }),
+    ...(tls.cert === undefined ? {} : { cert: tls.cert }),
+    ...(tls.key === undefined ? {} : { key: tls.key }),
+    ...(tls.serverName === undefined ? {} : { servername: tls.serverName }),
+  };
 }
 
 /**
@@ -107,13 +151,19 @@ export class MetricsClient {
   private readonly sessions: Http2SessionManager;
 
   constructor(options: MetricsClientOptions) {
-    const baseUrl = baseUrlOf(options.target);
+    const baseUrl = baseUrlOf(options.target, options.tls !== undefined);
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     if (!(this.timeoutMs > 0)) {
       throw new RangeError(`timeoutMs must be > 0, got ${this.timeoutMs}`);
     }
     this.retry = retryPolicy(options.retry);
-    this.sessions = new Http2SessionManager(baseUrl);
+    // The session manager is the client's own (so close() can end the connection), so the
+    // TLS settings go to it rather than to the transport's nodeOptions, which it overrides.
+    this.sessions = new Http2SessionManager(
+      baseUrl,
+      undefined,
+      options.tls === undefined ? undefined : tlsSessionOptions(options.tls),
+    );
     const transport: Transport = createGrpcTransport({
       baseUrl,
       sessionManager: this.sessions,

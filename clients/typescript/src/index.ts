@@ -8,6 +8,7 @@ export {
   MetricsClient,
   type MetricsClientOptions,
   type RecordOutcome,
+  type TlsOptions,
   baseUrlOf,
   bearerAuth,
 } from "./client.js";
