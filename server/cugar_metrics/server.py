@@ -246,13 +246,16 @@ def _write_ready_file(path: str, running: RunningServer) -> None:
 async def serve(config: Config) -> None:
     """Runs until SIGTERM or SIGINT, then drains. Raises PortInUseError when a port is taken."""
     running = await create_server(config)
+    transport = "mutual TLS" if config.tls_client_ca else "TLS" if config.tls_cert else "plaintext"
     log.info(
-        "cugar-metrics %s serving: gRPC %s:%d (reflection %s), metrics http://%s:%d/metrics,"
+        "cugar-metrics %s serving: gRPC %s:%d (%s, reflection %s), metrics %s://%s:%d/metrics,"
         " replica %s",
         __version__,
         config.host,
         running.grpc_port,
+        transport,
         "on" if config.reflection else "off",
+        "https" if config.metrics_tls_cert else "http",
         config.effective_metrics_host,
         running.metrics_port,
         config.replica,

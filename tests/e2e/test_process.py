@@ -55,7 +55,7 @@ def run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def test_startup_log_says_where_it_listens(served: ServerProcess) -> None:
     out = served.output()
-    assert f"gRPC 127.0.0.1:{served.grpc_port} (reflection on)" in out
+    assert f"gRPC 127.0.0.1:{served.grpc_port} (plaintext, reflection on)" in out
     assert f"metrics http://127.0.0.1:{served.metrics_port}/metrics" in out
 
 

@@ -48,6 +48,9 @@ def test_grpc_health_probe_over_tls(pki: Pki, server_cert: Leaf, tmp_path: Path)
         plain = probe(addr, wait="1s")
         assert plain.returncode == 2, plain.stdout + plain.stderr
         assert https_get(p.metrics_port, pki.server_ca)[0] == 200
+        out = p.output()
+        assert f"gRPC 127.0.0.1:{p.grpc_port} (TLS, reflection on)" in out
+        assert f"metrics https://127.0.0.1:{p.metrics_port}/metrics" in out
     finally:
         assert p.stop() == 0
 
@@ -74,6 +77,7 @@ def test_grpc_health_probe_over_mtls(pki: Pki, server_cert: Leaf, tmp_path: Path
             f"-tls-client-key={pki.client.key}",
         )
         assert (ok.returncode, ok.stderr.strip()) == (0, "status: SERVING"), ok.stdout
+        assert f"gRPC 127.0.0.1:{p.grpc_port} (mutual TLS, reflection on)" in p.output()
         anonymous = probe(addr, "-tls", ca, wait="1s")
         assert anonymous.returncode == 2, anonymous.stdout + anonymous.stderr
         stranger = probe(
