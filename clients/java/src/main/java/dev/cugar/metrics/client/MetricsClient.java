@@ -7,14 +7,27 @@ import cugar.metrics.v1.MetricsServiceOuterClass.GetDashboardResponse;
 import cugar.metrics.v1.MetricsServiceOuterClass.RecordExecutionRequest;
 import cugar.metrics.v1.MetricsServiceOuterClass.RecordExecutionsRequest;
 import cugar.metrics.v1.MetricsServiceOuterClass.RecordResult;
+import io.grpc.CallCredentials;
+import io.grpc.ChannelCredentials;
+import io.grpc.CompositeChannelCredentials;
+import io.grpc.Deadline;
+import io.grpc.Grpc;
+import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
 import io.grpc.ManagedChannelBuilder;
+import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
+import io.grpc.TlsChannelCredentials;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Optional;
 import java.util.concurrent.TimeUnit;
+import java.util.function.Function;
 
 /**
  * A blocking client of {@code cugar.metrics.v1.MetricsService}.
@@ -24,8 +37,14 @@ import java.util.concurrent.TimeUnit;
  * channel itself, through its default service config ({@code retryPolicy}): safe because the
  * Record RPCs are idempotent by {@code execution_id} and {@code GetDashboard} only reads.
  *
+ * <p>A call refused by the server's rate limit ({@code RESOURCE_EXHAUSTED} with a {@code
+ * google.rpc.RetryInfo}) is retried after the delay the server asks for (at most {@link
+ * #MAX_RETRY_DELAY}), up to {@link Builder#rateLimitRetries} times and never past the deadline.
+ *
  * <p>An invalid request raises {@link InvalidExecutionException} with the server's field
- * violations; any other failure raises the {@link StatusRuntimeException} of the call.
+ * violations; refused credentials raise {@link AuthException}, a rate limit that outlasts the
+ * retries {@link RateLimitedException} (both are {@link StatusRuntimeException}s); any other
+ * failure raises the {@link StatusRuntimeException} of the call.
  *
  * <p>Thread-safe; create one per process and {@link #close()} it on shutdown.
  */
@@ -36,16 +55,22 @@ public final class MetricsClient implements AutoCloseable {
   /** The largest batch {@link #recordBatch} accepts (the server's limit). */
   public static final int MAX_BATCH_SIZE = 1000;
 
+  /** The longest RetryInfo delay honoured: a server asking for more is waited for this long. */
+  public static final Duration MAX_RETRY_DELAY = Duration.ofSeconds(30);
+
   private final ManagedChannel channel;
   private final boolean ownsChannel;
   private final MetricsServiceGrpc.MetricsServiceBlockingStub stub;
   private final Duration deadline;
+  private final int rateLimitRetries;
 
-  private MetricsClient(ManagedChannel channel, boolean ownsChannel, Duration deadline) {
+  private MetricsClient(
+      ManagedChannel channel, boolean ownsChannel, Duration deadline, int rateLimitRetries) {
     this.channel = channel;
     this.ownsChannel = ownsChannel;
     this.stub = MetricsServiceGrpc.newBlockingStub(channel);
     this.deadline = deadline;
+    this.rateLimitRetries = rateLimitRetries;
   }
 
   /** A client of {@code target} ({@code host:port}) with every default: plaintext, 5 s, 4 attempts. */
@@ -60,11 +85,12 @@ public final class MetricsClient implements AutoCloseable {
 
   /**
    * A client over a channel the caller built and owns ({@link #close()} leaves it open). Retries
-   * then follow that channel's own service config.
+   * on UNAVAILABLE then follow that channel's own service config; rate-limited calls are retried
+   * up to 3 times after the server's RetryInfo delay.
    */
   public static MetricsClient forChannel(ManagedChannel channel, Duration deadline) {
     return new MetricsClient(
-        Objects.requireNonNull(channel, "channel"), false, checkDeadline(deadline));
+        Objects.requireNonNull(channel, "channel"), false, checkDeadline(deadline), 3);
   }
 
   /**
@@ -78,11 +104,7 @@ public final class MetricsClient implements AutoCloseable {
   public RecordResult record(Execution execution) {
     RecordExecutionRequest request =
         RecordExecutionRequest.newBuilder().setExecution(execution).build();
-    try {
-      return withDeadline().recordExecution(request).getResult();
-    } catch (StatusRuntimeException e) {
-      throw InvalidExecutionException.translate(e);
-    }
+    return call(s -> s.recordExecution(request)).getResult();
   }
 
   /**
@@ -96,11 +118,7 @@ public final class MetricsClient implements AutoCloseable {
   public BatchResult recordBatch(List<Execution> executions) {
     RecordExecutionsRequest request =
         RecordExecutionsRequest.newBuilder().addAllExecutions(executions).build();
-    try {
-      return new BatchResult(withDeadline().recordExecutions(request));
-    } catch (StatusRuntimeException e) {
-      throw InvalidExecutionException.translate(e);
-    }
+    return new BatchResult(call(s -> s.recordExecutions(request)));
   }
 
   /**
@@ -109,11 +127,7 @@ public final class MetricsClient implements AutoCloseable {
    * @throws InvalidExecutionException when the window or a filter is invalid
    */
   public GetDashboardResponse getDashboard(GetDashboardRequest request) {
-    try {
-      return withDeadline().getDashboard(request);
-    } catch (StatusRuntimeException e) {
-      throw InvalidExecutionException.translate(e);
-    }
+    return call(s -> s.getDashboard(request));
   }
 
   /** The dashboard over everything since the replica started, for one profile. */
@@ -155,8 +169,43 @@ public final class MetricsClient implements AutoCloseable {
     }
   }
 
-  private MetricsServiceGrpc.MetricsServiceBlockingStub withDeadline() {
-    return stub.withDeadlineAfter(deadline.toNanos(), TimeUnit.NANOSECONDS);
+  /**
+   * Runs {@code rpc} with this client's deadline, retrying after the server's RetryInfo delay
+   * while it is rate limited, and translates a failure into the client's exceptions.
+   */
+  private <T> T call(Function<MetricsServiceGrpc.MetricsServiceBlockingStub, T> rpc) {
+    Deadline callDeadline = Deadline.after(deadline.toNanos(), TimeUnit.NANOSECONDS);
+    MetricsServiceGrpc.MetricsServiceBlockingStub withDeadline = stub.withDeadline(callDeadline);
+    for (int retries = 0; ; retries++) {
+      try {
+        return rpc.apply(withDeadline);
+      } catch (StatusRuntimeException e) {
+        Optional<Duration> wait =
+            retries < rateLimitRetries ? waitBeforeRetry(e, callDeadline) : Optional.empty();
+        if (wait.isEmpty()) {
+          throw StatusDetails.translate(e);
+        }
+        try {
+          TimeUnit.NANOSECONDS.sleep(wait.get().toNanos());
+        } catch (InterruptedException interrupted) {
+          Thread.currentThread().interrupt();
+          throw StatusDetails.translate(e);
+        }
+      }
+    }
+  }
+
+  /**
+   * The wait before retrying a call that failed with {@code e}: its RetryInfo delay, capped at
+   * {@link #MAX_RETRY_DELAY}, when it is RESOURCE_EXHAUSTED and the wait ends before the deadline.
+   */
+  static Optional<Duration> waitBeforeRetry(StatusRuntimeException e, Deadline callDeadline) {
+    if (e.getStatus().getCode() != Status.Code.RESOURCE_EXHAUSTED) {
+      return Optional.empty();
+    }
+    return StatusDetails.retryDelay(e)
+        .map(d -> d.compareTo(MAX_RETRY_DELAY) > 0 ? MAX_RETRY_DELAY : d)
+        .filter(d -> d.toNanos() < callDeadline.timeRemaining(TimeUnit.NANOSECONDS));
   }
 
   /**
@@ -200,6 +249,12 @@ public final class MetricsClient implements AutoCloseable {
     private Duration initialBackoff = Duration.ofMillis(100);
     private Duration maxBackoff = Duration.ofSeconds(2);
     private boolean plaintext = true;
+    private int rateLimitRetries = 3;
+    private String apiKey;
+    private Path rootCertificates;
+    private Path clientCertificate;
+    private Path clientKey;
+    private String authority;
 
     private Builder(String target) {
       this.target = target;
@@ -235,19 +290,82 @@ public final class MetricsClient implements AutoCloseable {
       return this;
     }
 
+    /**
+     * Retries of a call refused by the server's rate limit, each after the delay of its {@code
+     * google.rpc.RetryInfo} (capped at {@link #MAX_RETRY_DELAY}, and only when it ends before the
+     * deadline); 0 gives up at once with a {@link RateLimitedException}. Default 3.
+     */
+    public Builder rateLimitRetries(int rateLimitRetries) {
+      if (rateLimitRetries < 0) {
+        throw new IllegalArgumentException(
+            "rateLimitRetries must be >= 0, got " + rateLimitRetries);
+      }
+      this.rateLimitRetries = rateLimitRetries;
+      return this;
+    }
+
+    /**
+     * Sends {@code apiKey} (from {@code cugar-metrics keys create}) as {@code authorization:
+     * Bearer <key>} on every call, as the channel's call credentials. Use it with TLS unless the
+     * server is on the loopback interface.
+     */
+    public Builder apiKey(String apiKey) {
+      ApiKeyCredentials.of(apiKey);
+      this.apiKey = apiKey;
+      return this;
+    }
+
     /** Use TLS with the JVM's trust store instead of plaintext (the default). */
     public Builder useTransportSecurity() {
       this.plaintext = false;
       return this;
     }
 
-    /** Builds the client and its channel. */
+    /**
+     * Use TLS and trust only the CA certificates in this PEM file (the server's certificate must
+     * be signed by one of them and name the target's host in its subject alternative names).
+     */
+    public Builder rootCertificates(Path caPem) {
+      this.rootCertificates = Objects.requireNonNull(caPem, "caPem");
+      this.plaintext = false;
+      return this;
+    }
+
+    /**
+     * Use mutual TLS: present this certificate chain and its private key (PEM files; the key in
+     * PKCS#8, {@code -----BEGIN PRIVATE KEY-----}) to a server started with {@code
+     * --tls-client-ca}.
+     */
+    public Builder clientCertificate(Path certChainPem, Path privateKeyPem) {
+      this.clientCertificate = Objects.requireNonNull(certChainPem, "certChainPem");
+      this.clientKey = Objects.requireNonNull(privateKeyPem, "privateKeyPem");
+      this.plaintext = false;
+      return this;
+    }
+
+    /**
+     * The name the server's certificate is checked against instead of the target's host (for
+     * example when connecting by an address the certificate does not list).
+     */
+    public Builder overrideAuthority(String authority) {
+      this.authority = Objects.requireNonNull(authority, "authority");
+      return this;
+    }
+
+    /**
+     * Builds the client and its channel.
+     *
+     * @throws UncheckedIOException when a certificate or key file cannot be read or parsed
+     */
     public MetricsClient build() {
-      ManagedChannelBuilder<?> builder = ManagedChannelBuilder.forTarget(target);
-      if (plaintext) {
-        builder.usePlaintext();
-      } else {
-        builder.useTransportSecurity();
+      ChannelCredentials credentials = plaintext ? InsecureChannelCredentials.create() : tls();
+      if (apiKey != null) {
+        CallCredentials key = ApiKeyCredentials.of(apiKey);
+        credentials = CompositeChannelCredentials.create(credentials, key);
+      }
+      ManagedChannelBuilder<?> builder = Grpc.newChannelBuilder(target, credentials);
+      if (authority != null) {
+        builder.overrideAuthority(authority);
       }
       if (maxAttempts > 1) {
         builder
@@ -256,7 +374,23 @@ public final class MetricsClient implements AutoCloseable {
       } else {
         builder.disableRetry();
       }
-      return new MetricsClient(builder.build(), true, deadline);
+      return new MetricsClient(builder.build(), true, deadline, rateLimitRetries);
+    }
+
+    private ChannelCredentials tls() {
+      TlsChannelCredentials.Builder tls = TlsChannelCredentials.newBuilder();
+      try {
+        if (rootCertificates != null) {
+          tls.trustManager(rootCertificates.toFile());
+        }
+        if (clientCertificate != null) {
+          tls.keyManager(clientCertificate.toFile(), clientKey.toFile());
+        }
+      } catch (IOException | RuntimeException e) {
+        throw new UncheckedIOException(
+            new IOException("cannot load the TLS certificates or key: " + e.getMessage(), e));
+      }
+      return tls.build();
     }
 
     private static Duration positive(Duration d, String name) {

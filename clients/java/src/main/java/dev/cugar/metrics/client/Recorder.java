@@ -36,8 +36,10 @@ import java.util.logging.Logger;
  * Stats#dropped()}. A batch that fails with a transient status (UNAVAILABLE, DEADLINE_EXCEEDED,
  * RESOURCE_EXHAUSTED, ABORTED), after the client's own retries, goes back to the buffer and is
  * sent again at the next interval (safe: executions are idempotent by id); any other failure
- * drops it. Items the server rejects as invalid are counted in {@link Stats#rejected()} and
- * logged.
+ * drops it. A batch refused by the server's rate limit ({@link RateLimitedException}) is kept
+ * too, and nothing is sent until the delay of its {@code google.rpc.RetryInfo} (capped at {@link
+ * MetricsClient#MAX_RETRY_DELAY}) has passed. Items the server rejects as invalid are counted in
+ * {@link Stats#rejected()} and logged.
  *
  * <p>Close the recorder before the client: close sends what is buffered, waiting at most {@code
  * closeTimeout}, and counts what could not be sent as dropped. Thread-safe.
@@ -61,6 +63,7 @@ public final class Recorder implements AutoCloseable {
   private final AtomicBoolean sizeFlushQueued = new AtomicBoolean();
   private final AtomicBoolean closed = new AtomicBoolean();
   private volatile long sizeFlushPausedUntil = System.nanoTime();
+  private volatile long sendPausedUntil = System.nanoTime();
 
   private final AtomicLong submitted = new AtomicLong();
   private final AtomicLong accepted = new AtomicLong();
@@ -161,7 +164,7 @@ public final class Recorder implements AutoCloseable {
   public boolean flush() {
     Future<?> done;
     try {
-      done = sender.submit(this::flushAll);
+      done = sender.submit(() -> flushAll(true));
     } catch (RejectedExecutionException closedAlready) {
       return buffer.isEmpty();
     }
@@ -197,7 +200,7 @@ public final class Recorder implements AutoCloseable {
     }
     periodicFlush.cancel(false);
     try {
-      sender.execute(this::flushAll);
+      sender.execute(() -> flushAll(true));
     } catch (RejectedExecutionException alreadyStopped) {
       // Nothing more can be sent.
     }
@@ -226,6 +229,26 @@ public final class Recorder implements AutoCloseable {
 
   /** Sends batches until the buffer is empty or a send fails. Runs on the sender thread only. */
   private void flushAll() {
+    flushAll(false);
+  }
+
+  /**
+   * Like {@link #flushAll()}; while a rate limit's delay runs, sends nothing, or, for {@code
+   * flush()} and {@code close()} ({@code waitOutPause}), waits for the delay to pass first.
+   */
+  private void flushAll(boolean waitOutPause) {
+    long pause = sendPausedUntil - System.nanoTime();
+    if (pause > 0) {
+      if (!waitOutPause) {
+        return;
+      }
+      try {
+        TimeUnit.NANOSECONDS.sleep(pause);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        return;
+      }
+    }
     while (!buffer.isEmpty()) {
       if (!sendOneBatch()) {
         return;
@@ -256,7 +279,16 @@ public final class Recorder implements AutoCloseable {
       return true;
     } catch (StatusRuntimeException e) {
       failedSends.incrementAndGet();
-      sizeFlushPausedUntil = System.nanoTime() + flushIntervalNanos;
+      long now = System.nanoTime();
+      sizeFlushPausedUntil = now + flushIntervalNanos;
+      if (e instanceof RateLimitedException limited) {
+        Duration delay = limited.retryDelay();
+        if (delay.compareTo(MetricsClient.MAX_RETRY_DELAY) > 0) {
+          delay = MetricsClient.MAX_RETRY_DELAY;
+        }
+        sendPausedUntil = now + delay.toNanos();
+        sizeFlushPausedUntil = Math.max(sizeFlushPausedUntil - now, delay.toNanos()) + now;
+      }
       if (TRANSIENT.contains(e.getStatus().getCode())) {
         // Kept for the next flush; close() counts what is still buffered as dropped.
         requeue(batch);

@@ -11,6 +11,8 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -43,7 +45,7 @@ final class ServerProcess {
     return Path.of(System.getProperty("cugar.metrics.repo", "../..")).toAbsolutePath().normalize();
   }
 
-  static ServerProcess start() throws IOException, InterruptedException {
+  static Path executable() {
     String override = System.getenv("CUGAR_METRICS_SERVER");
     Path exe =
         override != null && !override.isEmpty()
@@ -53,11 +55,44 @@ final class ServerProcess {
       throw new IllegalStateException(
           exe + " is missing: run scripts/install-tools.sh (or set CUGAR_METRICS_SERVER)");
     }
+    return exe;
+  }
+
+  /**
+   * Creates an API key with {@code cugar-metrics keys create} in {@code keysFile} and returns it
+   * (the command prints it once on stdout).
+   */
+  static String createKey(Path keysFile, String name, String role)
+      throws IOException, InterruptedException {
+    Process p =
+        new ProcessBuilder(
+                executable().toString(),
+                "keys",
+                "create",
+                "--file",
+                keysFile.toString(),
+                "--name",
+                name,
+                "--role",
+                role)
+            .redirectError(ProcessBuilder.Redirect.DISCARD)
+            .start();
+    String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8).trim();
+    if (!p.waitFor(30, TimeUnit.SECONDS) || p.exitValue() != 0 || !out.startsWith("cgm_")) {
+      throw new IllegalStateException("cugar-metrics keys create failed: " + out);
+    }
+    return out;
+  }
+
+  /** Starts the server with only the listening flags, plus {@code extraArgs}. */
+  static ServerProcess start(String... extraArgs) throws IOException, InterruptedException {
+    Path exe = executable();
     Path dir = Files.createTempDirectory("cugar-metrics-java-");
     Path ready = dir.resolve("ready.json");
     Path log = dir.resolve("server.log");
-    ProcessBuilder pb =
-        new ProcessBuilder(
+    List<String> command =
+        new ArrayList<>(
+            List.of(
                 exe.toString(),
                 "serve",
                 "--host",
@@ -67,7 +102,10 @@ final class ServerProcess {
                 "--metrics-port",
                 "0",
                 "--ready-file",
-                ready.toString())
+                ready.toString()));
+    command.addAll(List.of(extraArgs));
+    ProcessBuilder pb =
+        new ProcessBuilder(command)
             .redirectErrorStream(true)
             .redirectOutput(log.toFile());
     Process process = pb.start();
