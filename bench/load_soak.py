@@ -12,14 +12,19 @@ repository root; results go to bench/results/{load,soak}.{md,json}.
 The agents are ghz workers: each simulated agent is one ghz worker on its own HTTP/2
 connection, sending RecordExecution (a realistic execution: 3 tool calls, an approval, a
 budget, a unique execution_id) in a loop with no think time, or paced to a total rate in the
-soak. ghz is a Go program: on a two-core machine it takes a fraction of the CPU a Python load
-generator would need for the same rate, so the server gets the CPU and the figures measure
-the server. Each run also records the CPU used by the server, by ghz and by every other process,
-and the load average before and after, since the machine may be shared.
+soak. ghz (Go) was chosen over a Python asyncio client because it is not held to one core by
+a GIL, its latencies are not inflated by a saturated Python event loop's own queueing, and it
+paces a total rate (`--rps`) for the soak. It is not free: rendering the templated request per
+call costs it about 0.6 ms of CPU per request here, a little more than a grpc.aio client
+(about 0.45 ms); the `ghz cores` column shows it. Each run also records the CPU used by the
+server and by every other process, and the load average before and after, since the machine
+may be shared.
 
 The servers are real processes started with their defaults; the secured one has an API keys
 file (`cugar-metrics keys create`, role recorder) and a TLS certificate from a CA generated for
-the run, and ghz sends `authorization: Bearer <key>` and verifies the certificate.
+the run, and ghz sends `authorization: Bearer <key>` and verifies the certificate. To show
+where the overhead goes, each round also runs a server with only the keys file and one with
+only TLS (`--no-breakdown` skips them).
 """
 
 from __future__ import annotations
@@ -94,6 +99,16 @@ class Server:
     metrics_port: int
     security: Security | None
     log: Path
+    #: plain (the defaults), secured (API keys and TLS), auth (keys only) or tls (TLS only)
+    kind: str = "plain"
+
+    @property
+    def auth(self) -> bool:
+        return self.kind in ("secured", "auth")
+
+    @property
+    def tls(self) -> bool:
+        return self.kind in ("secured", "tls")
 
     @property
     def pid(self) -> int:
@@ -132,9 +147,12 @@ class Server:
         return out
 
 
-def start_server(workdir: Path, name: str, security: Security | None) -> Server:
+def start_server(
+    workdir: Path, name: str, security: Security | None, kind: str = "plain"
+) -> Server:
     ready = workdir / f"{name}.ready.json"
     log_path = workdir / f"{name}.log"
+    ready.unlink(missing_ok=True)
     argv = [
         str(CLI),
         "serve",
@@ -151,15 +169,10 @@ def start_server(workdir: Path, name: str, security: Security | None) -> Server:
         "--log-level",
         "WARNING",
     ]
-    if security:
-        argv += [
-            "--auth-keys-file",
-            str(security.keys_file),
-            "--tls-cert",
-            str(security.cert),
-            "--tls-key",
-            str(security.private_key),
-        ]
+    if security and kind in ("secured", "auth"):
+        argv += ["--auth-keys-file", str(security.keys_file)]
+    if security and kind in ("secured", "tls"):
+        argv += ["--tls-cert", str(security.cert), "--tls-key", str(security.private_key)]
     with log_path.open("wb") as out:
         popen = subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
@@ -177,14 +190,15 @@ def start_server(workdir: Path, name: str, security: Security | None) -> Server:
             popen.kill()
             raise RuntimeError(f"{name} wrote no ready file: see {log_path}")
         time.sleep(0.05)
-    return Server(
-        name, popen, int(info["grpc_port"]), int(info["metrics_port"]), security, log_path
-    )
+    grpc_port, metrics_port = int(info["grpc_port"]), int(info["metrics_port"])
+    return Server(name, popen, grpc_port, metrics_port, security, log_path, kind)
 
 
 @contextlib.contextmanager
-def running(workdir: Path, name: str, security: Security | None = None) -> Iterator[Server]:
-    server = start_server(workdir, name, security)
+def running(
+    workdir: Path, name: str, security: Security | None = None, kind: str = "plain"
+) -> Iterator[Server]:
+    server = start_server(workdir, name, security, kind)
     try:
         yield server
     finally:
@@ -375,11 +389,12 @@ class Run:
             str(out),
         ]
         sec = self.server.security
-        if sec:
+        if sec and self.server.tls:
             argv += ["--cacert", str(sec.ca), "--cname", "localhost"]
-            argv += ["--metadata", json.dumps({"authorization": f"Bearer {sec.key}"})]
         else:
             argv.append("--insecure")
+        if sec and self.server.auth:
+            argv += ["--metadata", json.dumps({"authorization": f"Bearer {sec.key}"})]
         if self.rps:
             argv += ["--rps", str(round(self.rps))]
         return [*argv, self.server.target]
@@ -419,7 +434,7 @@ class Run:
         accepted = int(ingest1.get("accepted", 0) - ingest0.get("accepted", 0))
         return {
             "label": self.label,
-            "secured": self.server.security is not None,
+            "server": self.server.kind,
             "agents": self.concurrency,
             "target_rps": round(self.rps) if self.rps else None,
             "seconds": self.seconds,
@@ -470,6 +485,7 @@ def run_load(args: argparse.Namespace, out_dir: Path) -> None:
         "overhead_agents": args.overhead_agents,
         "overhead_seconds": args.overhead_seconds,
         "overhead_repeats": args.repeats,
+        "overhead_breakdown": args.breakdown,
     }
     with tempfile.TemporaryDirectory(prefix="cugar-load-") as tmp:
         work = Path(tmp)
@@ -485,26 +501,29 @@ def run_load(args: argparse.Namespace, out_dir: Path) -> None:
         security = make_security(work)
         pairs = []
         n = args.overhead_agents
-        with running(work, "plain2") as plain, running(work, "secured", security) as secured:
-            for server in (plain, secured):
+        kinds = ["plain", "secured"] + (["auth", "tls"] if args.breakdown else [])
+        with contextlib.ExitStack() as stack:
+            servers = [stack.enter_context(running(work, k, security, k)) for k in kinds]
+            for server in servers:
                 Run(ghz, work, server, n, args.warmup, label="warmup").execute()
             for i in range(args.repeats):
-                order = [plain, secured] if i % 2 == 0 else [secured, plain]
-                pair: dict[str, Any] = {}
+                # Plain and secured back to back, their order alternating; then the parts.
+                order = servers[:2] if i % 2 == 0 else servers[1::-1]
+                order += servers[2:] if i % 2 == 0 else servers[:1:-1]
+                pair: dict[str, Any] = {"order": [s.kind for s in order]}
                 for server in order:
-                    kind = "secured" if server.security else "plain"
                     r = Run(
-                        ghz, work, server, n, args.overhead_seconds, label=f"{kind}-{i + 1}"
+                        ghz, work, server, n, args.overhead_seconds, label=f"{server.kind}-{i + 1}"
                     ).execute()
                     log(describe(r))
-                    pair[kind] = r
-                pair["ratio"] = round(pair["secured"]["rps"] / pair["plain"]["rps"], 3)
-                pair["server_cpu_ratio"] = round(
-                    pair["plain"]["server_cpu_us_per_req"]
-                    / pair["secured"]["server_cpu_us_per_req"],
-                    3,
-                )
-                pair["order"] = [("secured" if s.security else "plain") for s in order]
+                    pair[server.kind] = r
+                plain = pair["plain"]
+                for k in kinds[1:]:
+                    suffix = "" if k == "secured" else f"_{k}"
+                    pair[f"ratio{suffix}"] = round(pair[k]["rps"] / plain["rps"], 3)
+                    pair[f"server_cpu_ratio{suffix}"] = round(
+                        plain["server_cpu_us_per_req"] / pair[k]["server_cpu_us_per_req"], 3
+                    )
                 pairs.append(pair)
         result["overhead"] = {
             "agents": n,
@@ -512,6 +531,13 @@ def run_load(args: argparse.Namespace, out_dir: Path) -> None:
             "median_ratio": statistics.median(p["ratio"] for p in pairs),
             "median_server_cpu_ratio": statistics.median(p["server_cpu_ratio"] for p in pairs),
         }
+        for k in kinds[2:]:
+            result["overhead"][f"median_ratio_{k}"] = statistics.median(
+                p[f"ratio_{k}"] for p in pairs
+            )
+            result["overhead"][f"median_server_cpu_ratio_{k}"] = statistics.median(
+                p[f"server_cpu_ratio_{k}"] for p in pairs
+            )
     best = max(levels, key=lambda r: r["rps"])
     result["max_rps"] = best["rps"]
     result["max_rps_agents"] = best["agents"]
@@ -569,7 +595,7 @@ def load_markdown(r: dict[str, Any]) -> str:
             f"| {x['ghz_cores']} | {x['other_cores']} | {x['rss_end_mib']} ({x['rss_peak_mib']}) "
             f"| {_load(x['uptime_before'])} → {_load(x['uptime_after'])} |"
         )
-    runs = r["levels"] + [p[k] for p in ov["pairs"] for k in ("plain", "secured")]
+    runs = r["levels"] + [p[k] for p in ov["pairs"] for k in p["order"]]
     others = [x["other_cores"] for x in runs]
     server = [x["server_cores"] for x in runs]
     lines += [
@@ -615,6 +641,29 @@ def load_markdown(r: dict[str, Any]) -> str:
         "cost, less sensitive to other work on the machine).",
         "",
     ]
+    if "median_ratio_auth" in ov:
+        lines += [
+            "Where it goes: in the same rounds, right after each pair, a server with only the "
+            "keys file (ghz sends the key over plaintext) and one with only TLS (no key).",
+            "",
+            "| round | keys only req/s | keys only/plain | keys only CPU µs/req | TLS only req/s "
+            "| TLS only/plain | TLS only CPU µs/req |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for i, p in enumerate(ov["pairs"], 1):
+            a, t = p["auth"], p["tls"]
+            lines.append(
+                f"| {i} | {a['rps']:,.0f} | {p['ratio_auth']:.3f} | {a['server_cpu_us_per_req']} "
+                f"| {t['rps']:,.0f} | {p['ratio_tls']:.3f} | {t['server_cpu_us_per_req']} |"
+            )
+        lines += [
+            "",
+            f"Median throughput ratio to plain: keys only {ov['median_ratio_auth']:.3f}, TLS "
+            f"only {ov['median_ratio_tls']:.3f}; median server CPU per request, plain/keys "
+            f"only {ov['median_server_cpu_ratio_auth']:.3f}, plain/TLS only "
+            f"{ov['median_server_cpu_ratio_tls']:.3f}.",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -658,7 +707,7 @@ def wait_for_quiet(threshold: float, hold: float, start_by: str | None) -> str:
 
 def run_soak(args: argparse.Namespace, out_dir: Path) -> None:
     ghz = find_ghz()
-    start_reason = "started at once"
+    start_reason = args.start_note or "started at once"
     if args.quiet_below:
         start_reason = wait_for_quiet(args.quiet_below, 60, args.start_by)
     rps = args.rps
@@ -823,6 +872,12 @@ def main() -> int:
     load.add_argument("--overhead-agents", type=int, default=50)
     load.add_argument("--overhead-seconds", type=float, default=20)
     load.add_argument("--repeats", type=int, default=3, help="plain/secured pairs")
+    load.add_argument(
+        "--no-breakdown",
+        dest="breakdown",
+        action="store_false",
+        help="skip the keys-only and TLS-only servers of the overhead section",
+    )
     load.add_argument("--out", type=Path, help="results directory (default bench/results)")
     soak = sub.add_parser("soak", help="a long run at half the maximum throughput")
     soak.add_argument("--minutes", type=int, default=30)
@@ -834,6 +889,7 @@ def main() -> int:
         help="first wait until the 1-minute load average stays below this for a minute",
     )
     soak.add_argument("--start-by", help="HH:MM local time: stop waiting then")
+    soak.add_argument("--start-note", help="how the start was chosen, for the results")
     soak.add_argument(
         "--out", type=Path, help="results directory (default bench/results for a full run)"
     )
