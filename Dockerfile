@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
 # cugar-metrics server image.
 #   docker build -t cugar-metrics:0.1.0 .
-#   docker run --rm -p 127.0.0.1:50051:50051 cugar-metrics:0.1.0
+#   docker run --rm -p 127.0.0.1:50051:50051 -e CUGAR_METRICS_NO_AUTH=true cugar-metrics:0.1.0
+# The server needs an authentication choice: CUGAR_METRICS_AUTH_KEYS_FILE (a mounted keys
+# file) or CUGAR_METRICS_NO_AUTH=true.
 # Ports: 50051 gRPC (MetricsService, grpc.health.v1, reflection), 9464 Prometheus /metrics.
 
 # --- grpc_health_probe, for the HEALTHCHECK (Kubernetes uses its native gRPC probes) -------

@@ -171,6 +171,8 @@ def start_server(
     ]
     if security and kind in ("secured", "auth"):
         argv += ["--auth-keys-file", str(security.keys_file)]
+    else:
+        argv += ["--no-auth"]
     if security and kind in ("secured", "tls"):
         argv += ["--tls-cert", str(security.cert), "--tls-key", str(security.private_key)]
     with log_path.open("wb") as out:

@@ -160,6 +160,7 @@ def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
             "0",
             "--ready-file",
             str(ready),
+            "--no-auth",
             "--log-level",
             "WARNING",
         ],

@@ -149,6 +149,7 @@ def real_server_argv() -> list[str]:
         "0",
         "--metrics-port",
         "0",
+        "--no-auth",
         "--log-level",
         "WARNING",
     ]

@@ -68,8 +68,11 @@ def launch(
 ) -> ServerProcess:
     """Starts `cugar-metrics serve` (extra flags in `args`) and waits for its ready file.
 
-    The log and the ready file are written to `directory` under `name`.
+    The log and the ready file are written to `directory` under `name`. Without
+    `--auth-keys-file` in `args` the server is started with `--no-auth`.
     """
+    if "--auth-keys-file" not in args:
+        args = ("--no-auth", *args)
     ready = directory / f"{name}.ready.json"
     log = directory / f"{name}.log"
     with log.open("wb") as out:

@@ -210,6 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"turn off gRPC server reflection [env {ENV_PREFIX}REFLECTION=false]",
     )
     serve.add_argument(
+        "--no-auth",
+        action="store_true",
+        default=os.environ.get(ENV_PREFIX + "NO_AUTH", "").lower() in _TRUE,
+        help="serve without authentication: anyone who reaches the gRPC port can record and "
+        "read (logged as a warning). Without --auth-keys-file the server refuses to start "
+        f"unless this is given [env {ENV_PREFIX}NO_AUTH=true]",
+    )
+    serve.add_argument(
         "--reflection-requires-auth",
         action="store_true",
         default=os.environ.get(ENV_PREFIX + "REFLECTION_REQUIRES_AUTH", "").lower() in _TRUE,
@@ -341,6 +349,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.command != "serve":
             sys.exit(args.run(args))
         config = config_from_args(args)
+        if config.auth_keys_file is None and not args.no_auth:
+            raise ConfigError(
+                "authentication is not configured: pass --auth-keys-file FILE (create keys with "
+                "'cugar-metrics keys create'), or --no-auth to let anyone who reaches the port "
+                f"record and read [env {ENV_PREFIX}AUTH_KEYS_FILE or {ENV_PREFIX}NO_AUTH=true]"
+            )
     except ConfigError as e:
         print(f"cugar-metrics: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -207,7 +207,7 @@ def test_port_in_use_is_a_one_line_error(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [CLI, "serve", "--grpc-port", str(port), "--metrics-port", "0"],
+            [CLI, "serve", "--no-auth", "--grpc-port", str(port), "--metrics-port", "0"],
             capture_output=True,
             text=True,
             timeout=30,
@@ -240,7 +240,7 @@ def test_bad_flags_are_one_line_errors_naming_the_flag(args: list[str], message:
 def test_check_config_reads_env_and_validates() -> None:
     env = {**os.environ, "CUGAR_METRICS_GRPC_PORT": "6000", "CUGAR_METRICS_MAX_TOOLS": "42"}
     result = subprocess.run(
-        [CLI, "serve", "--check-config", "--metrics-port", "6001"],
+        [CLI, "serve", "--no-auth", "--check-config", "--metrics-port", "6001"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -251,3 +251,33 @@ def test_check_config_reads_env_and_validates() -> None:
     assert "metrics_port = 6001" in result.stdout
     assert "'tool': 42" in result.stdout or "tool=42" in result.stdout
     assert result.stdout.strip().endswith("configuration is valid")
+
+
+def test_authentication_must_be_configured_or_turned_off_explicitly(tmp_path: Path) -> None:
+    """With neither a keys file nor --no-auth the server refuses to start, naming both."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CUGAR_METRICS_")}
+    result = subprocess.run(
+        [CLI, "serve", "--grpc-port", "0", "--metrics-port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("cugar-metrics: error: authentication is not configured")
+    assert "--auth-keys-file" in line and "--no-auth" in line
+    # The explicit choice, by flag or by environment, starts it (and it says so in its log).
+    p = launch(tmp_path, name="no-auth")  # passes --no-auth
+    try:
+        assert "WARNING cugar_metrics.auth: authentication is off" in p.output()
+    finally:
+        assert p.stop() == 0
+    checked = subprocess.run(
+        [CLI, "serve", "--check-config"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**env, "CUGAR_METRICS_NO_AUTH": "true"},
+    )
+    assert checked.returncode == 0, checked.stderr

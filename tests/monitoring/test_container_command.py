@@ -80,6 +80,9 @@ def test_start_command_serves_passes_its_healthcheck_and_exits_0_on_sigterm(tmp_
         "CUGAR_METRICS_READY_FILE": str(ready),
         # The image keeps its state in /var/lib/cugar-metrics; here, in the test's directory.
         "CUGAR_METRICS_STATE_FILE": str(tmp_path / "state"),
+        # The image makes no authentication choice: `docker run` passes one, as compose and
+        # the Kubernetes base do.
+        "CUGAR_METRICS_NO_AUTH": "true",
     }
     assert image_env["CUGAR_METRICS_STATE_FILE"] == "/var/lib/cugar-metrics/state"
     argv = [*stage["ENTRYPOINT"], *stage["CMD"]]  # type: ignore[misc]

@@ -39,7 +39,7 @@ def test_idle_service_fires_no_alert(stack: Stack) -> None:
     """Both replicas up, no execution recorded: no alert is pending or firing."""
     assert stack.idle_alerts == []
     assert stack.idle_alerts_series == []
-    assert len(alert_names()) == 15
+    assert len(alert_names()) == 16
 
 
 def test_both_replicas_are_scraped_one_target_each(stack: Stack) -> None:

@@ -35,6 +35,7 @@ NEW_ALERTS = {
     "HighIngestRejectionRate",
     "LabelOverflow",
     "ProfileSilent",
+    "AgentSilent",
 }
 
 

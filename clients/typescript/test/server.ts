@@ -62,6 +62,8 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       "0",
       "--ready-file",
       readyFile,
+      // The server refuses to start without an explicit authentication choice.
+      ...((options.args ?? []).includes("--auth-keys-file") ? [] : ["--no-auth"]),
       ...(options.args ?? []),
     ],
     { stdio: ["ignore", "pipe", "pipe"] },

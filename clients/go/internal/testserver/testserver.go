@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -74,8 +75,13 @@ func Start(timeout time.Duration, args ...string) (*Server, error) {
 		return nil, err
 	}
 	defer logFile.Close()
-	cmd := exec.Command(bin, append([]string{"serve", "--host", "127.0.0.1", "--grpc-port", "0",
-		"--metrics-port", "0", "--ready-file", ready}, args...)...)
+	base := []string{"serve", "--host", "127.0.0.1", "--grpc-port", "0",
+		"--metrics-port", "0", "--ready-file", ready}
+	if !slices.Contains(args, "--auth-keys-file") {
+		// The server refuses to start without an explicit authentication choice.
+		base = append(base, "--no-auth")
+	}
+	cmd := exec.Command(bin, append(base, args...)...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	if err := cmd.Start(); err != nil {

@@ -37,7 +37,7 @@ class RateLimitTest {
     }
     server =
         ServerProcess.start(
-            "--auth-keys-file", keys.toString(), "--rate-limit-recorder", "2/s:1");
+            "--auth-keys-file", keys.toString(), "--rate-limit-recorder", "30/m:1");
   }
 
   @AfterAll
@@ -60,7 +60,9 @@ class RateLimitTest {
       long start = System.nanoTime();
       assertEquals(RecordResult.RECORD_RESULT_ACCEPTED, client.record(success(profile, 1)));
       long waitedMillis = (System.nanoTime() - start) / 1_000_000;
-      assertTrue(waitedMillis >= 300, "waited " + waitedMillis + " ms");
+      // One token every 2 s: the refused call waited about that long (not the full 2 s if the
+      // first call itself was slow).
+      assertTrue(waitedMillis >= 1000, "waited " + waitedMillis + " ms");
       System.out.println("RateLimitTest: the second record waited " + waitedMillis + " ms");
     }
     assertEquals(1.0, limited() - before);
@@ -81,8 +83,9 @@ class RateLimitTest {
       long tookMillis = (System.nanoTime() - start) / 1_000_000;
       assertEquals(Status.Code.RESOURCE_EXHAUSTED, e.getStatus().getCode());
       assertEquals("RATE_LIMITED", e.reason());
-      assertTrue(e.retryDelay().toMillis() > 250 && e.retryDelay().toMillis() <= 500, e.getMessage());
-      assertTrue(tookMillis < 250, "gave up after " + tookMillis + " ms");
+      assertTrue(e.retryDelay().toMillis() > 250 && e.retryDelay().toMillis() <= 2000, e.getMessage());
+      // It gave up at once instead of waiting a delay that would pass its deadline.
+      assertTrue(tookMillis < e.retryDelay().toMillis(), "gave up after " + tookMillis + " ms");
     }
     assertEquals(1.0, limited() - before);
   }

@@ -103,6 +103,10 @@ final class ServerProcess {
                 "0",
                 "--ready-file",
                 ready.toString()));
+    if (!List.of(extraArgs).contains("--auth-keys-file")) {
+      // The server refuses to start without an explicit authentication choice.
+      command.add("--no-auth");
+    }
     command.addAll(List.of(extraArgs));
     ProcessBuilder pb =
         new ProcessBuilder(command)
