@@ -557,6 +557,9 @@ def machine_md(m: dict[str, Any]) -> list[str]:
         f"- Python {m['python']}, grpcio {m['grpcio']}, protobuf {m['protobuf']}, ghz {m['ghz']}",
         "- Server and ghz on the same host over loopback TCP; the machine is shared with other "
         "work (see the load averages and the `others` column: cores busy with other processes)",
+        "- The load average counts the benchmark's own threads too: the server and ghz alone "
+        "keep the 1-minute figure near 3 to 4 during a run; `others` is the CPU of everyone "
+        "else",
     ]
 
 
@@ -632,6 +635,8 @@ def load_markdown(r: dict[str, Any]) -> str:
             f"| {a['errors'] + b['errors']} | {_load(p[p['order'][0]]['uptime_before'])} → "
             f"{_load(p[p['order'][1]]['uptime_after'])} |"
         )
+    plains = [p["plain"]["rps"] for p in ov["pairs"]]
+    plain_cpu = [p["plain"]["server_cpu_us_per_req"] for p in ov["pairs"]]
     ratio = ov["median_ratio"]
     met = "met" if ratio >= TARGETS["overhead_ratio"] else "NOT met"
     lines += [
@@ -641,6 +646,11 @@ def load_markdown(r: dict[str, Any]) -> str:
         f"**{met}**. Median server CPU per request, plain/secured: "
         f"{ov['median_server_cpu_ratio']:.3f} (the same comparison by the server's own CPU "
         "cost, less sensitive to other work on the machine).",
+        "",
+        f"For scale: the plain server alone gave {min(plains):,.0f} to {max(plains):,.0f} "
+        f"req/s over these rounds ({(max(plains) / min(plains) - 1) * 100:.0f} % apart) and "
+        f"{min(plain_cpu)} to {max(plain_cpu)} µs of CPU per request; a difference smaller "
+        "than that spread is not a measured overhead.",
         "",
     ]
     if "median_ratio_auth" in ov:
