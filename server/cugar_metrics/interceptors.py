@@ -85,9 +85,9 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 code = context.code() or grpc.StatusCode.OK
                 return response
             finally:
-                seconds.observe(time.perf_counter() - t0)
                 name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
                 handled.labels("unary", service, method, name).inc()
+                seconds.observe(time.perf_counter() - t0)  # last: a complete record
 
         return grpc.unary_unary_rpc_method_handler(
             observed,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -272,12 +273,19 @@ def test_grpc_server_metrics_count_calls_by_code(server: ServerHandle) -> None:
     server.stub.RecordExecution(pb.RecordExecutionRequest(execution=pb_execution("g-1")))
     with pytest.raises(grpc.RpcError):
         server.stub.RecordExecution(pb.RecordExecutionRequest())
-    m = samples(server)
     base = (
         ("grpc_method", "RecordExecution"),
         ("grpc_service", "cugar.metrics.v1.MetricsService"),
         ("grpc_type", "unary"),
     )
+    # An aborted RPC's status reaches the client before the interceptor's bookkeeping after
+    # the abort has run: wait (briefly) for it.
+    deadline = time.monotonic() + 5
+    while True:
+        m = samples(server)
+        if m[("grpc_server_handling_seconds_count", base)] == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
     assert m[("grpc_server_started_total", base)] == 2
     assert m[("grpc_server_handled_total", tuple(sorted((*base, ("grpc_code", "OK")))))] == 1
     assert (
