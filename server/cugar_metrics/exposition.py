@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TypeVar
 
 import grpc
 from prometheus_client.core import (
@@ -55,6 +56,23 @@ def _histogram(
     return family
 
 
+_Family = TypeVar("_Family", CounterMetricFamily, GaugeMetricFamily)
+
+
+def _family(
+    cls: type[_Family],
+    name: str,
+    doc: str,
+    labels: list[str],
+    samples: Iterable[tuple[str | tuple[str, ...], float]],
+) -> _Family:
+    """A counter or gauge family with one sample per (label value(s), value), in order."""
+    family = cls(name, doc, labels=labels)
+    for key, value in samples:
+        family.add_metric([key] if isinstance(key, str) else list(key), value)
+    return family
+
+
 class AggregatorCollector(Collector):
     """Exports the aggregator's cumulative snapshot at every scrape."""
 
@@ -70,15 +88,13 @@ class AggregatorCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         s = self._snapshot(self._clock())
 
-        executions = CounterMetricFamily(
+        yield _family(
+            CounterMetricFamily,
             "cugar_executions_total",
             "Finished executions recorded, by profile and outcome.",
-            labels=["profile", "outcome", "error_type"],
+            ["profile", "outcome", "error_type"],
+            sorted(s.executions.items()),
         )
-        for (profile, outcome, error_type), n in sorted(s.executions.items()):
-            executions.add_metric([profile, outcome, error_type], n)
-        yield executions
-
         yield _histogram(
             "cugar_execution_duration_seconds",
             "Measured duration of finished executions.",
@@ -93,15 +109,13 @@ class AggregatorCollector(Collector):
             STEP_BUCKETS,
             {(k,): v for k, v in s.steps.items()},
         )
-
-        tool_calls = CounterMetricFamily(
+        yield _family(
+            CounterMetricFamily,
             "cugar_tool_calls_total",
             "Tool calls made by executions, by status.",
-            labels=["domain", "tool", "status"],
+            ["domain", "tool", "status"],
+            sorted(s.tool_calls.items()),
         )
-        for (domain, tool, status), n in sorted(s.tool_calls.items()):
-            tool_calls.add_metric([domain, tool, status], n)
-        yield tool_calls
         yield _histogram(
             "cugar_tool_call_duration_seconds",
             "Duration of tool calls that ran (skipped calls excluded).",
@@ -109,13 +123,13 @@ class AggregatorCollector(Collector):
             TOOL_BUCKETS,
             dict(s.tool_durations.items()),
         )
-
-        spent = CounterMetricFamily(
-            "cugar_budget_spent_total", "Budget cost units spent by executions.", labels=["profile"]
+        yield _family(
+            CounterMetricFamily,
+            "cugar_budget_spent_total",
+            "Budget cost units spent by executions.",
+            ["profile"],
+            sorted(s.budget_spent.items()),
         )
-        for profile, value in sorted(s.budget_spent.items()):
-            spent.add_metric([profile], value)
-        yield spent
         yield _histogram(
             "cugar_budget_utilization_ratio",
             "Budget spent / limit per execution that reported a budget.",
@@ -123,25 +137,25 @@ class AggregatorCollector(Collector):
             UTILIZATION_BUCKETS,
             {(k,): v for k, v in s.budget_utilization.items()},
         )
-        exceeded = CounterMetricFamily(
+        yield _family(
+            CounterMetricFamily,
             "cugar_budget_exceeded_total",
             "Executions that exceeded their budget.",
-            labels=["profile"],
+            ["profile"],
+            sorted(s.budget_exceeded.items()),
         )
-        for profile, n in sorted(s.budget_exceeded.items()):
-            exceeded.add_metric([profile], n)
-        yield exceeded
 
         by_decision = {
             d: merge_buckets(v for (_, dec), v in s.approvals.items() if dec == d)
             for d in DECISIONS
         }
-        approvals = CounterMetricFamily(
-            "cugar_approvals_total", "Human approval decisions, by decision.", labels=["decision"]
+        yield _family(
+            CounterMetricFamily,
+            "cugar_approvals_total",
+            "Human approval decisions, by decision.",
+            ["decision"],
+            [(d, by_decision[d].count) for d in DECISIONS],
         )
-        for decision in DECISIONS:
-            approvals.add_metric([decision], by_decision[decision].count)
-        yield approvals
         waits = HistogramMetricFamily(
             "cugar_approval_wait_seconds",
             "Wait from an approval request to its decision.",
@@ -154,45 +168,42 @@ class AggregatorCollector(Collector):
             waits.add_metric([decision], _buckets(APPROVAL_BUCKETS, d), d.sum)
         yield waits
 
-        ingest = CounterMetricFamily(
+        # Bounded label sets, in their declared order (created at zero at start-up).
+        yield _family(
+            CounterMetricFamily,
             "cugar_ingest_executions_total",
             "Executions received by the Record RPCs, by result.",
-            labels=["result"],
+            ["result"],
+            s.ingest.items(),
         )
-        for result, n in s.ingest.items():
-            ingest.add_metric([result], n)
-        yield ingest
-        rejections = CounterMetricFamily(
+        yield _family(
+            CounterMetricFamily,
             "cugar_ingest_rejections_total",
             "Executions rejected by validation, by the reason of their first violation.",
-            labels=["reason"],
+            ["reason"],
+            s.rejections.items(),
         )
-        for reason, n in s.rejections.items():
-            rejections.add_metric([reason], n)
-        yield rejections
-        overflow = CounterMetricFamily(
+        yield _family(
+            CounterMetricFamily,
             "cugar_label_overflow_total",
             "Label values folded into _overflow because their cardinality cap was reached.",
-            labels=["label"],
+            ["label"],
+            s.overflow.items(),
         )
-        for label, n in s.overflow.items():
-            overflow.add_metric([label], n)
-        yield overflow
-        values = GaugeMetricFamily(
-            "cugar_label_values", "Distinct values kept per capped label.", labels=["label"]
+        yield _family(
+            GaugeMetricFamily,
+            "cugar_label_values",
+            "Distinct values kept per capped label.",
+            ["label"],
+            s.label_values.items(),
         )
-        for label, n in s.label_values.items():
-            values.add_metric([label], n)
-        yield values
-
-        last = GaugeMetricFamily(
+        yield _family(
+            GaugeMetricFamily,
             "cugar_last_execution_timestamp_seconds",
             "When the last execution of a profile was recorded.",
-            labels=["profile"],
+            ["profile"],
+            sorted(s.last_execution.items()),
         )
-        for profile, t in sorted(s.last_execution.items()):
-            last.add_metric([profile], t)
-        yield last
         yield GaugeMetricFamily(
             "cugar_dedup_entries",
             "Execution ids remembered for deduplication.",
