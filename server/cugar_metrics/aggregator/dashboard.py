@@ -5,9 +5,9 @@ Pure functions over `WindowState`. A rate or mean with no data is None (absent),
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from cugar_metrics.aggregator.core import WindowState
 from cugar_metrics.aggregator.sketch import FrozenDistribution, merged_quantiles
@@ -112,63 +112,32 @@ def _p95(dists: Iterable[FrozenDistribution]) -> float | None:
 def build_dashboard(state: WindowState, profile: str = "", domain: str = "") -> Dashboard:
     cur, base = state.current, state.base
 
-    def want_profile(p: str) -> bool:
-        return not profile or p == profile
+    def by_profile(key: str | tuple[str, ...]) -> bool:
+        return not profile or (key if isinstance(key, str) else key[0]) == profile
 
-    def want_domain(d: str) -> bool:
-        return not domain or d == domain
+    def by_domain(key: tuple[str, ...]) -> bool:
+        return not domain or key[0] == domain
 
-    executions = {
-        k: v
-        for k, v in _counts(cur.executions, None if base is None else base.executions).items()
-        if want_profile(k[0])
-    }
-    durations = {
-        k: v
-        for k, v in _dists(cur.durations, None if base is None else base.durations).items()
-        if want_profile(k[0])
-    }
-    steps = {
-        k: v
-        for k, v in _dists(cur.steps, None if base is None else base.steps).items()
-        if want_profile(k)
-    }
-    utilization = {
-        k: v
-        for k, v in _dists(
-            cur.budget_utilization, None if base is None else base.budget_utilization
-        ).items()
-        if want_profile(k)
-    }
-    spent = {
-        k: v
-        for k, v in _floats(cur.budget_spent, None if base is None else base.budget_spent).items()
-        if want_profile(k)
-    }
-    exceeded = {
-        k: v
-        for k, v in _counts(
-            cur.budget_exceeded, None if base is None else base.budget_exceeded
-        ).items()
-        if want_profile(k)
-    }
-    approvals = {
-        k: v
-        for k, v in _dists(cur.approvals, None if base is None else base.approvals).items()
-        if want_profile(k[0])
-    }
-    tool_calls = {
-        k: v
-        for k, v in _counts(cur.tool_calls, None if base is None else base.tool_calls).items()
-        if want_domain(k[0])
-    }
-    tool_durations = {
-        k: v
-        for k, v in _dists(
-            cur.tool_durations, None if base is None else base.tool_durations
-        ).items()
-        if want_domain(k[0])
-    }
+    def since(name: str, keep: Callable[[Any], bool], subtract: Callable[[Any, Any], Any]) -> Any:
+        """The window's part of one Snapshot field: filtered first, then the base subtracted
+        (the caller annotates the result: one shape per field)."""
+        current = getattr(cur, name)
+        return subtract(
+            {k: v for k, v in current.items() if keep(k)},
+            None if base is None else getattr(base, name),
+        )
+
+    executions: dict[tuple[str, str, str], int] = since("executions", by_profile, _counts)
+    durations: dict[tuple[str, str], FrozenDistribution] = since("durations", by_profile, _dists)
+    steps: dict[str, FrozenDistribution] = since("steps", by_profile, _dists)
+    utilization: dict[str, FrozenDistribution] = since("budget_utilization", by_profile, _dists)
+    spent: dict[str, float] = since("budget_spent", by_profile, _floats)
+    exceeded: dict[str, int] = since("budget_exceeded", by_profile, _counts)
+    approvals: dict[tuple[str, str], FrozenDistribution] = since("approvals", by_profile, _dists)
+    tool_calls: dict[tuple[str, str, str], int] = since("tool_calls", by_domain, _counts)
+    tool_durations: dict[tuple[str, str], FrozenDistribution] = since(
+        "tool_durations", by_domain, _dists
+    )
 
     succeeded = sum(v for k, v in executions.items() if k[1] == "success")
     failed = sum(v for k, v in executions.items() if k[1] == "failure")
