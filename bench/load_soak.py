@@ -38,7 +38,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -119,14 +118,7 @@ class Server:
         return f"127.0.0.1:{self.grpc_port}"
 
     def stop(self) -> int:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        return int(self.popen.returncode)
+        return procinfo.stop(self.popen, timeout=30)
 
     def ingest(self) -> dict[str, float]:
         """cugar_ingest_executions_total by result, and cugar_dedup_entries."""

@@ -28,7 +28,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -106,14 +105,7 @@ class Proc:
         return f"127.0.0.1:{self.info['grpc_port']}"
 
     def stop(self) -> int:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        return int(self.popen.returncode)
+        return procinfo.stop(self.popen, timeout=20)
 
 
 def start(name: str, argv: list[str], workdir: Path, log_dir: Path) -> Proc:
