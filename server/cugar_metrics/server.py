@@ -245,6 +245,18 @@ def _write_ready_file(path: str, running: RunningServer) -> None:
 
 async def serve(config: Config) -> None:
     """Runs until SIGTERM or SIGINT, then drains. Raises PortInUseError when a port is taken."""
+    # Handlers first: a signal that arrives while starting (even right after the ready file
+    # is written) drains the server instead of killing the process.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    received: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
     running = await create_server(config)
     transport = "mutual TLS" if config.tls_client_ca else "TLS" if config.tls_cert else "plaintext"
     log.info(
@@ -262,16 +274,6 @@ async def serve(config: Config) -> None:
     )
     if config.ready_file:
         _write_ready_file(config.ready_file, running)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    received: list[str] = []
-
-    def on_signal(sig: signal.Signals) -> None:
-        received.append(sig.name)
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)
     if running.security is not None:
         loop.add_signal_handler(signal.SIGHUP, running.security.reload)
     await stop.wait()

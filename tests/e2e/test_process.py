@@ -281,3 +281,10 @@ def test_authentication_must_be_configured_or_turned_off_explicitly(tmp_path: Pa
         env={**env, "CUGAR_METRICS_NO_AUTH": "true"},
     )
     assert checked.returncode == 0, checked.stderr
+
+
+def test_sigterm_right_after_the_ready_file_still_drains_to_exit_0(tmp_path: Path) -> None:
+    """The signal handlers are in place before the server says it is ready."""
+    for attempt in range(5):
+        p = launch(tmp_path, name=f"quick-{attempt}")
+        assert p.stop() == 0, p.output()
