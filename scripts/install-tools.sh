@@ -5,6 +5,8 @@
 #   .tools/bin/       Go tools: grpcurl, grpc_health_probe, ghz, protoc-gen-go, protoc-gen-go-grpc,
 #                     protoc-gen-doc
 #   Debian packages   prometheus, prometheus-alertmanager (promtool, amtool), when running as root
+#   /etc/hosts        cugar-replicas.test -> 127.0.0.2 and 127.0.0.3 (the two-replicas
+#                     conformance scenario), when running as root
 # Safe to run again: each step is skipped when its pinned result is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,5 +65,21 @@ if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null; then
     exit 1
   fi
 fi
+step "Test host name cugar-replicas.test (/etc/hosts)"
+# Two replicas behind one name, for tests/conformance/test_faults.py::test_two_replicas.
+# CUGAR_HOSTS_FILE points elsewhere to check this step on a copy.
+hosts_file="${CUGAR_HOSTS_FILE:-/etc/hosts}"
+for address in 127.0.0.2 127.0.0.3; do
+  if ! grep -Eq "^${address//./\\.}[[:space:]]+([^#]*[[:space:]])?cugar-replicas\.test([[:space:]]|$)" "$hosts_file"; then
+    if [ -w "$hosts_file" ]; then
+      [ -z "$(tail -c1 "$hosts_file")" ] || echo >>"$hosts_file"
+      echo "$address cugar-replicas.test" >>"$hosts_file"
+      echo "    added $address cugar-replicas.test"
+    else
+      echo "$hosts_file lacks '$address cugar-replicas.test': add it as root" >&2
+    fi
+  fi
+done
+
 echo
 echo "tools ready: $(.venv/bin/python --version), buf $(tools/node_modules/.bin/buf --version), $(promtool --version 2>&1 | head -1)"

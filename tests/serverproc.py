@@ -24,16 +24,17 @@ class ServerProcess:
     grpc_port: int
     metrics_port: int
     log: Path
+    host: str = "127.0.0.1"
 
     @property
     def target(self) -> str:
         """HOST:PORT of the gRPC port."""
-        return f"127.0.0.1:{self.grpc_port}"
+        return f"{self.host}:{self.grpc_port}"
 
     @property
     def metrics_target(self) -> str:
         """HOST:PORT of the metrics port, as Prometheus names a target."""
-        return f"127.0.0.1:{self.metrics_port}"
+        return f"{self.host}:{self.metrics_port}"
 
     @property
     def metrics_url(self) -> str:
@@ -65,9 +66,12 @@ def launch(
     name: str = "test",
     env: dict[str, str] | None = None,
     timeout: float = 30.0,
+    host: str = "127.0.0.1",
+    grpc_port: int = 0,
 ) -> ServerProcess:
     """Starts `cugar-metrics serve` (extra flags in `args`) and waits for its ready file.
 
+    It listens on `host` (gRPC on `grpc_port`, 0 for a free one; metrics on a free port).
     The log and the ready file are written to `directory` under `name`. Without
     `--auth-keys-file` in `args` the server is started with `--no-auth`.
     """
@@ -75,15 +79,16 @@ def launch(
         args = ("--no-auth", *args)
     ready = directory / f"{name}.ready.json"
     log = directory / f"{name}.log"
+    ready.unlink(missing_ok=True)  # a restart under the same name waits for its own file
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [
                 str(CLI),
                 "serve",
                 "--host",
-                "127.0.0.1",
+                host,
                 "--grpc-port",
-                "0",
+                str(grpc_port),
                 "--metrics-port",
                 "0",
                 "--ready-file",
@@ -110,4 +115,4 @@ def launch(
             raise AssertionError(f"server {name} wrote no ready file in {timeout:.0f}s")
         time.sleep(0.05)
     assert info["pid"] == proc.pid
-    return ServerProcess(proc, int(info["grpc_port"]), int(info["metrics_port"]), log)
+    return ServerProcess(proc, int(info["grpc_port"]), int(info["metrics_port"]), log, host)
