@@ -34,6 +34,7 @@ export {
   type RecorderOptions,
   type RecorderStats,
 } from "./recorder.js";
+export { CALL, CONNECTION, RATE_LIMIT, RECORDER } from "./spec.js";
 export { DEFAULT_RETRY, type RetryOptions, type RetryPolicy, backoffMs } from "./retry.js";
 export {
   type ApprovalInit,

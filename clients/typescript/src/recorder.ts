@@ -4,6 +4,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { ExecutionInit, MetricsClient } from "./client.js";
 import { MAX_BATCH_SIZE } from "./client.js";
 import { retryDelayOf } from "./errors.js";
+import { codeOfName } from "./retry.js";
+import { RATE_LIMIT, RECORDER } from "./spec.js";
 import type {
   RecordExecutionsResponse,
   RejectedExecution,
@@ -11,7 +13,7 @@ import type {
 import { Run, type RunOptions } from "./run.js";
 
 export interface RecorderOptions {
-  /** Executions per RecordExecutions call; a full batch is sent at once. 1..1000, default 100. */
+  /** Executions per RecordExecutions call; a full batch is sent at once. 1..1000, default 500. */
   readonly maxBatchSize?: number;
   /** How often buffered executions are sent, in milliseconds. Default 1000. */
   readonly flushIntervalMs?: number;
@@ -51,15 +53,10 @@ export interface RecorderStats {
 export type BatchSender = Pick<MetricsClient, "recordBatch">;
 
 /** Send failures worth trying again later: the batch stays queued. */
-const TRANSIENT = new Set<Code>([
-  Code.Unavailable,
-  Code.DeadlineExceeded,
-  Code.ResourceExhausted,
-  Code.Aborted,
-]);
+const TRANSIENT = new Set<Code>(RECORDER.retryableCodes.map(codeOfName));
 
 /** The longest RetryInfo delay a recorder honours before its next send, in milliseconds. */
-const MAX_RETRY_DELAY_MS = 30_000;
+const MAX_RETRY_DELAY_MS = RATE_LIMIT.retryInfoCapMs;
 
 /**
  * Buffers finished executions and sends them in batches, in the background: when a batch
@@ -97,9 +94,9 @@ export class Recorder {
 
   constructor(sender: BatchSender, options: RecorderOptions = {}) {
     this.sender = sender;
-    this.maxBatchSize = options.maxBatchSize ?? 100;
-    this.flushIntervalMs = options.flushIntervalMs ?? 1000;
-    this.maxBufferSize = options.maxBufferSize ?? 10_000;
+    this.maxBatchSize = options.maxBatchSize ?? RECORDER.batchSize;
+    this.flushIntervalMs = options.flushIntervalMs ?? RECORDER.flushIntervalMs;
+    this.maxBufferSize = options.maxBufferSize ?? RECORDER.bufferSize;
     if (!Number.isInteger(this.maxBatchSize) || this.maxBatchSize < 1 || this.maxBatchSize > MAX_BATCH_SIZE) {
       throw new RangeError(`maxBatchSize must be an integer in 1..${MAX_BATCH_SIZE}, got ${this.maxBatchSize}`);
     }

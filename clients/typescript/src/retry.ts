@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { retryDelayOf } from "./errors.js";
+import { CALL, RATE_LIMIT } from "./spec.js";
 
 /**
  * How calls are retried. Two failures are retried, sharing `maxAttempts`:
@@ -11,7 +12,7 @@ import { retryDelayOf } from "./errors.js";
  * `execution_id` and GetDashboard only reads, so a repeated call never counts twice.
  */
 export interface RetryOptions {
-  /** Attempts in total, the first one included. 1 disables retries. Default 4. */
+  /** Attempts in total, the first one included. 1 disables retries. Default 5. */
   readonly maxAttempts?: number;
   /** The backoff ceiling before the first retry, in milliseconds. Default 100. */
   readonly initialBackoffMs?: number;
@@ -36,13 +37,27 @@ export interface RetryPolicy {
   readonly maxRetryDelayMs: number;
 }
 
+/** The defaults of `clients/spec.yaml` (`call` and `rate_limit`). */
 export const DEFAULT_RETRY: RetryPolicy = Object.freeze({
-  maxAttempts: 4,
-  initialBackoffMs: 100,
-  maxBackoffMs: 2000,
-  multiplier: 2,
-  maxRetryDelayMs: 30_000,
+  maxAttempts: CALL.maxAttempts,
+  initialBackoffMs: CALL.initialBackoffMs,
+  maxBackoffMs: CALL.maxBackoffMs,
+  multiplier: CALL.backoffMultiplier,
+  maxRetryDelayMs: RATE_LIMIT.retryInfoCapMs,
 });
+
+/** A status code named as `clients/spec.yaml` names it (`DEADLINE_EXCEEDED`). */
+export function codeOfName(name: string): Code {
+  const camel = name.toLowerCase().replace(/(?:^|_)([a-z])/g, (_, c: string) => c.toUpperCase());
+  const code = (Code as unknown as Record<string, Code | undefined>)[camel];
+  if (code === undefined) throw new RangeError(`unknown status code ${name}`);
+  return code;
+}
+
+/** A status code as `clients/spec.yaml` names it (`Code.DeadlineExceeded`: `DEADLINE_EXCEEDED`). */
+export function nameOfCode(code: Code): string {
+  return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
+}
 
 export function retryPolicy(options: RetryOptions = {}): RetryPolicy {
   const policy: RetryPolicy = { ...DEFAULT_RETRY, ...stripUndefined(options) };

@@ -1,0 +1,101 @@
+// clients/spec.yaml holds the defaults the four clients share: every value there must be
+// this client's constant, and the default the client really uses.
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { parse } from "yaml";
+import { DEFAULT_RETRY, MetricsClient, Recorder } from "../src/index.js";
+import { nameOfCode } from "../src/retry.js";
+import { CALL, CONNECTION, RATE_LIMIT, RECORDER } from "../src/spec.js";
+
+/** This file runs as clients/typescript/dist/test/spec.test.js. */
+const SPEC_FILE = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "spec.yaml");
+
+type Spec = Record<string, Record<string, unknown>>;
+const spec = parse(readFileSync(SPEC_FILE, "utf8")) as Spec & { version: number };
+
+const ms = (seconds: number) => Math.round(seconds * 1000);
+
+/** Each spec entry, `section.key`, and the TypeScript value it must equal (in the spec's unit). */
+const CONSTANTS: Record<string, unknown> = {
+  "call.deadline_seconds": CALL.deadlineMs / 1000,
+  "call.attempt_deadline_seconds": CALL.attemptDeadlineMs / 1000,
+  "call.max_attempts": CALL.maxAttempts,
+  "call.initial_backoff_seconds": CALL.initialBackoffMs / 1000,
+  "call.max_backoff_seconds": CALL.maxBackoffMs / 1000,
+  "call.backoff_multiplier": CALL.backoffMultiplier,
+  "call.retryable_codes": [...CALL.retryableCodes],
+  "connection.initial_reconnect_backoff_seconds": CONNECTION.initialReconnectBackoffMs / 1000,
+  "connection.max_reconnect_backoff_seconds": CONNECTION.maxReconnectBackoffMs / 1000,
+  "connection.load_balancing_policy": CONNECTION.loadBalancingPolicy,
+  "rate_limit.retry_info_cap_seconds": RATE_LIMIT.retryInfoCapMs / 1000,
+  "rate_limit.rate_limit_retries": RATE_LIMIT.rateLimitRetries,
+  "recorder.buffer_size": RECORDER.bufferSize,
+  "recorder.batch_size": RECORDER.batchSize,
+  "recorder.flush_interval_seconds": RECORDER.flushIntervalMs / 1000,
+  "recorder.close_timeout_seconds": RECORDER.closeTimeoutMs / 1000,
+  "recorder.retry_initial_backoff_seconds": RECORDER.retryInitialBackoffMs / 1000,
+  "recorder.retry_max_backoff_seconds": RECORDER.retryMaxBackoffMs / 1000,
+  "recorder.retry_backoff_multiplier": RECORDER.retryBackoffMultiplier,
+  "recorder.retryable_codes": [...RECORDER.retryableCodes],
+};
+
+describe("clients/spec.yaml", () => {
+  it("is version 1", () => {
+    assert.equal(spec.version, 1);
+  });
+
+  it("has a TypeScript constant for every entry, and nothing more", () => {
+    const entries = Object.entries(spec)
+      .filter(([section]) => section !== "version")
+      .flatMap(([section, values]) => Object.keys(values).map((key) => `${section}.${key}`));
+    assert.deepEqual(entries.sort(), Object.keys(CONSTANTS).sort());
+  });
+
+  for (const [entry, value] of Object.entries(CONSTANTS)) {
+    it(`${entry} is the client's constant`, () => {
+      const [section, key] = entry.split(".") as [string, string];
+      assert.deepEqual(value, spec[section]?.[key], `${entry}: spec.yaml says ${JSON.stringify(spec[section]?.[key])}, src/spec.ts ${JSON.stringify(value)}`);
+    });
+  }
+
+  it("drives the defaults MetricsClient really uses", () => {
+    const client = new MetricsClient({ target: "127.0.0.1:1" });
+    try {
+      const call = spec["call"] as Record<string, number>;
+      const limit = spec["rate_limit"] as Record<string, number>;
+      assert.deepEqual(
+        { ...client.retry },
+        {
+          maxAttempts: call["max_attempts"],
+          initialBackoffMs: ms(call["initial_backoff_seconds"] as number),
+          maxBackoffMs: ms(call["max_backoff_seconds"] as number),
+          multiplier: call["backoff_multiplier"],
+          maxRetryDelayMs: ms(limit["retry_info_cap_seconds"] as number),
+        },
+      );
+      assert.deepEqual({ ...client.retry }, { ...DEFAULT_RETRY });
+    } finally {
+      client.close();
+    }
+  });
+
+  it("drives the defaults a Recorder really uses", async () => {
+    const recorder = new Recorder({ recordBatch: () => Promise.reject(new Error("not sent")) });
+    try {
+      const r = spec["recorder"] as Record<string, number>;
+      assert.deepEqual(
+        [recorder.maxBufferSize, recorder.maxBatchSize, recorder.flushIntervalMs],
+        [r["buffer_size"], r["batch_size"], ms(r["flush_interval_seconds"] as number)],
+      );
+    } finally {
+      await recorder.close();
+    }
+  });
+
+  it("names status codes as the spec does", () => {
+    assert.deepEqual([14, 4, 8].map(nameOfCode), ["UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"]);
+  });
+});
