@@ -2,6 +2,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { type Client, type Interceptor, type Transport, createClient } from "@connectrpc/connect";
 import type { SecureClientSessionOptions } from "node:http2";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
+import { performance } from "node:perf_hooks";
 import { millis } from "./durations.js";
 import {
   InvalidArgumentError,
@@ -16,6 +17,7 @@ import {
   type RecordExecutionsResponse,
 } from "./gen/cugar/metrics/v1/metrics_service_pb.js";
 import { type RetryOptions, type RetryPolicy, retryPolicy, withRetries } from "./retry.js";
+import { CALL } from "./spec.js";
 
 /** The fields of an execution to record (plain object or `Execution` message). */
 export type ExecutionInit = MessageInitShape<typeof ExecutionSchema>;
@@ -26,8 +28,11 @@ export type RecordOutcome = "accepted" | "duplicate";
 /** The most executions one RecordExecutions call may carry. */
 export const MAX_BATCH_SIZE = 1000;
 
-/** The default deadline of each attempt of a call, in milliseconds. */
-export const DEFAULT_TIMEOUT_MS = 5000;
+/** The default deadline of a whole call, retries included, in milliseconds (spec `call.deadline_seconds`). */
+export const DEFAULT_TIMEOUT_MS = CALL.deadlineMs;
+
+/** The default deadline of each attempt inside a call, in milliseconds (spec `call.attempt_deadline_seconds`). */
+export const DEFAULT_ATTEMPT_TIMEOUT_MS = CALL.attemptDeadlineMs;
 
 export interface MetricsClientOptions {
   /**
@@ -35,9 +40,17 @@ export interface MetricsClientOptions {
    * `http://host:port` or `https://host:port`.
    */
   readonly target: string;
-  /** The deadline of each attempt, in milliseconds. Default 5000. */
+  /**
+   * The deadline of each call, all its retries and waits included, in milliseconds.
+   * Default 10000.
+   */
   readonly timeoutMs?: number;
-  /** Retries on UNAVAILABLE; see `RetryOptions`. */
+  /**
+   * The deadline of each attempt inside a call, in milliseconds; the last attempt gets
+   * what is left of `timeoutMs`. Default 5000.
+   */
+  readonly attemptTimeoutMs?: number;
+  /** Retries on UNAVAILABLE and after a RetryInfo delay; see `RetryOptions`. */
   readonly retry?: RetryOptions;
   /**
    * An API key (`cgm_...`, from `cugar-metrics keys create`), sent as
@@ -74,8 +87,10 @@ export interface TlsOptions {
 
 /** Per-call overrides. */
 export interface CallOptions {
-  /** The deadline of each attempt of this call, in milliseconds. */
+  /** The deadline of this call, retries included, in milliseconds. */
   readonly timeoutMs?: number;
+  /** The deadline of each attempt of this call, in milliseconds. */
+  readonly attemptTimeoutMs?: number;
   /** Cancels the call, including any pending retry. */
   readonly signal?: AbortSignal;
 }
@@ -135,8 +150,10 @@ export function bearerAuth(apiKey: string): Interceptor {
 /**
  * A client of the cugar-metrics `MetricsService` over standard gRPC (HTTP/2).
  *
- * Every call has a deadline (`timeoutMs`) and is retried with exponential backoff when the
- * server answers UNAVAILABLE. Invalid input is reported as `InvalidExecutionError` (Record
+ * Every call has a deadline (`timeoutMs`, 10 s) that bounds it whole, retries included, and
+ * each attempt its own (`attemptTimeoutMs`, 5 s). A call is retried with exponential backoff
+ * when the server answers UNAVAILABLE, and after the server's RetryInfo delay (capped) when
+ * a rate limit refuses it. Invalid input is reported as `InvalidExecutionError` (Record
  * RPCs) or `InvalidArgumentError` (GetDashboard), carrying the server's field violations;
  * a refused API key as `UnauthenticatedError` or `PermissionDeniedError`, carrying the
  * server's reason; any other failure is the `ConnectError` of the last attempt.
@@ -147,14 +164,19 @@ export class MetricsClient {
   /** The generated Connect client, for anything the helpers do not cover. */
   readonly rpc: Client<typeof MetricsService>;
   readonly timeoutMs: number;
+  readonly attemptTimeoutMs: number;
   readonly retry: RetryPolicy;
   private readonly sessions: Http2SessionManager;
 
   constructor(options: MetricsClientOptions) {
     const baseUrl = baseUrlOf(options.target, options.tls !== undefined);
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.attemptTimeoutMs = options.attemptTimeoutMs ?? DEFAULT_ATTEMPT_TIMEOUT_MS;
     if (!(this.timeoutMs > 0)) {
       throw new RangeError(`timeoutMs must be > 0, got ${this.timeoutMs}`);
+    }
+    if (!(this.attemptTimeoutMs > 0)) {
+      throw new RangeError(`attemptTimeoutMs must be > 0, got ${this.attemptTimeoutMs}`);
     }
     this.retry = retryPolicy(options.retry);
     // The session manager is the client's own (so close() can end the connection), so the
@@ -246,12 +268,18 @@ export class MetricsClient {
     attempt: (call: { timeoutMs: number; signal?: AbortSignal }) => Promise<T>,
     invalid: new (...args: ConstructorParameters<typeof InvalidArgumentError>) => InvalidArgumentError,
   ): Promise<T> {
-    const call = {
-      timeoutMs: options.timeoutMs ?? this.timeoutMs,
-      ...(options.signal ? { signal: options.signal } : {}),
+    const deadline = {
+      deadline: performance.now() + (options.timeoutMs ?? this.timeoutMs),
+      attemptTimeoutMs: options.attemptTimeoutMs ?? this.attemptTimeoutMs,
     };
+    const signal = options.signal ? { signal: options.signal } : {};
     try {
-      return await withRetries(this.retry, () => attempt(call), options.signal);
+      return await withRetries(
+        this.retry,
+        (timeoutMs) => attempt({ timeoutMs, ...signal }),
+        deadline,
+        options.signal,
+      );
     } catch (error) {
       throw translateError(error, invalid);
     }

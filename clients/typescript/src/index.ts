@@ -2,6 +2,7 @@
 export {
   type CallOptions,
   type DashboardQuery,
+  DEFAULT_ATTEMPT_TIMEOUT_MS,
   DEFAULT_TIMEOUT_MS,
   type ExecutionInit,
   MAX_BATCH_SIZE,

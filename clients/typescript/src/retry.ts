@@ -1,18 +1,23 @@
+import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { retryDelayOf } from "./errors.js";
 import { CALL, RATE_LIMIT } from "./spec.js";
 
 /**
- * How calls are retried. Two failures are retried, sharing `maxAttempts`:
- * - UNAVAILABLE (server starting, draining, or not reachable), after an exponential backoff;
+ * How calls are retried (defaults from `clients/spec.yaml`). Two failures are retried:
+ * - UNAVAILABLE (server starting, draining, or not reachable), after an exponential backoff,
+ *   while fewer than `maxAttempts` attempts were made;
  * - RESOURCE_EXHAUSTED carrying a `google.rpc.RetryInfo` (a rate limit refused the call),
- *   after the delay the server asks for, unless it is longer than `maxRetryDelayMs`.
- * Nothing else is retried. Retrying is safe: the Record RPCs are idempotent by
- * `execution_id` and GetDashboard only reads, so a repeated call never counts twice.
+ *   after the delay the server asks for, capped at `maxRetryDelayMs`, at most
+ *   `rateLimitRetries` times.
+ * Nothing else is retried, and no wait ever passes the call's deadline: a wait that would
+ * ends the call at once with the last error. Retrying is safe: the Record RPCs are
+ * idempotent by `execution_id` and GetDashboard only reads, so a repeated call never
+ * counts twice.
  */
 export interface RetryOptions {
-  /** Attempts in total, the first one included. 1 disables retries. Default 5. */
+  /** Attempts in total, the first one included, while the server answers UNAVAILABLE. 1 disables those retries. Default 5. */
   readonly maxAttempts?: number;
   /** The backoff ceiling before the first retry, in milliseconds. Default 100. */
   readonly initialBackoffMs?: number;
@@ -21,11 +26,12 @@ export interface RetryOptions {
   /** The factor the ceiling grows by after each retry. Default 2. */
   readonly multiplier?: number;
   /**
-   * The longest RetryInfo delay the client waits before retrying, in milliseconds. A
-   * longer delay is not waited: the call fails at once with RESOURCE_EXHAUSTED (see
-   * `retryDelayOf`). Default 30000.
+   * The RetryInfo cap: the longest delay waited before retrying a rate-limited call, in
+   * milliseconds. A server asking for more is waited for this long. Default 30000.
    */
   readonly maxRetryDelayMs?: number;
+  /** Retries of a rate-limited call, after its first attempt; 0 disables them. Default 3. */
+  readonly rateLimitRetries?: number;
 }
 
 /** A `RetryOptions` with every default filled in and checked. */
@@ -35,6 +41,7 @@ export interface RetryPolicy {
   readonly maxBackoffMs: number;
   readonly multiplier: number;
   readonly maxRetryDelayMs: number;
+  readonly rateLimitRetries: number;
 }
 
 /** The defaults of `clients/spec.yaml` (`call` and `rate_limit`). */
@@ -44,6 +51,7 @@ export const DEFAULT_RETRY: RetryPolicy = Object.freeze({
   maxBackoffMs: CALL.maxBackoffMs,
   multiplier: CALL.backoffMultiplier,
   maxRetryDelayMs: RATE_LIMIT.retryInfoCapMs,
+  rateLimitRetries: RATE_LIMIT.rateLimitRetries,
 });
 
 /** A status code named as `clients/spec.yaml` names it (`DEADLINE_EXCEEDED`). */
@@ -78,6 +86,9 @@ export function retryPolicy(options: RetryOptions = {}): RetryPolicy {
   if (!(policy.maxRetryDelayMs >= 0)) {
     throw new RangeError(`retry.maxRetryDelayMs must be >= 0, got ${policy.maxRetryDelayMs}`);
   }
+  if (!Number.isInteger(policy.rateLimitRetries) || policy.rateLimitRetries < 0) {
+    throw new RangeError(`retry.rateLimitRetries must be an integer >= 0, got ${policy.rateLimitRetries}`);
+  }
   return Object.freeze(policy);
 }
 
@@ -107,7 +118,8 @@ export function backoffMs(
 /**
  * How long to wait before retry number `retry` after `error`, in milliseconds, or undefined
  * when the error is not retried: the backoff for UNAVAILABLE, the server's RetryInfo delay
- * (at most `maxRetryDelayMs`) for RESOURCE_EXHAUSTED.
+ * capped at `maxRetryDelayMs` for RESOURCE_EXHAUSTED. (Attempt counts and the deadline are
+ * `withRetries`'s business.)
  */
 export function retryDelayMs(
   policy: RetryPolicy,
@@ -119,7 +131,7 @@ export function retryDelayMs(
   if (error.code === Code.Unavailable) return backoffMs(policy, retry, random);
   if (error.code === Code.ResourceExhausted) {
     const delay = retryDelayOf(error);
-    if (delay !== undefined && delay <= policy.maxRetryDelayMs) return delay;
+    if (delay !== undefined) return Math.min(delay, policy.maxRetryDelayMs);
   }
   return undefined;
 }
@@ -129,22 +141,38 @@ export function isRetryable(error: unknown, policy: RetryPolicy = DEFAULT_RETRY)
   return retryDelayMs(policy, error, 1, () => 0) !== undefined;
 }
 
+/** The deadlines of one call: the whole call's, and each attempt's inside it. */
+export interface CallDeadline {
+  /** When the call must be over, as a `performance.now()` time. */
+  readonly deadline: number;
+  /** The longest one attempt may take, in milliseconds; the last one gets what is left. */
+  readonly attemptTimeoutMs: number;
+}
+
 /**
- * Runs `attempt` until it succeeds, fails with a non-retryable error, or `maxAttempts`
- * are used up; then throws the last error. Stops waiting when `signal` aborts: a signal
- * such as `AbortSignal.timeout(ms)` is the deadline of the whole call, waits included.
+ * Runs `attempt` (given its own deadline in milliseconds: the attempt deadline, or what is
+ * left of the call's when that is shorter) until it succeeds, fails with an error that is
+ * not retried, runs out of retries, or the next wait would pass the call's deadline; then
+ * throws the last error. Stops waiting when `signal` aborts.
  */
 export async function withRetries<T>(
   policy: RetryPolicy,
-  attempt: () => Promise<T>,
+  attempt: (timeoutMs: number) => Promise<T>,
+  deadline: CallDeadline,
   signal?: AbortSignal,
 ): Promise<T> {
+  let rateLimitRetries = 0;
   for (let n = 1; ; n++) {
+    const left = Math.ceil(deadline.deadline - performance.now());
     try {
-      return await attempt();
+      return await attempt(Math.max(1, Math.min(deadline.attemptTimeoutMs, left)));
     } catch (error) {
       const delay = retryDelayMs(policy, error, n);
-      if (n >= policy.maxAttempts || delay === undefined || signal?.aborted) throw error;
+      if (delay === undefined || signal?.aborted) throw error;
+      const limited = (error as ConnectError).code === Code.ResourceExhausted;
+      if (limited ? rateLimitRetries >= policy.rateLimitRetries : n >= policy.maxAttempts) throw error;
+      if (delay >= deadline.deadline - performance.now()) throw error; // never past the deadline
+      if (limited) rateLimitRetries += 1;
       try {
         await sleep(delay, undefined, signal ? { signal } : {});
       } catch {

@@ -261,13 +261,18 @@ describe("MetricsClient", () => {
     }
   });
 
-  it("sends the default deadline on every call and a per-call override when given", async () => {
+  it("sends the attempt deadline on every call and a per-call override when given", async () => {
     const spy = attempts();
-    const timed = new MetricsClient({ target: server.target, timeoutMs: 2500, interceptors: [spy.interceptor] });
+    const timed = new MetricsClient({
+      target: server.target,
+      timeoutMs: 60_000,
+      attemptTimeoutMs: 2500,
+      interceptors: [spy.interceptor],
+    });
     try {
       const profile = freshProfile();
       await timed.record(execution(`${profile}-t1`, profile));
-      await timed.record(execution(`${profile}-t2`, profile), { timeoutMs: 1234 });
+      await timed.record(execution(`${profile}-t2`, profile), { attemptTimeoutMs: 1234 });
       await timed.dashboard({ profile });
       assert.deepEqual(
         spy.headers.map((h) => h.get("grpc-timeout")),
@@ -275,6 +280,33 @@ describe("MetricsClient", () => {
       );
     } finally {
       timed.close();
+    }
+  });
+
+  it("bounds the whole call, retries included, by its deadline", async () => {
+    // Every attempt fails with UNAVAILABLE; 100 attempts would be allowed, but the 800 ms
+    // call deadline ends the retries long before, and no attempt may outlive it.
+    const spy = attempts(Number.MAX_SAFE_INTEGER);
+    const bounded = new MetricsClient({
+      target: server.target,
+      timeoutMs: 800,
+      attemptTimeoutMs: 5000,
+      retry: { maxAttempts: 100, initialBackoffMs: 100, maxBackoffMs: 100 },
+      interceptors: [spy.interceptor],
+    });
+    try {
+      const error = await bounded.record(execution("deadline-1", "demo")).then(
+        () => assert.fail("must fail"),
+        (e: unknown) => e,
+      );
+      assert.ok(error instanceof ConnectError && error.code === Code.Unavailable, String(error));
+      const made = spy.count.get("RecordExecution") ?? 0;
+      assert.ok(made >= 2 && made < 100, `${made} attempts: the call deadline stopped the retries`);
+      const timeouts = spy.headers.map((h) => Number(/^(\d+)m$/.exec(h.get("grpc-timeout") ?? "")?.[1]));
+      assert.ok(timeouts.every((t) => t > 0 && t <= 800), `attempt deadlines ${timeouts.join(", ")} within the call's`);
+      assert.ok((timeouts.at(-1) as number) < (timeouts[0] as number), "later attempts get what is left");
+    } finally {
+      bounded.close();
     }
   });
 });

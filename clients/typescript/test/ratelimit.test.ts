@@ -48,9 +48,10 @@ describe("RetryInfo decoding and the retry decision", () => {
     assert.equal(decodeRetryInfo(new Uint8Array()), undefined);
   });
 
-  it("waits the server's delay up to maxRetryDelayMs, and does not retry beyond it", () => {
+  it("waits the server's delay, capped at maxRetryDelayMs", () => {
     assert.equal(retryDelayMs(DEFAULT_RETRY, rateLimited(retryInfo(0n, 400_000_000)), 1), 400);
-    assert.equal(retryDelayMs(DEFAULT_RETRY, rateLimited(retryInfo(31n, 0)), 1), undefined);
+    assert.equal(retryDelayMs(DEFAULT_RETRY, rateLimited(retryInfo(31n, 0)), 1), 30_000);
+    assert.equal(retryDelayMs(DEFAULT_RETRY, rateLimited(retryInfo(3600n, 0)), 1), 30_000);
     assert.equal(retryDelayMs(retryPolicy({ maxRetryDelayMs: 60_000 }), rateLimited(retryInfo(31n, 0)), 1), 31_000);
     assert.equal(
       retryDelayMs(DEFAULT_RETRY, new ConnectError("too many RPCs", Code.ResourceExhausted), 1),
@@ -100,7 +101,7 @@ describe("rate limits of the real server (--rate-limit-recorder 2/s:1)", () => {
 
   it("Recorder: keeps the refused batch and sends it after the delay", async (t) => {
     // No retries in the client: the recorder itself must honour the delay.
-    const client = new MetricsClient({ target: server.target, apiKey: recorderKey, retry: { maxAttempts: 1 } });
+    const client = new MetricsClient({ target: server.target, apiKey: recorderKey, retry: { maxAttempts: 1, rateLimitRetries: 0 } });
     const errors: unknown[] = [];
     const recorder = new Recorder(client, {
       maxBatchSize: 1,
@@ -137,6 +138,73 @@ describe("rate limits of the real server (--rate-limit-recorder 2/s:1)", () => {
       assert.equal(await rateLimitedCount(server), (before ?? Number.NaN) + 1, "refused exactly once");
     } finally {
       await recorder.close();
+      client.close();
+    }
+  });
+});
+
+describe("a RetryInfo delay over the cap (--rate-limit-recorder 1/m:1: the next token in 60 s)", () => {
+  let dir: string;
+  let server: RunningServer;
+  let key: string;
+
+  before(async () => {
+    dir = await tempDir();
+    const keys = join(dir, "keys.json");
+    key = await createKey(keys, "capped-agent", "recorder");
+    server = await startServer({ args: ["--auth-keys-file", keys, "--rate-limit-recorder", "1/m:1"] });
+  });
+
+  after(async () => {
+    assert.equal(await server.stop(), 0);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("is waited for the cap, rateLimitRetries times, then the call fails with RESOURCE_EXHAUSTED", async (t) => {
+    const client = new MetricsClient({
+      target: server.target,
+      apiKey: key,
+      timeoutMs: 10_000,
+      retry: { maxRetryDelayMs: 300, rateLimitRetries: 3 },
+    });
+    const profile = freshProfile();
+    try {
+      assert.equal(await client.record(execution(`${profile}-1`, profile)), "accepted");
+      const started = performance.now();
+      const error = await client.record(execution(`${profile}-2`, profile)).then(
+        () => assert.fail("the bucket is empty for 60 s: the call must fail"),
+        (e: unknown) => e,
+      );
+      const waitedMs = performance.now() - started;
+      t.diagnostic(`failed after ${waitedMs.toFixed(0)} ms`);
+      assert.ok(error instanceof ConnectError && error.code === Code.ResourceExhausted, String(error));
+      assert.ok((retryDelayOf(error) ?? 0) > 30_000, "the server asked for more than the default cap");
+      // Only waiting the capped delay three times can take this long.
+      assert.ok(waitedMs >= 3 * 300, `waited ${waitedMs.toFixed(0)} ms, not 3 x 300 ms`);
+      assert.equal(await rateLimitedCount(server), 4, "the first attempt and 3 retries, each refused");
+      const text = await server.scrape();
+      assert.equal(sample(text, "cugar_ingest_executions_total", { result: "accepted" }), 1);
+    } finally {
+      client.close();
+    }
+  });
+
+  it("is never waited past the call's deadline", async () => {
+    const client = new MetricsClient({
+      target: server.target,
+      apiKey: key,
+      timeoutMs: 2000,
+      retry: { maxRetryDelayMs: 5000, rateLimitRetries: 3 },
+    });
+    const before = await rateLimitedCount(server);
+    try {
+      const error = await client.record(execution(`${freshProfile()}-1`, "demo")).then(
+        () => assert.fail("must fail"),
+        (e: unknown) => e,
+      );
+      assert.ok(error instanceof ConnectError && error.code === Code.ResourceExhausted, String(error));
+      assert.equal(await rateLimitedCount(server), (before ?? Number.NaN) + 1, "a 5 s wait passes the 2 s deadline: no retry");
+    } finally {
       client.close();
     }
   });

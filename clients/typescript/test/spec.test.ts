@@ -74,7 +74,12 @@ describe("clients/spec.yaml", () => {
           maxBackoffMs: ms(call["max_backoff_seconds"] as number),
           multiplier: call["backoff_multiplier"],
           maxRetryDelayMs: ms(limit["retry_info_cap_seconds"] as number),
+          rateLimitRetries: limit["rate_limit_retries"],
         },
+      );
+      assert.deepEqual(
+        [client.timeoutMs, client.attemptTimeoutMs],
+        [ms(call["deadline_seconds"] as number), ms(call["attempt_deadline_seconds"] as number)],
       );
       assert.deepEqual({ ...client.retry }, { ...DEFAULT_RETRY });
     } finally {
