@@ -4,7 +4,7 @@ VENV := .venv/bin
 BUF := tools/node_modules/.bin/buf
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV):$(PATH)
 
-.PHONY: help install run generate check-generate lint test test-python check bench monitoring-check load soak
+.PHONY: help install run generate check-generate lint test test-python test-python-client check bench monitoring-check load soak
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -28,14 +28,17 @@ lint: ## buf format/lint/breaking, ruff, mypy
 	$(BUF) format -d --exit-code
 	$(BUF) lint
 	bash scripts/buf-breaking.sh
-	$(VENV)/ruff check server clients/python/src tests bench
-	$(VENV)/ruff format --check server clients/python/src tests bench
+	$(VENV)/ruff check server clients/python/src clients/python/tests tests bench
+	$(VENV)/ruff format --check server clients/python/src clients/python/tests tests bench
 	$(VENV)/mypy
 
 test-python: ## The Python test suite (unit, integration, end-to-end)
 	$(VENV)/pytest tests/unit tests/integration tests/e2e tests/hardening
 
-test: test-python ## Every test in every language
+test-python-client: ## The Python client's tests (clients/python/tests)
+	$(VENV)/pytest clients/python/tests
+
+test: test-python test-python-client ## Every test in every language
 	@for s in scripts/ci/*.sh; do [ -e "$$s" ] || continue; echo "==> $$s"; bash "$$s" || exit 1; done
 
 check: install check-generate lint test ## Install, then everything CI checks

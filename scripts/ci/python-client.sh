@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# CI for the Python client (clients/python): lint and type-check it, check the conformance
-# program, then run tests/client against the real server (in-process, on free ports).
+# CI for the Python client (clients/python): install it from this checkout and lint it, its
+# tests and its conformance program. Its tests (clients/python/tests, against real servers)
+# run in `make test-python-client`, which `make test` runs before this script; run both:
+#   bash scripts/ci/python-client.sh && make test-python-client
 # Everything it needs is pinned in requirements.lock and installed by scripts/install-tools.sh.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -14,6 +16,5 @@ fi
   --no-build-isolation -e clients/python
 echo "python-client.sh: $(.venv/bin/python --version), grpcio $(.venv/bin/python -c 'import grpc; print(grpc.__version__)')"
 
-.venv/bin/ruff check clients/python/src clients/python/examples tests/client tests/conformance
-.venv/bin/ruff format --check clients/python/src clients/python/examples tests/client tests/conformance
-.venv/bin/pytest -p no:cacheprovider tests/client
+.venv/bin/ruff check clients/python/src clients/python/examples clients/python/tests tests/conformance
+.venv/bin/ruff format --check clients/python/src clients/python/examples clients/python/tests tests/conformance

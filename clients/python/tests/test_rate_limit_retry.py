@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 import pytest
+from conftest import AuthServer, auth_process
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
@@ -23,7 +24,6 @@ from cugar_metrics_client import (
     ResourceExhaustedError,
 )
 from cugar_metrics_client._retry import wait_before_retry
-from tests.client.conftest import AuthServer, auth_process
 
 # One recorder key per test, so each starts with a full bucket; "slow" has a limit of its own
 # whose delay (a minute) is beyond any deadline here.

@@ -1,5 +1,11 @@
-"""Fixtures of the Python client tests (the real server comes from tests/conftest.py, or from
-`cugar-metrics serve` processes started here, with a keys file and certificates)."""
+"""Fixtures of the Python client tests: the real server in this process (the `server` and
+`server_config` fixtures of tests/conftest.py), or `cugar-metrics serve` processes started
+here, with a keys file and certificates.
+
+This directory has no `__init__.py`: as a package its name, `tests`, would shadow the
+repository's `tests` package (tests.serverproc, ...). The repository root is on the import
+path through `pythonpath` in pyproject.toml.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import server, server_config
 from tests.hardening.auth.helpers import Keys, sample
 from tests.serverproc import ServerProcess, launch
+
+__all__ = ["server", "server_config"]  # fixtures shared with the server's tests
 
 
 @pytest.fixture
@@ -23,6 +32,16 @@ def unreachable_target() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"127.0.0.1:{port}"
+
+
+@pytest.fixture
+def silent_target() -> Iterator[str]:
+    """host:port of a listening socket that accepts connections and never answers: a call
+    there waits for its deadline."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
 
 
 @dataclass

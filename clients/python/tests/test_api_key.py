@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+from conftest import AuthServer, auth_process
 
 from cugar_metrics_client import (
     AsyncClient,
@@ -20,7 +21,6 @@ from cugar_metrics_client import (
     RecordResult,
     UnauthenticatedError,
 )
-from tests.client.conftest import AuthServer, auth_process
 
 KEYS: dict[str, tuple[str, str | None]] = {
     "rec": ("recorder", None),

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import AuthServer, auth_process
 
 from cugar_metrics import dashboard_view, demo
 from cugar_metrics_client import Client, Execution, RecordResult, TlsConfig, UnauthenticatedError
-from tests.client.conftest import AuthServer, auth_process
 from tests.hardening.tls.certs import CA, Leaf
 
 KEYS: dict[str, tuple[str, str | None]] = {"rec": ("recorder", None), "read": ("reader", None)}
