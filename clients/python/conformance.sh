@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The conformance scenario through the Python client.
-# Usage: clients/python/conformance.sh --target HOST:PORT --profile P
+# Usage: clients/python/conformance.sh --target HOST:PORT --profile P [--scenario NAME] [options]
+# (clients/CONFORMANCE.md)
 # Uses the repository's .venv (scripts/install-tools.sh), or $PYTHON if set.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"

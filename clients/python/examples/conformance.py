@@ -1,23 +1,31 @@
-"""The cross-language conformance scenario, run through the Python client library.
+"""The cross-language conformance scenarios (clients/CONFORMANCE.md), run through the Python
+client library.
 
-Usage: conformance.py --target HOST:PORT --profile P
+Usage: conformance.py --target HOST:PORT --profile P [--scenario NAME] [options]
 
-Each step checks the server's answer and exits 1 with a message on the first mismatch;
-exit 0 means every step matched.
+The basic scenario checks each answer of the server and exits 1 with a message on the first
+mismatch. The fault scenarios go through the BatchRecorder (or direct calls where the
+contract says so) and end with one JSON line: the client's own account of the run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
+import time
+from collections.abc import Callable
 
 from cugar_metrics_client import (
     Approval,
+    BatchRecorder,
     Budget,
     Client,
     Execution,
     InvalidExecutionError,
     RecordResult,
+    ResourceExhaustedError,
     ToolCall,
 )
 
@@ -108,21 +116,183 @@ def scenario(client: Client, profile: str) -> None:
     )
 
 
+class Options(argparse.Namespace):
+    target: str
+    profile: str
+    scenario: str
+    attempt_deadline: float | None
+    retry_info_cap: float | None
+    buffer_size: int | None
+    close_timeout: float | None
+    api_key: str | None
+
+
+def account(scenario: str, **fields: float) -> dict[str, object]:
+    """The JSON account of a run; fields not given are 0."""
+    names = ("recorded", "delivered", "dropped", "rejected", "rate_limited", "waited_seconds")
+    return {"scenario": scenario, **{name: fields.get(name, 0) for name in names}}
+
+
+def numbered(profile: str, n: int, outcome: str = "success") -> Execution:
+    """Execution ``<profile>-<n>``: re-sent with the same id by every retry."""
+    return Execution(
+        execution_id=f"{profile}-{n}",
+        profile=profile,
+        outcome=outcome,
+        error_type="ToolError" if outcome == "failure" else "",
+        duration=0.5,
+        steps=1,
+    )
+
+
+def recorder_kwargs(options: Options) -> dict[str, object]:
+    kwargs: dict[str, object] = {"api_key": options.api_key}
+    if options.attempt_deadline is not None:
+        kwargs["timeout"] = options.attempt_deadline
+    if options.buffer_size is not None:
+        kwargs["max_buffer"] = options.buffer_size
+        kwargs["max_batch"] = min(options.buffer_size, 500)
+    return kwargs
+
+
+def through_recorder(
+    options: Options, executions: list[Execution], *, pace: float = 0.0, ready: bool = False
+) -> dict[str, object]:
+    """Records ``executions`` (``pace`` seconds apart), closes, and accounts for them."""
+    recorder = BatchRecorder(options.target, **recorder_kwargs(options))  # type: ignore[arg-type]
+    if ready:
+        print("ready", flush=True)
+    for execution in executions:
+        recorder.record(execution)
+        if pace:
+            time.sleep(pace)
+    if options.close_timeout is None:
+        dropped = recorder.close()
+    else:
+        dropped = recorder.close(timeout=options.close_timeout)
+    stats = recorder.stats()
+    if stats.dropped != dropped:
+        raise Mismatch(f"close() returned {dropped} dropped, stats say {stats.dropped}")
+    return account(
+        options.scenario,
+        recorded=len(executions),
+        delivered=stats.accepted + stats.duplicate,
+        dropped=dropped,
+        rejected=stats.rejected,
+    )
+
+
+def late_server(options: Options) -> dict[str, object]:
+    outcomes = ["success"] * 7 + ["failure"] * 4
+    batch = [numbered(options.profile, n, o) for n, o in enumerate(outcomes, 1)]
+    return through_recorder(options, batch)
+
+
+def restart(options: Options) -> dict[str, object]:
+    batch = [numbered(options.profile, n) for n in range(1, 41)]
+    return through_recorder(options, batch, pace=0.05)
+
+
+def short_deadline(options: Options) -> dict[str, object]:
+    batch = [numbered(options.profile, n) for n in range(1, 21)]
+    return through_recorder(options, batch, ready=True)
+
+
+class Captured(logging.Handler):
+    """Keeps the client's log records, to compare its log line with its count."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def overflow(options: Options) -> dict[str, object]:
+    captured = Captured()
+    logging.getLogger("cugar_metrics_client").addHandler(captured)
+    result = through_recorder(options, [numbered(options.profile, n) for n in range(1, 9)])
+    closing = [r for r in captured.records if getattr(r, "cugar_dropped_total", None) is not None]
+    if not closing:
+        raise Mismatch("close() logged no line with the dropped total")
+    logged = closing[-1].cugar_dropped_total  # type: ignore[attr-defined]
+    if logged != result["dropped"]:
+        raise Mismatch(f"the log line says {logged} dropped, close() {result['dropped']}")
+    print(closing[-1].getMessage())
+    return result
+
+
+def client(options: Options) -> Client:
+    kwargs: dict[str, object] = {"api_key": options.api_key}
+    if options.retry_info_cap is not None:
+        kwargs["retry_info_cap"] = options.retry_info_cap
+    return Client(options.target, **kwargs)  # type: ignore[arg-type]
+
+
+def retry_info_over_cap(options: Options) -> dict[str, object]:
+    with client(options) as direct:
+        expect("first call", direct.record(numbered(options.profile, 1)), RecordResult.ACCEPTED)
+        started = time.monotonic()
+        try:
+            result = direct.record(numbered(options.profile, 2))
+        except ResourceExhaustedError as error:
+            waited = time.monotonic() - started
+            print(f"second call: {error.code.name} after {waited:.2f} s")
+        else:
+            raise Mismatch(f"second call answered {result}, want the rate-limit error")
+    return account(options.scenario, recorded=2, delivered=1, rate_limited=1, waited_seconds=waited)
+
+
+def two_replicas(options: Options) -> dict[str, object]:
+    delivered = 0
+    with client(options) as direct:
+        for n in range(1, 21):
+            expect(f"call {n}", direct.record(numbered(options.profile, n)), RecordResult.ACCEPTED)
+            delivered += 1
+    return account(options.scenario, recorded=20, delivered=delivered)
+
+
+def basic(options: Options) -> dict[str, object] | None:
+    with client(options) as direct:
+        scenario(direct, options.profile)
+    print("conformance OK")
+    return None
+
+
+SCENARIOS: dict[str, Callable[[Options], dict[str, object] | None]] = {
+    "basic": basic,
+    "late-server": late_server,
+    "restart": restart,
+    "retry-info-over-cap": retry_info_over_cap,
+    "short-deadline": short_deadline,
+    "two-replicas": two_replicas,
+    "overflow": overflow,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--target", required=True, help="HOST:PORT of the server")
     parser.add_argument("--profile", required=True, help="the profile P of the scenario")
-    args = parser.parse_args(argv)
-    with Client(args.target, timeout=10.0) as client:
-        try:
-            scenario(client, args.profile)
-        except Mismatch as mismatch:
-            print(f"conformance FAILED: {mismatch}", file=sys.stderr)
-            return 1
-        except Exception as error:  # any other failure is a failed run, reported plainly
-            print(f"conformance FAILED: {type(error).__name__}: {error}", file=sys.stderr)
-            return 1
-    print("conformance OK")
+    parser.add_argument("--scenario", default="basic", choices=sorted(SCENARIOS))
+    parser.add_argument("--attempt-deadline", type=float, help="seconds per attempt")
+    parser.add_argument("--retry-info-cap", type=float, help="longest RetryInfo wait (s)")
+    parser.add_argument("--buffer-size", type=int, help="the recorder's buffer size")
+    parser.add_argument("--close-timeout", type=float, help="seconds close() keeps retrying")
+    parser.add_argument("--api-key", help="sent as authorization: Bearer KEY")
+    options = parser.parse_args(argv, namespace=Options())
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    try:
+        result = SCENARIOS[options.scenario](options)
+    except Mismatch as mismatch:
+        print(f"conformance FAILED: {mismatch}", file=sys.stderr)
+        return 1
+    except Exception as error:  # any other failure is a failed run, reported plainly
+        print(f"conformance FAILED: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    if result is not None:
+        print(json.dumps(result), flush=True)
     return 0
 
 

@@ -20,8 +20,20 @@ from cugar.metrics.v1 import metrics_service_pb2 as pb
 from ._client import MAX_BATCH, Client
 from ._errors import code_of, status_details
 from ._model import Execution, ExecutionLike, RecordResult
-from ._retry import RATE_LIMIT_RETRIES, check_retries, retry_delay
+from ._retry import check_cap, retry_delay
 from ._run import Run, track_sync
+from ._spec import (
+    ATTEMPT_DEADLINE,
+    BATCH_SIZE,
+    BUFFER_SIZE,
+    CLOSE_TIMEOUT,
+    FLUSH_INTERVAL,
+    RECORDER_RETRY_BACKOFF_MULTIPLIER,
+    RECORDER_RETRY_INITIAL_BACKOFF,
+    RECORDER_RETRY_MAX_BACKOFF,
+    RECORDER_RETRYABLE_CODES,
+    RETRY_INFO_CAP,
+)
 from ._tls import TlsConfig
 
 logger = logging.getLogger("cugar_metrics_client")
@@ -32,12 +44,12 @@ R = TypeVar("R")
 
 @dataclass(frozen=True, slots=True)
 class RecorderStats:
-    """Counters of a BatchRecorder since it was created. Every recorded execution ends up in
-    exactly one of accepted, duplicate, rejected, dropped_failed, or is still buffered or in
-    flight."""
+    """Counters of a BatchRecorder since it was created. Every execution ``record()`` took ends
+    up in exactly one of accepted, duplicate, rejected, dropped_full, dropped_failed, or is
+    still buffered or in flight (sent, or waiting to be sent again)."""
 
     recorded: int
-    """Executions ``record()`` took into the buffer."""
+    """Executions given to ``record()`` before ``close()``."""
     accepted: int
     """Executions the server recorded."""
     duplicate: int
@@ -45,23 +57,30 @@ class RecorderStats:
     rejected: int
     """Executions that failed validation (by the server, or unconvertible locally)."""
     dropped_full: int
-    """``record()`` calls refused because the buffer was full."""
+    """Executions dropped because the buffer was full: the oldest one not in flight makes
+    room for the new one (or the new one, when every held execution is in flight)."""
     dropped_failed: int
-    """Executions in batches the server never answered for, after retries (unreachable,
-    deadline exceeded), or still buffered when ``close()`` gave up."""
+    """Executions not delivered when ``close()`` reached its timeout, and those of batches
+    failed with a code that is not retried (UNAUTHENTICATED, PERMISSION_DENIED, ...)."""
     dropped_closed: int
     """``record()`` calls after ``close()``."""
     buffered: int
     """Executions waiting in the buffer."""
     in_flight: int
-    """Executions taken from the buffer whose batch has not been answered yet."""
+    """Executions taken from the buffer whose batch has not been delivered yet (sent, or
+    waiting to be sent again)."""
     batches_sent: int
     """RecordExecutions calls that succeeded."""
     batches_failed: int
-    """RecordExecutions calls that failed after retries."""
+    """RecordExecutions calls whose batch was dropped (a code that is not retried, or the
+    channel closed)."""
     batches_rate_limited: int = 0
     """RecordExecutions calls refused by a rate limit (RESOURCE_EXHAUSTED with RetryInfo)
     whose batch was kept and sent again after the server's delay."""
+    batches_retried: int = 0
+    """RecordExecutions calls that failed with another retryable code (UNAVAILABLE,
+    DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED without RetryInfo) whose batch was kept and sent
+    again after a backoff."""
 
     @property
     def dropped(self) -> int:
@@ -72,20 +91,28 @@ class RecorderStats:
 class BatchRecorder:
     """Records executions in the background, in batches, never blocking the agent.
 
-    ``record()`` appends to a bounded buffer and returns at once; it never raises and never
-    waits for the network. A background thread sends RecordExecutions calls of up to
-    ``max_batch`` executions as soon as that many are buffered, and whatever is buffered
-    every ``flush_interval`` seconds, with up to ``max_in_flight`` calls outstanding. When the
-    buffer holds ``max_buffer`` executions, further ones are dropped; batches that still fail
-    after the client's retries are dropped too. Drops are counted in ``stats()`` and logged
-    at most once per ``flush_interval``.
+    It follows the delivery contract of ``clients/README.md``, with the defaults of
+    ``clients/spec.yaml``:
 
-    A batch refused by a rate limit (RESOURCE_EXHAUSTED with a ``google.rpc.RetryInfo``) is
-    kept and sent again once the server's delay (at most 30 s) has passed, up to
-    ``rate_limit_retries`` times; nothing is sent during the delay, and ``record()`` still
-    returns at once (the buffer fills, and drops when full are counted).
+    - ``record()`` appends to a bounded buffer and returns at once; it never raises and never
+      waits for the network. The recorder holds at most ``max_buffer`` executions (buffered,
+      in flight, or waiting to be sent again); when full, the oldest one not in flight is
+      dropped and counted.
+    - A background thread sends RecordExecutions calls of up to ``max_batch`` executions as
+      soon as that many are buffered, and whatever is buffered every ``flush_interval``
+      seconds, with up to ``max_in_flight`` calls outstanding, each with a deadline of
+      ``timeout`` seconds.
+    - A batch that fails with UNAVAILABLE, DEADLINE_EXCEEDED or RESOURCE_EXHAUSTED is kept and
+      sent again, with the same execution ids, after a backoff (0.2 s, doubling, at most 2 s)
+      or the server's ``google.rpc.RetryInfo`` delay (at most ``retry_info_cap``): until it
+      is delivered, the buffer overflows, or ``close()`` reaches its timeout. Nothing is sent
+      during the wait. Other failures drop the batch.
+    - ``close()`` (or leaving the ``with`` block, or interpreter exit) sends what is held and
+      keeps retrying for up to ``close_timeout`` seconds, then returns how many executions
+      were dropped in all, as ``stats().dropped`` says and a log line of the
+      ``cugar_metrics_client`` logger reports.
 
-    ``close()`` (or leaving the ``with`` block, or interpreter exit) sends what is buffered.
+    Drops are counted in ``stats()`` and logged at most once per ``flush_interval``.
     ``target`` is a ``host:port`` (the recorder then owns its channel, made with ``tls`` or
     ``credentials`` and ``api_key`` if given) or a ``Client``.
     """
@@ -94,15 +121,16 @@ class BatchRecorder:
         self,
         target: str | Client,
         *,
-        max_batch: int = 500,
-        flush_interval: float = 1.0,
-        max_buffer: int = 10_000,
+        max_batch: int = BATCH_SIZE,
+        flush_interval: float = FLUSH_INTERVAL,
+        max_buffer: int = BUFFER_SIZE,
         max_in_flight: int = 2,
-        timeout: float = 5.0,
+        timeout: float = ATTEMPT_DEADLINE,
+        close_timeout: float = CLOSE_TIMEOUT,
         tls: TlsConfig | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         api_key: str | None = None,
-        rate_limit_retries: int = RATE_LIMIT_RETRIES,
+        retry_info_cap: float = RETRY_INFO_CAP,
     ) -> None:
         if not 1 <= max_batch <= MAX_BATCH:
             raise ValueError(f"max_batch must be 1..{MAX_BATCH}, got {max_batch}")
@@ -112,6 +140,8 @@ class BatchRecorder:
             raise ValueError(f"flush_interval must be positive, got {flush_interval}")
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        if not close_timeout >= 0:
+            raise ValueError(f"close_timeout must be at least 0, got {close_timeout}")
         if isinstance(target, Client):
             if tls is not None or credentials is not None or api_key is not None:
                 raise ValueError("tls, credentials and api_key apply to a target, not a Client")
@@ -126,7 +156,8 @@ class BatchRecorder:
         self._max_batch = max_batch
         self._max_buffer = max_buffer
         self._interval = flush_interval
-        self._rate_limit_retries = check_retries(rate_limit_retries)
+        self._close_timeout = close_timeout
+        self._retry_info_cap = check_cap(retry_info_cap)
 
         self._buffer: deque[ExecutionLike] = deque()
         self._wake = threading.Event()
@@ -149,10 +180,13 @@ class BatchRecorder:
         self._batches_sent = 0
         self._batches_failed = 0
         self._batches_rate_limited = 0
-        # Batches refused by a rate limit, to send again (request, executions, retries so
-        # far), and the monotonic time before which nothing is sent.
-        self._retries: deque[tuple[pb.RecordExecutionsRequest, int, int]] = deque()
+        self._batches_retried = 0
+        # Batches that failed with a retryable code, oldest first, to send again: [request,
+        # executions in it]; the monotonic time before which nothing is sent; and the
+        # failures in a row since the last delivery, which set the backoff.
+        self._retries: deque[list[Any]] = deque()
         self._resume_at = 0.0
+        self._failures = 0
         self._last_error = ""
         self._last_rejection = ""
         self._logged = (0, 0)
@@ -166,21 +200,47 @@ class BatchRecorder:
     # The agent's side.
 
     def record(self, execution: ExecutionLike) -> bool:
-        """Buffer one finished execution for sending; False if it had to be dropped.
+        """Buffer one finished execution for sending; False if it was dropped.
 
+        When the recorder already holds ``max_buffer`` executions, the oldest one not in
+        flight is dropped to make room (counted in ``stats().dropped_full``); the new one is
+        dropped instead only when every held execution is in flight, or after ``close()``.
         Never blocks on the network and never raises.
         """
         buffer = self._buffer
-        if self._closing or len(buffer) >= self._max_buffer:
+        if self._closing:
             with self._lock:
-                if self._closing:
-                    self._dropped_closed += 1
-                else:
-                    self._dropped_full += 1
+                self._dropped_closed += 1
             return False
+        if len(buffer) + self._unfinished >= self._max_buffer:
+            with self._lock:
+                if len(buffer) + self._unfinished >= self._max_buffer and not self._drop_oldest():
+                    self._taken += 1
+                    self._dropped_full += 1
+                    return False
         buffer.append(execution)
         if len(buffer) >= self._max_batch and not self._wake.is_set():
             self._wake.set()
+        return True
+
+    def _drop_oldest(self) -> bool:
+        """Drops the oldest held execution not in flight; False if there is none. Holds the
+        lock."""
+        if self._retries:
+            entry = self._retries[0]
+            del entry[0].executions[0]
+            entry[1] -= 1
+            if not entry[1]:
+                self._retries.popleft()
+            self._unfinished -= 1
+            if not self._unfinished:
+                self._idle.notify_all()
+        elif self._buffer:
+            self._buffer.popleft()
+            self._taken += 1
+        else:
+            return False
+        self._dropped_full += 1
         return True
 
     def _sink(self, execution: Execution) -> RecordResult | None:
@@ -212,6 +272,7 @@ class BatchRecorder:
                 batches_sent=self._batches_sent,
                 batches_failed=self._batches_failed,
                 batches_rate_limited=self._batches_rate_limited,
+                batches_retried=self._batches_retried,
             )
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -230,15 +291,22 @@ class BatchRecorder:
                 self._idle.wait(wait)
         return True
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Send what is buffered (for at most ``timeout`` seconds), then stop.
+    def close(self, timeout: float | None = None) -> int:
+        """Send what is held, retrying for at most ``timeout`` seconds (the recorder's
+        ``close_timeout`` by default), then stop.
 
-        Executions that could not be sent in time are counted as dropped. Idempotent.
+        Returns how many executions were dropped since the recorder was created (as
+        ``stats().dropped``): those still undelivered at the timeout, those dropped when the
+        buffer was full, and those recorded after ``close()``. The same number is logged, as
+        a WARNING when it is not 0, with the extra attribute ``cugar_dropped_total``.
+        Idempotent: a second call returns the same count.
         """
         if self._closed:
-            return
+            return self.stats().dropped
         self._closed = True
         atexit.unregister(self.close)
+        if timeout is None:
+            timeout = self._close_timeout
         deadline = time.monotonic() + timeout
         self._closing = True
         self._wake.set()
@@ -256,7 +324,28 @@ class BatchRecorder:
         with self._idle:
             # Calls cancelled by closing the channel have answered by now or never will.
             self._idle.wait_for(lambda: not self._unfinished, timeout=1.0)
-        self._log_drops()
+        return self._log_close()
+
+    def _log_close(self) -> int:
+        stats = self.stats()
+        with self._lock:
+            self._logged = (stats.dropped, stats.rejected)
+        logger.log(
+            logging.WARNING if stats.dropped else logging.INFO,
+            "cugar-metrics: recorder closed: %d executions dropped in all (buffer full %d, "
+            "undelivered %d, after close %d); %d accepted, %d duplicate, %d rejected; "
+            "last error: %s",
+            stats.dropped,
+            stats.dropped_full,
+            stats.dropped_failed,
+            stats.dropped_closed,
+            stats.accepted,
+            stats.duplicate,
+            stats.rejected,
+            self._last_error or "none",
+            extra={"cugar_dropped_total": stats.dropped},
+        )
+        return stats.dropped
 
     def __enter__(self) -> Self:
         return self
@@ -319,8 +408,8 @@ class BatchRecorder:
             with self._lock:
                 if not self._retries:
                     return
-                request, count, retries = self._retries.popleft()
-            self._send_request(request, count, retries)
+                request, count = self._retries.popleft()
+            self._send_request(request, count)
 
     def _take(self) -> list[ExecutionLike]:
         buffer = self._buffer
@@ -328,7 +417,7 @@ class BatchRecorder:
             count = min(len(buffer), self._max_batch)
             self._taken += count
             self._unfinished += count
-        return [buffer.popleft() for _ in range(count)]
+            return [buffer.popleft() for _ in range(count)]
 
     def _send(self, batch: list[ExecutionLike]) -> None:
         request = pb.RecordExecutionsRequest()
@@ -349,11 +438,9 @@ class BatchRecorder:
         if invalid:
             self._finish(invalid, rejected=invalid)
         if sending:
-            self._send_request(request, sending, 0)
+            self._send_request(request, sending)
 
-    def _send_request(
-        self, request: pb.RecordExecutionsRequest, sending: int, retries: int
-    ) -> None:
+    def _send_request(self, request: pb.RecordExecutionsRequest, sending: int) -> None:
         while not self._slots.acquire(timeout=0.1):
             if self._abort.is_set():
                 self._finish(sending, failed=sending)
@@ -362,7 +449,7 @@ class BatchRecorder:
             # A rate limit answered another call while this one waited for its slot.
             self._slots.release()
             with self._lock:
-                self._retries.appendleft((request, sending, retries))
+                self._retries.appendleft([request, sending])
             return
         try:
             future = self._call.future(request, timeout=self._timeout)
@@ -371,31 +458,34 @@ class BatchRecorder:
             self._last_error = repr(error)
             self._finish(sending, failed=sending, batch_failed=True)
             return
-        future.add_done_callback(functools.partial(self._on_done, request, sending, retries))
+        future.add_done_callback(functools.partial(self._on_done, request, sending))
 
-    def _on_done(
-        self, request: pb.RecordExecutionsRequest, sending: int, retries: int, future: Any
-    ) -> None:
+    def _backoff(self) -> float:
+        """The wait after the current run of failures (holds the lock)."""
+        exponent = max(0, self._failures - 1)
+        delay = RECORDER_RETRY_INITIAL_BACKOFF * RECORDER_RETRY_BACKOFF_MULTIPLIER**exponent
+        return float(min(delay, RECORDER_RETRY_MAX_BACKOFF))
+
+    def _on_done(self, request: pb.RecordExecutionsRequest, sending: int, future: Any) -> None:
         try:
             response: pb.RecordExecutionsResponse = future.result()
         except grpc.RpcError as error:
-            delay = retry_delay(error)
-            if (
-                delay is not None
-                and retries < self._rate_limit_retries
-                and not self._abort.is_set()
-            ):
-                # Rate limited: keep the batch, send it again after the server's delay.
+            self._last_error = _describe(error)
+            if _retryable(error) and not self._abort.is_set():
+                # Keep the batch (its executions keep their ids), send it again after the
+                # server's RetryInfo delay or the backoff; nothing is sent meanwhile.
+                delay = retry_delay(error, self._retry_info_cap)
                 with self._lock:
-                    self._batches_rate_limited += 1
+                    self._failures += 1
+                    if delay is None:
+                        delay = self._backoff()
+                        self._batches_retried += 1
+                    else:
+                        self._batches_rate_limited += 1
                     self._resume_at = max(self._resume_at, time.monotonic() + delay)
-                    self._retries.append((request, sending, retries + 1))
+                    self._retries.append([request, sending])
                 self._wake.set()
                 return
-            self._last_error = _describe(error)
-            if self._closing:
-                # The server is gone while closing: do not wait for retries of every batch.
-                self._abort.set()
             self._finish(sending, failed=sending, batch_failed=True)
         except Exception as error:  # cancelled future, or a bug in gRPC: count, never raise
             self._last_error = type(error).__name__
@@ -407,6 +497,8 @@ class BatchRecorder:
                 self._last_rejection = (
                     f"{violation.field}: {violation.description}" if violation else "rejected"
                 )
+            with self._lock:
+                self._failures = 0
             self._finish(
                 sending,
                 accepted=response.accepted_count,
@@ -448,8 +540,8 @@ class BatchRecorder:
             buffer.clear()
             self._taken += left
             self._dropped_failed += left
-            # Batches still waiting for a rate limit's delay were taken: no longer in flight.
-            waiting = sum(count for _, count, _ in self._retries)
+            # Batches waiting to be sent again were taken: no longer in flight.
+            waiting = sum(count for _, count in self._retries)
             self._retries.clear()
             self._unfinished -= waiting
             self._dropped_failed += waiting
@@ -478,6 +570,11 @@ class BatchRecorder:
                 self._last_rejection or "unknown",
             )
         self._logged = (dropped, rejected)
+
+
+def _retryable(error: grpc.RpcError) -> bool:
+    """Whether a batch that failed with ``error`` is kept and sent again."""
+    return hasattr(error, "code") and code_of(error).name in RECORDER_RETRYABLE_CODES
 
 
 def _describe(error: grpc.RpcError) -> str:

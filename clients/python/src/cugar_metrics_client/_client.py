@@ -29,8 +29,9 @@ from ._model import (
     set_duration,
     to_proto,
 )
-from ._retry import RATE_LIMIT_RETRIES, check_retries, wait_before_retry
+from ._retry import RATE_LIMIT_RETRIES, check_cap, check_retries, wait_before_retry
 from ._run import AsyncRun, Run, track_async, track_sync
+from ._spec import CALL_DEADLINE, RETRY_INFO_CAP
 from ._tls import TlsConfig
 
 P = ParamSpec("P")
@@ -181,9 +182,9 @@ class Client:
     each with the server's ``reason``.
 
     A call refused by a rate limit (RESOURCE_EXHAUSTED with a ``google.rpc.RetryInfo``) is
-    retried after the delay the server gives (at most 30 s), up to ``rate_limit_retries``
-    times and only while the wait ends within the call's deadline; then it raises
-    ``ResourceExhaustedError``.
+    retried after the delay the server gives (at most ``retry_info_cap``, 30 s), up to
+    ``rate_limit_retries`` times and only while the wait ends within the call's deadline;
+    then it raises ``ResourceExhaustedError``. The defaults come from ``clients/spec.yaml``.
 
     Use it as a context manager, or call ``close()``.
     """
@@ -192,17 +193,19 @@ class Client:
         self,
         target: str,
         *,
-        timeout: float = 5.0,
+        timeout: float = CALL_DEADLINE,
         credentials: grpc.ChannelCredentials | None = None,
         options: Mapping[str, int | str] | None = None,
         max_attempts: int = MAX_ATTEMPTS,
         tls: TlsConfig | None = None,
         api_key: str | None = None,
         rate_limit_retries: int = RATE_LIMIT_RETRIES,
+        retry_info_cap: float = RETRY_INFO_CAP,
     ) -> None:
         self.target = target
         self.timeout = timeout
         self.rate_limit_retries = check_retries(rate_limit_retries)
+        self.retry_info_cap = check_cap(retry_info_cap)
         self._channel: grpc.Channel = sync_channel(
             target,
             credentials=credentials,
@@ -233,7 +236,11 @@ class Client:
                 return method(request, timeout=max(0.0, deadline - time.monotonic()))
             except grpc.RpcError as error:
                 wait = wait_before_retry(
-                    error, retries, self.rate_limit_retries, deadline - time.monotonic()
+                    error,
+                    retries,
+                    self.rate_limit_retries,
+                    deadline - time.monotonic(),
+                    self.retry_info_cap,
                 )
                 if wait is None:
                     raise from_rpc_error(error, invalid=invalid) from None
@@ -315,7 +322,8 @@ class AsyncClient:
     """The asyncio (``grpc.aio``) client, with the same methods as ``Client`` as coroutines.
 
     Create it inside the running event loop; ``async with AsyncClient(target) as client``.
-    ``api_key``, ``tls`` and ``rate_limit_retries`` work as for ``Client``; the wait before
+    ``api_key``, ``tls``, ``rate_limit_retries`` and ``retry_info_cap`` work as for
+    ``Client``; the wait before
     a rate-limited retry is an ``asyncio.sleep``.
     """
 
@@ -323,17 +331,19 @@ class AsyncClient:
         self,
         target: str,
         *,
-        timeout: float = 5.0,
+        timeout: float = CALL_DEADLINE,
         credentials: grpc.ChannelCredentials | None = None,
         options: Mapping[str, int | str] | None = None,
         max_attempts: int = MAX_ATTEMPTS,
         tls: TlsConfig | None = None,
         api_key: str | None = None,
         rate_limit_retries: int = RATE_LIMIT_RETRIES,
+        retry_info_cap: float = RETRY_INFO_CAP,
     ) -> None:
         self.target = target
         self.timeout = timeout
         self.rate_limit_retries = check_retries(rate_limit_retries)
+        self.retry_info_cap = check_cap(retry_info_cap)
         self._channel: grpc.aio.Channel = async_channel(
             target,
             credentials=credentials,
@@ -359,7 +369,11 @@ class AsyncClient:
                 return await method(request, timeout=max(0.0, deadline - time.monotonic()))
             except grpc.RpcError as error:
                 wait = wait_before_retry(
-                    error, retries, self.rate_limit_retries, deadline - time.monotonic()
+                    error,
+                    retries,
+                    self.rate_limit_retries,
+                    deadline - time.monotonic(),
+                    self.retry_info_cap,
                 )
                 if wait is None:
                     raise from_rpc_error(error, invalid=invalid) from None
