@@ -111,14 +111,20 @@ class KeysCollector(Collector):
         yield reloads
 
 
+def _unread(data: bytes) -> None:
+    """The deserializer of a refused call: its body is never decoded."""
+    return None
+
+
 def _refusing(handler: grpc.RpcMethodHandler, status: grpc.Status) -> grpc.RpcMethodHandler:
-    """A handler of the same kind as `handler` that answers `status`."""
+    """A handler of the same kind as `handler` that answers `status` without decoding the
+    request (a caller without a valid key costs no parsing, and garbage cannot raise)."""
 
     async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
         await context.abort_with_status(status)
 
     kwargs = {
-        "request_deserializer": handler.request_deserializer,
+        "request_deserializer": _unread,
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary is not None:
