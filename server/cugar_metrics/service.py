@@ -133,8 +133,18 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
         violations += validation.check_name_filter("domain", request.domain)
         seconds: float | None = None
         if request.HasField("window"):
-            seconds = request.window.ToTimedelta().total_seconds()
-            if not MIN_WINDOW_SECONDS <= seconds <= MAX_WINDOW_SECONDS:
+            # From the fields, not ToTimedelta(): any int64 seconds must give a clear error.
+            w = request.window
+            seconds = w.seconds + w.nanos / 1e9
+            if not -999_999_999 <= w.nanos <= 999_999_999 or (w.seconds * w.nanos < 0):
+                violations.append(
+                    validation.Violation(
+                        "window",
+                        f"is not a valid Duration (seconds={w.seconds}, nanos={w.nanos})",
+                        "OUT_OF_RANGE",
+                    )
+                )
+            elif not MIN_WINDOW_SECONDS <= seconds <= MAX_WINDOW_SECONDS:
                 violations.append(
                     validation.Violation(
                         "window",
