@@ -512,9 +512,10 @@ func (x *Execution) GetToolCalls() []*ToolCall {
 // Budget is the cost an execution spent against its limit, in the agent's cost units.
 type Budget struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Cost units spent: a finite number, at least 0.
+	// Cost units spent: a number from 0 to 1e12 (larger values are rejected, so the server's
+	// sums stay finite).
 	Spent float64 `protobuf:"fixed64,1,opt,name=spent,proto3" json:"spent,omitempty"`
-	// The execution's limit in the same units: a finite number greater than 0.
+	// The execution's limit in the same units: a number from 1e-9 to 1e12.
 	Limit float64 `protobuf:"fixed64,2,opt,name=limit,proto3" json:"limit,omitempty"`
 	// True when the execution hit its limit (it may have stopped at or below `limit`).
 	Exceeded      bool `protobuf:"varint,3,opt,name=exceeded,proto3" json:"exceeded,omitempty"`

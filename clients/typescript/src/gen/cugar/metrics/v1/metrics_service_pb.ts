@@ -128,14 +128,15 @@ export const ExecutionSchema: GenMessage<Execution> = /*@__PURE__*/
  */
 export type Budget = Message<"cugar.metrics.v1.Budget"> & {
   /**
-   * Cost units spent: a finite number, at least 0.
+   * Cost units spent: a number from 0 to 1e12 (larger values are rejected, so the server's
+   * sums stay finite).
    *
    * @generated from field: double spent = 1;
    */
   spent: number;
 
   /**
-   * The execution's limit in the same units: a finite number greater than 0.
+   * The execution's limit in the same units: a number from 1e-9 to 1e12.
    *
    * @generated from field: double limit = 2;
    */
