@@ -7,9 +7,11 @@ metrics and the task that reloads the keys file when it changes.
 Each RPC: the health service is always open; reflection is open unless
 `--reflection-requires-auth`, then any valid key may use it; every other method needs
 `authorization: Bearer <key>` metadata with a key whose role may call it, else
-UNAUTHENTICATED or PERMISSION_DENIED with a `google.rpc.ErrorInfo`. Then the key's token
-bucket (its own `rate_limit`, else its role's `--rate-limit-*`) is charged one token; an
-empty bucket answers RESOURCE_EXHAUSTED with a `google.rpc.RetryInfo`. The agent's name is
+UNAUTHENTICATED or PERMISSION_DENIED with a `google.rpc.ErrorInfo` (without decoding the
+request). Then the key's token bucket (its own `rate_limit`, else its role's
+`--rate-limit-*`) is charged one token per call, or one per execution for RecordExecutions
+(once the batch is decoded); an empty bucket answers RESOURCE_EXHAUSTED with a
+`google.rpc.RetryInfo`. The agent's name is
 set in `auth.current_agent` for the servicer, and Record calls update the agent's last-seen
 time.
 """
@@ -111,14 +113,20 @@ class KeysCollector(Collector):
         yield reloads
 
 
+def _unread(data: bytes) -> None:
+    """The deserializer of a refused call: its body is never decoded."""
+    return None
+
+
 def _refusing(handler: grpc.RpcMethodHandler, status: grpc.Status) -> grpc.RpcMethodHandler:
-    """A handler of the same kind as `handler` that answers `status`."""
+    """A handler of the same kind as `handler` that answers `status` without decoding the
+    request (a caller without a valid key costs no parsing, and garbage cannot raise)."""
 
     async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
         await context.abort_with_status(status)
 
     kwargs = {
-        "request_deserializer": handler.request_deserializer,
+        "request_deserializer": _unread,
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary is not None:
@@ -130,13 +138,23 @@ def _refusing(handler: grpc.RpcMethodHandler, status: grpc.Status) -> grpc.RpcMe
     return grpc.stream_stream_rpc_method_handler(refuse, **kwargs)
 
 
-def _as_agent(handler: grpc.RpcMethodHandler, identity: Identity) -> grpc.RpcMethodHandler:
-    """Runs a unary handler with `auth.current_agent` set to the caller's agent name."""
+def _as_agent(
+    handler: grpc.RpcMethodHandler,
+    identity: Identity,
+    charge: Callable[[int], grpc.Status | None] | None = None,
+) -> grpc.RpcMethodHandler:
+    """Runs a unary handler with `auth.current_agent` set to the caller's agent name; with
+    `charge`, first charges the rate limit one token per execution of the decoded batch."""
     if handler.unary_unary is None:
         return handler
     behavior = handler.unary_unary
 
     async def with_agent(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if charge is not None:
+            executions = getattr(request, "executions", None)
+            refusal = charge(max(1, len(executions)) if executions is not None else 1)
+            if refusal is not None:
+                await context.abort_with_status(refusal)
         token = current_agent.set(identity.name)
         try:
             return await behavior(request, context)
@@ -209,23 +227,31 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 ),
             )
         limit = identity.rate_limit or self._role_limits.get(identity.role)
-        if limit is not None:
-            wait = self._limiter.take(identity.key_id, limit, self._monotonic())
-            if wait > 0:
-                self._limited[identity.role].inc()
-                return _refusing(
-                    handler,
-                    errors.rate_limited(
-                        f"rate limit {limit} of key {identity.key_id} (agent "
-                        f"{identity.name!r}) exceeded: retry in {wait:.3f}s",
-                        wait,
-                        {"key_id": identity.key_id, "limit": str(limit)},
-                    ),
-                )
         service, _, name = method.lstrip("/").rpartition("/")
+        per_execution = service == METRICS_SERVICE and name == "RecordExecutions"
+        if limit is not None and not per_execution:
+            refusal = self._charge(identity, limit, 1)
+            if refusal is not None:
+                return _refusing(handler, refusal)
         if service == METRICS_SERVICE and name in RECORD_METHODS:
             self._activity.seen(identity.name, self._clock())
+        if per_execution and limit is not None:
+            return _as_agent(handler, identity, lambda n: self._charge(identity, limit, n))
         return _as_agent(handler, identity)
+
+    def _charge(self, identity: Identity, limit: RateLimit, n: int) -> grpc.Status | None:
+        """Takes `n` tokens from the key's bucket, or returns the RESOURCE_EXHAUSTED status."""
+        wait = self._limiter.take(identity.key_id, limit, self._monotonic(), n)
+        if wait <= 0:
+            return None
+        self._limited[identity.role].inc()
+        what = f" for {n} executions" if n != 1 else ""
+        return errors.rate_limited(
+            f"rate limit {limit} of key {identity.key_id} (agent {identity.name!r}) "
+            f"exceeded{what}: retry in {wait:.3f}s",
+            wait,
+            {"key_id": identity.key_id, "limit": str(limit)},
+        )
 
 
 class Security:

@@ -137,8 +137,27 @@ _SERVE_OPTIONS = [
     (
         "--max-concurrent-rpcs",
         "MAX_CONCURRENT_RPCS",
-        "RPCs in flight at once; more are answered RESOURCE_EXHAUSTED",
+        "MetricsService calls in flight at once; more are answered RESOURCE_EXHAUSTED "
+        "(health checks are not counted)",
         "1000",
+    ),
+    (
+        "--max-watch-streams",
+        "MAX_WATCH_STREAMS",
+        "open health Watch streams in total; more are answered RESOURCE_EXHAUSTED",
+        "100",
+    ),
+    (
+        "--max-reflection-streams",
+        "MAX_REFLECTION_STREAMS",
+        "open reflection streams in total; more are answered RESOURCE_EXHAUSTED",
+        "20",
+    ),
+    (
+        "--max-streams-per-connection",
+        "MAX_STREAMS_PER_CONNECTION",
+        "open health Watch streams, and open reflection streams, on one connection",
+        "8",
     ),
     (
         "--keepalive-min-ping-interval",
@@ -321,6 +340,11 @@ def _auth_and_limits(a: argparse.Namespace) -> dict[str, Any]:
         "rate_limit_reader": _rate(a.rate_limit_reader, "--rate-limit-reader"),
         "rate_limit_admin": _rate(a.rate_limit_admin, "--rate-limit-admin"),
         "max_concurrent_rpcs": _int(a.max_concurrent_rpcs, "--max-concurrent-rpcs"),
+        "max_watch_streams": _int(a.max_watch_streams, "--max-watch-streams"),
+        "max_reflection_streams": _int(a.max_reflection_streams, "--max-reflection-streams"),
+        "max_streams_per_connection": _int(
+            a.max_streams_per_connection, "--max-streams-per-connection"
+        ),
         "keepalive_min_ping_interval": parse_duration(
             a.keepalive_min_ping_interval, "--keepalive-min-ping-interval"
         ),

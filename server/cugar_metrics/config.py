@@ -67,6 +67,9 @@ class Config:
     rate_limit_reader: RateLimit | None = None
     rate_limit_admin: RateLimit | None = None
     max_concurrent_rpcs: int = 1000
+    max_watch_streams: int = 100
+    max_reflection_streams: int = 20
+    max_streams_per_connection: int = 8
     keepalive_min_ping_interval: float = 30.0
     keepalive_max_ping_strikes: int = 2
     keepalive_permit_without_calls: bool = False
@@ -138,6 +141,13 @@ class Config:
                     )
         if not 1 <= self.max_concurrent_rpcs <= 1_000_000:
             raise ConfigError("--max-concurrent-rpcs: must be between 1 and 1000000")
+        for flag, n in (
+            ("--max-watch-streams", self.max_watch_streams),
+            ("--max-reflection-streams", self.max_reflection_streams),
+            ("--max-streams-per-connection", self.max_streams_per_connection),
+        ):
+            if not 1 <= n <= 100_000:
+                raise ConfigError(f"{flag}: must be between 1 and 100000")
         if not 0 <= self.keepalive_min_ping_interval <= 86_400:
             raise ConfigError("--keepalive-min-ping-interval: must be between 0s and 24h")
         if not 0 <= self.keepalive_max_ping_strikes <= 1000:

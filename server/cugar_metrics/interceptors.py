@@ -1,4 +1,4 @@
-"""Per-RPC server metrics with the go-grpc-prometheus names.
+"""Per-RPC server metrics with the go-grpc-prometheus names, and the request guard.
 
 grpc_server_started_total, grpc_server_handled_total (with grpc_code) and
 grpc_server_handling_seconds, for unary RPCs; every MetricsService method is created at zero
@@ -7,12 +7,17 @@ for every code at start-up, as go-grpc-prometheus' InitializeMetrics does.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from cugar_metrics import errors
+from cugar_metrics.connection_limits import StreamCaps
+from cugar_metrics.validation import Violation
 
 _LABELS = ["grpc_type", "grpc_service", "grpc_method"]
 # go-grpc-prometheus' default buckets (prometheus.DefBuckets).
@@ -94,3 +99,163 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+#: Why `RequestGuard` refused a call: cugar_rpc_refusals_total{reason}.
+REFUSAL_REASONS = ("undecodable", "concurrent_rpcs", "watch_streams", "reflection_streams")
+
+_WATCH = "/grpc.health.v1.Health/Watch"
+_REFLECTION_SERVICES = (
+    "grpc.reflection.v1alpha.ServerReflection",
+    "grpc.reflection.v1.ServerReflection",
+)
+
+
+class Undecodable:
+    """What a guarded deserializer returns for bytes that are not the request message."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """The innermost interceptor: the request-handling bounds of every call.
+
+    - MetricsService: a body that does not decode as the request message is answered
+      INVALID_ARGUMENT (never UNKNOWN with a traceback); at most `max_concurrent_rpcs` calls
+      run at once, the rest are answered RESOURCE_EXHAUSTED. The authentication interceptor
+      runs before this one and refuses callers without a valid key without decoding.
+    - Health `Watch` and reflection streams: capped per connection and in total by `watch`
+      and `reflection`. Health `Check` is never limited.
+    Refusals are counted in cugar_rpc_refusals_total{reason}.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        max_concurrent_rpcs: int,
+        watch: StreamCaps,
+        reflection: StreamCaps,
+        registry: CollectorRegistry,
+    ) -> None:
+        self._prefix = f"/{service}/"
+        self._limit = max_concurrent_rpcs
+        self.in_flight = 0
+        self._watch = watch
+        self._reflection = reflection
+        refusals = Counter(
+            "cugar_rpc_refusals",
+            "Calls refused before their handler ran: an undecodable body, or a limit on "
+            "calls in flight or open streams, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self._refused = {r: refusals.labels(r) for r in REFUSAL_REASONS}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        method: str = details.method
+        if handler is None:
+            return handler
+        if method.startswith(self._prefix) and handler.unary_unary is not None:
+            return self._guarded(handler, method.rpartition("/")[2])
+        if method == _WATCH:
+            return _capped(handler, self._watch, self._refused["watch_streams"])
+        if method.lstrip("/").rpartition("/")[0] in _REFLECTION_SERVICES:
+            return _capped(handler, self._reflection, self._refused["reflection_streams"])
+        return handler
+
+    def _guarded(self, handler: grpc.RpcMethodHandler, name: str) -> grpc.RpcMethodHandler:
+        decode = handler.request_deserializer
+        behavior = handler.unary_unary
+        request_type = f"{name}Request"
+
+        def deserialize(data: bytes) -> Any:
+            try:
+                return decode(data)
+            except Exception as e:  # DecodeError, or whatever a malformed body raises
+                return Undecodable(f"{type(e).__name__}: {e}")
+
+        async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if isinstance(request, Undecodable):
+                self._refused["undecodable"].inc()
+                violation = Violation(
+                    "request",
+                    f"is not a {request_type} message ({request.error})",
+                    "UNDECODABLE",
+                )
+                await context.abort_with_status(
+                    errors.invalid_argument("undecodable request", [violation], "UNDECODABLE")
+                )
+            if self.in_flight >= self._limit:
+                self._refused["concurrent_rpcs"].inc()
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"{self.in_flight} MetricsService calls are in flight, the most allowed "
+                    f"(--max-concurrent-rpcs {self._limit}); retry with backoff",
+                )
+            self.in_flight += 1
+            try:
+                return await behavior(request, context)
+            finally:
+                self.in_flight -= 1
+
+        return grpc.unary_unary_rpc_method_handler(
+            guarded,
+            request_deserializer=deserialize,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _capped(
+    handler: grpc.RpcMethodHandler, caps: StreamCaps, refused: Any
+) -> grpc.RpcMethodHandler:
+    """`handler` (a unary-stream or stream-stream method) with `caps` held while it runs."""
+
+    async def refuse(context: grpc.aio.ServicerContext, why: str) -> None:
+        refused.inc()
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{why}; retry later")
+
+    def wrap(behavior: Any) -> Any:
+        if inspect.isasyncgenfunction(behavior):
+
+            async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                peer = context.peer()
+                why = caps.acquire(peer)
+                if why is not None:
+                    await refuse(context, why)
+                try:
+                    async for response in behavior(request, context):
+                        yield response
+                finally:
+                    caps.release(peer)
+
+            return stream
+
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            peer = context.peer()
+            why = caps.acquire(peer)
+            if why is not None:
+                await refuse(context, why)
+            try:
+                return await behavior(request, context)
+            finally:
+                caps.release(peer)
+
+        return call
+
+    kwargs = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(wrap(handler.unary_stream), **kwargs)
+    if handler.stream_stream is not None:
+        return grpc.stream_stream_rpc_method_handler(wrap(handler.stream_stream), **kwargs)
+    return handler

@@ -1,8 +1,9 @@
 """Token buckets for per-key rate limits. Pure: every method takes `now` from its caller.
 
 A limit is written `RATE[/UNIT][:BURST]`: `200/s`, `600/m:50`, `5` (per second). RATE is
-how many RPCs a key may make per UNIT (`s`, `m` or `h`; default `s`) on average; BURST is
-how many it may make at once after being idle (default: one second's worth, at least 1).
+how many tokens a key may spend per UNIT (`s`, `m` or `h`; default `s`) on average; BURST is
+how many it may spend at once after being idle (default: one second's worth, at least 1).
+A call costs one token, a RecordExecutions batch one per execution.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def parse_rate(text: str) -> RateLimit:
 
 
 class TokenBucket:
-    """Holds up to `burst` tokens, refilled at `rate` per second; one RPC takes one token."""
+    """Holds up to `burst` tokens, refilled at `rate` per second."""
 
     __slots__ = ("_last", "_tokens", "limit")
 
@@ -66,14 +67,16 @@ class TokenBucket:
 
     def take(self, now: float, n: float = 1.0) -> float:
         """Takes `n` tokens and returns 0.0, or takes none and returns the seconds until
-        `n` tokens will be available."""
+        they can be taken. More than the burst at once (a large batch) needs a full bucket
+        and leaves it in debt, so the average stays at `rate` whatever the batch size."""
         elapsed = max(0.0, now - self._last)
         self._last = max(self._last, now)
         self._tokens = min(float(self.limit.burst), self._tokens + elapsed * self.limit.rate)
-        if self._tokens >= n:
+        need = min(n, float(self.limit.burst))
+        if self._tokens >= need:
             self._tokens -= n
             return 0.0
-        return (n - self._tokens) / self.limit.rate
+        return (need - self._tokens) / self.limit.rate
 
 
 class KeyedLimiter:
@@ -83,12 +86,13 @@ class KeyedLimiter:
     def __init__(self) -> None:
         self._buckets: dict[str, TokenBucket] = {}
 
-    def take(self, key: str, limit: RateLimit, now: float) -> float:
-        """0.0 if `key` may make one more RPC now, else the seconds until it may."""
+    def take(self, key: str, limit: RateLimit, now: float, n: float = 1.0) -> float:
+        """0.0 if `key` may spend `n` tokens now (and they are taken), else the seconds
+        until it may."""
         bucket = self._buckets.get(key)
         if bucket is None or bucket.limit != limit:
             bucket = self._buckets[key] = TokenBucket(limit, now)
-        return bucket.take(now)
+        return bucket.take(now, n)
 
     def retain(self, keys: Iterable[str]) -> None:
         """Forgets the buckets of keys not in `keys` (e.g. removed from the keys file)."""

@@ -28,10 +28,10 @@ from cugar_metrics import __version__
 from cugar_metrics.aggregator import Aggregator
 from cugar_metrics.auth_interceptor import Security, build_security
 from cugar_metrics.config import Config
-from cugar_metrics.connection_limits import connection_options
+from cugar_metrics.connection_limits import StreamCaps, connection_options
 from cugar_metrics.exposition import AggregatorCollector
 from cugar_metrics.http_auth import BasicAuthUsers, require_basic_auth
-from cugar_metrics.interceptors import MetricsInterceptor, RpcMetrics
+from cugar_metrics.interceptors import MetricsInterceptor, RequestGuard, RpcMetrics
 from cugar_metrics.service import MAX_BATCH, MetricsService
 from cugar_metrics.statefile import CheckpointCollector, Checkpointer, restore
 from cugar_metrics.tls import grpc_server_credentials, metrics_server_class
@@ -134,13 +134,20 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
         )
         registry.register(CheckpointCollector(checkpointer))
     security = build_security(config, registry, clock)
+    guard = RequestGuard(
+        SERVICE_NAME,
+        config.max_concurrent_rpcs,
+        StreamCaps("health Watch", config.max_watch_streams, config.max_streams_per_connection),
+        StreamCaps("reflection", config.max_reflection_streams, config.max_streams_per_connection),
+        registry,
+    )
 
     server = grpc.aio.server(
         interceptors=[
             MetricsInterceptor(rpc_metrics),  # outermost: refused calls are counted too
             *([security.interceptor] if security is not None else []),
+            guard,  # innermost: callers without a key were refused before it, undecoded
         ],
-        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         options=[
             ("grpc.so_reuseport", 0),  # a port in use is an error, not a shared port
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -19,13 +20,18 @@ from cugar_metrics.aggregator import (
     Dashboard,
     build_dashboard,
 )
-from cugar_metrics.model import RecordResult
+from cugar_metrics.model import Execution, RecordResult
 
 log = logging.getLogger(__name__)
 
 #: The largest RecordExecutions batch; documented in the proto.
 MAX_BATCH = 1000
 MIN_WINDOW_SECONDS = 60
+#: Batch items validated, and recorded, between two yields to the event loop.
+SLICE = 50
+#: A rejected item's execution_id is echoed cut to this many characters (the longest valid
+#: id), so the reply to a batch stays far under the message limit; documented in the proto.
+MAX_ECHOED_ID = 128
 
 _RESULT = {"accepted": pb.RECORD_RESULT_ACCEPTED, "duplicate": pb.RECORD_RESULT_DUPLICATE}
 _DECISION = {
@@ -91,29 +97,26 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
         results = [pb.RECORD_RESULT_REJECTED] * n
         rejected = []
         reasons = []
-        for i, item in enumerate(request.executions):
-            execution, violations = validation.validate_execution(
-                item, f"executions[{i}]", self._limits, now
-            )
-            if execution is None:
-                reasons.append(violations[0].metric_reason)
-                rejected.append(
-                    pb.RejectedExecution(
-                        index=i,
-                        execution_id=item.execution_id,
-                        field_violations=[
-                            pb.FieldViolation(
-                                field=v.field, description=v.description, reason=v.reason
-                            )
-                            for v in violations
-                        ],
-                    )
+        items = request.executions
+        # In slices, yielding to the event loop between them: a batch of 1000 large items
+        # must not hold up health checks and other calls for its whole length.
+        for start in range(0, n, SLICE):
+            if start:
+                await asyncio.sleep(0)
+            for i in range(start, min(n, start + SLICE)):
+                item = items[i]
+                execution, violations = validation.validate_execution(
+                    item, f"executions[{i}]", self._limits, now
                 )
-            else:
-                valid.append(execution)
-                positions.append(i)
+                if execution is None:
+                    reasons.append(violations[0].metric_reason)
+                    rejected.append(_rejected(i, item.execution_id, violations))
+                else:
+                    valid.append(execution)
+                    positions.append(i)
         self._aggregator.reject(reasons, now)
-        recorded: list[RecordResult] = self._aggregator.record(valid, now) if valid else []
+        # Shielded: a caller that goes away mid-batch cannot leave it half recorded.
+        recorded = await asyncio.shield(self._record(valid, now)) if valid else []
         for i, result in zip(positions, recorded, strict=True):
             results[i] = _RESULT[result]
         accepted = recorded.count("accepted")
@@ -125,6 +128,14 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
             rejected_executions=rejected,
         )
 
+    async def _record(self, valid: list[Execution], now: float) -> list[RecordResult]:
+        recorded: list[RecordResult] = []
+        for start in range(0, len(valid), SLICE):
+            if start:
+                await asyncio.sleep(0)
+            recorded += self._aggregator.record(valid[start : start + SLICE], now)
+        return recorded
+
     async def GetDashboard(
         self, request: pb.GetDashboardRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetDashboardResponse:
@@ -133,8 +144,18 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
         violations += validation.check_name_filter("domain", request.domain)
         seconds: float | None = None
         if request.HasField("window"):
-            seconds = request.window.ToTimedelta().total_seconds()
-            if not MIN_WINDOW_SECONDS <= seconds <= MAX_WINDOW_SECONDS:
+            # From the fields, not ToTimedelta(): any int64 seconds must give a clear error.
+            w = request.window
+            seconds = w.seconds + w.nanos / 1e9
+            if not -999_999_999 <= w.nanos <= 999_999_999 or (w.seconds * w.nanos < 0):
+                violations.append(
+                    validation.Violation(
+                        "window",
+                        f"is not a valid Duration (seconds={w.seconds}, nanos={w.nanos})",
+                        "OUT_OF_RANGE",
+                    )
+                )
+            elif not MIN_WINDOW_SECONDS <= seconds <= MAX_WINDOW_SECONDS:
                 violations.append(
                     validation.Violation(
                         "window",
@@ -154,6 +175,22 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
         return dashboard_to_proto(
             build_dashboard(state, request.profile, request.domain), self._replica
         )
+
+
+def _rejected(
+    index: int, execution_id: str, violations: list[validation.Violation]
+) -> pb.RejectedExecution:
+    """One rejected item of a batch; its id is echoed cut to MAX_ECHOED_ID characters."""
+    truncated = len(execution_id) > MAX_ECHOED_ID
+    return pb.RejectedExecution(
+        index=index,
+        execution_id=execution_id[:MAX_ECHOED_ID] if truncated else execution_id,
+        execution_id_truncated=truncated,
+        field_violations=[
+            pb.FieldViolation(field=v.field, description=v.description, reason=v.reason)
+            for v in violations
+        ],
+    )
 
 
 def _duration(seconds: float | None) -> duration_pb2.Duration | None:

@@ -8,7 +8,6 @@ what a valid value looks like, and a stable UPPER_SNAKE reason whose lowercase f
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +27,11 @@ MAX_TOOL_CALLS: Final = 1000
 MAX_APPROVALS: Final = 100
 #: At most this many violations are reported per execution.
 MAX_VIOLATIONS: Final = 20
+#: Largest `budget.spent` and `budget.limit`, and smallest `budget.limit`, in cost units:
+#: every sum and spent/limit ratio the server accumulates stays finite, so no accepted
+#: execution can make a state file unrestorable.
+MAX_BUDGET: Final = 1e12
+MIN_BUDGET_LIMIT: Final = 1e-9
 #: How far in the future of the server's clock a start_time may lie.
 MAX_CLOCK_SKEW_SECONDS: Final = 300.0
 
@@ -222,7 +226,7 @@ def _accept(m: pb.Execution, max_duration: float, now: float) -> model.Execution
     if m.HasField("budget"):
         b = m.budget
         spent, limit = b.spent, b.limit
-        if not (math.isfinite(spent) and spent >= 0 and math.isfinite(limit) and limit > 0):
+        if not (0 <= spent <= MAX_BUDGET and MIN_BUDGET_LIMIT <= limit <= MAX_BUDGET):
             return None
         budget = model.Budget(spent, limit, b.exceeded)
     approvals = m.approvals
@@ -307,15 +311,17 @@ def _violations(message: pb.Execution, path: str, limits: Limits, now: float) ->
         )
     if message.HasField("budget"):
         b = message.budget
-        if not (math.isfinite(b.spent) and b.spent >= 0):
+        if not 0 <= b.spent <= MAX_BUDGET:
             c.add(
                 f"{path}.budget.spent",
-                f"is {b.spent}: must be a finite number >= 0",
+                f"is {b.spent}: must be a number from 0 to {MAX_BUDGET:g}",
                 "OUT_OF_RANGE",
             )
-        if not (math.isfinite(b.limit) and b.limit > 0):
+        if not MIN_BUDGET_LIMIT <= b.limit <= MAX_BUDGET:
             c.add(
-                f"{path}.budget.limit", f"is {b.limit}: must be a finite number > 0", "OUT_OF_RANGE"
+                f"{path}.budget.limit",
+                f"is {b.limit}: must be a number from {MIN_BUDGET_LIMIT:g} to {MAX_BUDGET:g}",
+                "OUT_OF_RANGE",
             )
     if len(message.approvals) > MAX_APPROVALS:
         c.add(

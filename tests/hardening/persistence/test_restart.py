@@ -20,7 +20,7 @@ from tests.hardening.persistence.helpers import demo_execution
 from tests.serverproc import ServerProcess, launch
 
 # Per-process series: the RPC metrics and the checkpoint counters start again with a process.
-PER_PROCESS = ("grpc_server_", "cugar_state_", "cugar_build_info")
+PER_PROCESS = ("grpc_server_", "cugar_state_", "cugar_build_info", "cugar_rpc_refusals")
 
 
 def stub(server: ServerProcess) -> tuple[grpc.Channel, pb_grpc.MetricsServiceStub]:

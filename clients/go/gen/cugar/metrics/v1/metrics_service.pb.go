@@ -512,9 +512,10 @@ func (x *Execution) GetToolCalls() []*ToolCall {
 // Budget is the cost an execution spent against its limit, in the agent's cost units.
 type Budget struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Cost units spent: a finite number, at least 0.
+	// Cost units spent: a number from 0 to 1e12 (larger values are rejected, so the server's
+	// sums stay finite).
 	Spent float64 `protobuf:"fixed64,1,opt,name=spent,proto3" json:"spent,omitempty"`
-	// The execution's limit in the same units: a finite number greater than 0.
+	// The execution's limit in the same units: a number from 1e-9 to 1e12.
 	Limit float64 `protobuf:"fixed64,2,opt,name=limit,proto3" json:"limit,omitempty"`
 	// True when the execution hit its limit (it may have stopped at or below `limit`).
 	Exceeded      bool `protobuf:"varint,3,opt,name=exceeded,proto3" json:"exceeded,omitempty"`
@@ -934,12 +935,15 @@ type RejectedExecution struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The item's position in `RecordExecutionsRequest.executions`, from 0.
 	Index uint32 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
-	// The item's `execution_id` as sent (possibly empty or invalid).
+	// The item's `execution_id` as sent (possibly empty or invalid), cut to its first 128
+	// characters when it is longer, so the reply to a batch stays under the message limit.
 	ExecutionId string `protobuf:"bytes,2,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"`
 	// Every violation found in the item.
 	FieldViolations []*FieldViolation `protobuf:"bytes,3,rep,name=field_violations,json=fieldViolations,proto3" json:"field_violations,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// True when `execution_id` was cut to its first 128 characters.
+	ExecutionIdTruncated bool `protobuf:"varint,4,opt,name=execution_id_truncated,json=executionIdTruncated,proto3" json:"execution_id_truncated,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *RejectedExecution) Reset() {
@@ -991,6 +995,13 @@ func (x *RejectedExecution) GetFieldViolations() []*FieldViolation {
 		return x.FieldViolations
 	}
 	return nil
+}
+
+func (x *RejectedExecution) GetExecutionIdTruncated() bool {
+	if x != nil {
+		return x.ExecutionIdTruncated
+	}
+	return false
 }
 
 // RecordExecutionsResponse gives the result of every item of the batch.
@@ -2201,11 +2212,12 @@ const file_cugar_metrics_v1_metrics_service_proto_rawDesc = "" +
 	"\x0eFieldViolation\x12\x14\n" +
 	"\x05field\x18\x01 \x01(\tR\x05field\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x99\x01\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xcf\x01\n" +
 	"\x11RejectedExecution\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12!\n" +
 	"\fexecution_id\x18\x02 \x01(\tR\vexecutionId\x12K\n" +
-	"\x10field_violations\x18\x03 \x03(\v2 .cugar.metrics.v1.FieldViolationR\x0ffieldViolations\"\xa1\x02\n" +
+	"\x10field_violations\x18\x03 \x03(\v2 .cugar.metrics.v1.FieldViolationR\x0ffieldViolations\x124\n" +
+	"\x16execution_id_truncated\x18\x04 \x01(\bR\x14executionIdTruncated\"\xa1\x02\n" +
 	"\x18RecordExecutionsResponse\x12%\n" +
 	"\x0eaccepted_count\x18\x01 \x01(\rR\racceptedCount\x12'\n" +
 	"\x0fduplicate_count\x18\x02 \x01(\rR\x0eduplicateCount\x12%\n" +

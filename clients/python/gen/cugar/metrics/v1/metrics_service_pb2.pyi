@@ -160,14 +160,16 @@ class FieldViolation(_message.Message):
     def __init__(self, field: _Optional[str] = ..., description: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class RejectedExecution(_message.Message):
-    __slots__ = ("index", "execution_id", "field_violations")
+    __slots__ = ("index", "execution_id", "field_violations", "execution_id_truncated")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
     FIELD_VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_ID_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     index: int
     execution_id: str
     field_violations: _containers.RepeatedCompositeFieldContainer[FieldViolation]
-    def __init__(self, index: _Optional[int] = ..., execution_id: _Optional[str] = ..., field_violations: _Optional[_Iterable[_Union[FieldViolation, _Mapping]]] = ...) -> None: ...
+    execution_id_truncated: bool
+    def __init__(self, index: _Optional[int] = ..., execution_id: _Optional[str] = ..., field_violations: _Optional[_Iterable[_Union[FieldViolation, _Mapping]]] = ..., execution_id_truncated: _Optional[bool] = ...) -> None: ...
 
 class RecordExecutionsResponse(_message.Message):
     __slots__ = ("accepted_count", "duplicate_count", "rejected_count", "results", "rejected_executions")
