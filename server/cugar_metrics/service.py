@@ -86,34 +86,26 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
             await context.abort_with_status(
                 errors.invalid_argument("invalid batch", [violation], "INVALID_BATCH")
             )
-        valid = []
-        positions = []
-        results = [pb.RECORD_RESULT_REJECTED] * n
-        rejected = []
-        reasons = []
-        for i, item in enumerate(request.executions):
-            execution, violations = validation.validate_execution(
-                item, f"executions[{i}]", self._limits, now
+        items, refused = validation.validate_executions(
+            request.executions, "executions", self._limits, now
+        )
+        valid = [execution for execution in items if execution is not None]
+        positions = [i for i, execution in enumerate(items) if execution is not None]
+        reasons = [violations[0].metric_reason for violations in refused.values()]
+        rejected = [
+            pb.RejectedExecution(
+                index=i,
+                execution_id=request.executions[i].execution_id,
+                field_violations=[
+                    pb.FieldViolation(field=v.field, description=v.description, reason=v.reason)
+                    for v in violations
+                ],
             )
-            if execution is None:
-                reasons.append(violations[0].metric_reason)
-                rejected.append(
-                    pb.RejectedExecution(
-                        index=i,
-                        execution_id=item.execution_id,
-                        field_violations=[
-                            pb.FieldViolation(
-                                field=v.field, description=v.description, reason=v.reason
-                            )
-                            for v in violations
-                        ],
-                    )
-                )
-            else:
-                valid.append(execution)
-                positions.append(i)
+            for i, violations in refused.items()
+        ]
         self._aggregator.reject(reasons, now)
         recorded: list[RecordResult] = self._aggregator.record(valid, now) if valid else []
+        results = [pb.RECORD_RESULT_REJECTED] * n
         for i, result in zip(positions, recorded, strict=True):
             results[i] = _RESULT[result]
         accepted = recorded.count("accepted")

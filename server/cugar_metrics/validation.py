@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -159,16 +159,55 @@ def validate_execution(
     again field by field to say exactly what is wrong. Both apply the same rules (a property
     test holds them to it).
     """
-    execution = _accept(message, limits.max_duration, now)
+    execution_id = message.execution_id
+    execution = (
+        _accept(message, execution_id, limits.max_duration, now) if _id(execution_id) else None
+    )
     if execution is not None:
         return execution, []
+    return None, _explain(message, path, limits, now)
+
+
+def validate_executions(
+    messages: Sequence[pb.Execution], path: str, limits: Limits, now: float
+) -> tuple[list[model.Execution | None], dict[int, list[Violation]]]:
+    """Checks a batch: the domain value of each item (None when refused), and the violations
+    of each refused item by its index. Paths are `{path}[{index}]`.
+
+    Equivalent to `validate_execution` on every item, in one pass: the ids of the whole batch
+    are checked with one regular-expression match, and each valid item is read once.
+    """
+    ids = [m.execution_id for m in messages]
+    joined = ID_SEPARATOR.join(ids) + ID_SEPARATOR
+    # One separator per id: an id holding the separator itself must not pass as two ids.
+    ids_ok = joined.count(ID_SEPARATOR) == len(ids) and _ids(joined) is not None
+    max_duration = limits.max_duration
+    accepted: list[model.Execution | None] = []
+    refused: dict[int, list[Violation]] = {}
+    for i, m in enumerate(messages):
+        execution_id = ids[i]
+        if ids_ok or _id(execution_id):
+            execution = _accept(m, execution_id, max_duration, now)
+        else:
+            execution = None
+        if execution is None:
+            refused[i] = _explain(m, f"{path}[{i}]", limits, now)
+        accepted.append(execution)
+    return accepted, refused
+
+
+def _explain(message: pb.Execution, path: str, limits: Limits, now: float) -> list[Violation]:
     violations = _violations(message, path, limits, now)
     if not violations:  # pragma: no cover - the property test keeps the two paths in step
         raise AssertionError(f"fast path refused a valid execution at {path}")
-    return None, violations
+    return violations
 
 
 # --- fast path -----------------------------------------------------------------------------
+
+#: Joins the ids of a batch for one match; it cannot occur in a valid id.
+ID_SEPARATOR: Final = "\n"
+_ids = re.compile(r"(?:[A-Za-z0-9._:-]{1,128}\n)*").fullmatch
 
 _known_names: set[str] = set()
 _KNOWN_NAMES_MAX = 100_000
@@ -184,87 +223,122 @@ def _is_name(value: str) -> bool:
     return True
 
 
-def _seconds(d: duration_pb2.Duration, max_duration: float) -> float:
-    """The duration in seconds, or -1.0 when it is invalid, negative or too long."""
-    seconds, nanos = d.seconds, d.nanos
-    if seconds < 0 or nanos < 0 or nanos > 999_999_999:
-        return -1.0
-    value = seconds + nanos / 1e9
-    return value if value <= max_duration else -1.0
+def _accept(
+    m: pb.Execution, execution_id: str, max_duration: float, now: float
+) -> model.Execution | None:
+    """The execution if it is valid, else None. Builds nothing but the result. The caller has
+    checked `execution_id` (one match for a whole batch).
 
-
-def _accept(m: pb.Execution, max_duration: float, now: float) -> model.Execution | None:
-    """The execution if it is valid, else None. Builds nothing but the result."""
-    if not _id(m.execution_id) or (m.trace_id and not _id(m.trace_id)):
+    Reads each field once. A sub-message that must be present (a duration) is asked for its
+    presence only when its value is zero, since a non-zero value implies it was set; the
+    optional start time is valid when unset, as its zero default is.
+    """
+    trace_id = m.trace_id
+    if trace_id and not _id(trace_id):
         return None
-    if not _is_name(m.profile):
+    known = _known_names
+    profile = m.profile
+    if profile not in known and not _is_name(profile):
         return None
     outcome = _OUTCOMES.get(m.outcome)
     error_type = m.error_type
-    if outcome is None or (error_type and outcome == "success"):
+    if outcome is None:
         return None
-    if outcome == "failure" and not _is_name(error_type):
-        return None
-    if m.HasField("start_time"):
-        ts = m.start_time
-        if (
-            ts.seconds < 0
-            or not 0 <= ts.nanos <= 999_999_999
-            or (ts.seconds + ts.nanos / 1e9 > now + MAX_CLOCK_SKEW_SECONDS)
-        ):
+    if error_type:
+        if outcome == "success" or (error_type not in known and not _is_name(error_type)):
             return None
-    if not m.HasField("duration"):
+    elif outcome == "failure":
         return None
-    duration = _seconds(m.duration, max_duration)
-    if duration < 0 or m.steps > MAX_STEPS:
+    ts = m.start_time
+    ts_seconds, ts_nanos = ts.seconds, ts.nanos
+    if (ts_seconds or ts_nanos) and (
+        ts_seconds < 0
+        or not 0 <= ts_nanos <= 999_999_999
+        or ts_seconds + ts_nanos / 1e9 > now + MAX_CLOCK_SKEW_SECONDS
+    ):
+        return None
+    d = m.duration
+    seconds, nanos = d.seconds, d.nanos
+    if seconds < 0 or nanos < 0 or nanos > 999_999_999:
+        return None
+    if not (seconds or nanos) and not m.HasField("duration"):
+        return None
+    duration = seconds + nanos / 1e9
+    if duration > max_duration:
+        return None
+    steps = m.steps
+    if steps > MAX_STEPS:
         return None
     budget = None
-    if m.HasField("budget"):
-        b = m.budget
-        spent, limit = b.spent, b.limit
+    b = m.budget
+    spent, limit = b.spent, b.limit
+    if limit or m.HasField("budget"):
         if not (math.isfinite(spent) and spent >= 0 and math.isfinite(limit) and limit > 0):
             return None
         budget = model.Budget(spent, limit, b.exceeded)
+    kept_approvals: tuple[model.Approval, ...] = ()
     approvals = m.approvals
-    if len(approvals) > MAX_APPROVALS:
-        return None
-    kept_approvals = []
-    for a in approvals:
-        decision = _DECISIONS.get(a.decision)
-        operation = _OPERATIONS.get(a.operation)
-        if decision is None or operation is None or not a.HasField("wait"):
+    if approvals:
+        if len(approvals) > MAX_APPROVALS:
             return None
-        wait = _seconds(a.wait, max_duration)
-        if wait < 0:
-            return None
-        kept_approvals.append(model.Approval(decision, wait, operation))
+        found_approvals = []
+        for a in approvals:
+            decision = _DECISIONS.get(a.decision)
+            operation = _OPERATIONS.get(a.operation)
+            if decision is None or operation is None:
+                return None
+            w = a.wait
+            seconds, nanos = w.seconds, w.nanos
+            if seconds < 0 or nanos < 0 or nanos > 999_999_999:
+                return None
+            if not (seconds or nanos) and not a.HasField("wait"):
+                return None
+            wait = seconds + nanos / 1e9
+            if wait > max_duration:
+                return None
+            found_approvals.append(model.Approval(decision, wait, operation))
+        kept_approvals = tuple(found_approvals)
+    kept_calls: tuple[model.ToolCall, ...] = ()
     calls = m.tool_calls
-    if len(calls) > MAX_TOOL_CALLS:
-        return None
-    kept_calls = []
-    for t in calls:
-        tool, domain = t.tool, t.domain
-        status = _STATUSES.get(t.status)
-        if status is None or not _is_name(tool) or not _is_name(domain):
+    if calls:
+        if len(calls) > MAX_TOOL_CALLS:
             return None
-        if not t.HasField("duration"):
-            return None
-        call_duration = _seconds(t.duration, max_duration)
-        if call_duration < 0:
-            return None
-        if t.error_type and (status == "success" or not _is_name(t.error_type)):
-            return None
-        kept_calls.append(model.ToolCall(tool, domain, status, call_duration))
+        found_calls = []
+        for t in calls:
+            status = _STATUSES.get(t.status)
+            tool, domain = t.tool, t.domain
+            if status is None:
+                return None
+            if tool not in known and not _is_name(tool):
+                return None
+            if domain not in known and not _is_name(domain):
+                return None
+            d = t.duration
+            seconds, nanos = d.seconds, d.nanos
+            if seconds < 0 or nanos < 0 or nanos > 999_999_999:
+                return None
+            if not (seconds or nanos) and not t.HasField("duration"):
+                return None
+            call_duration = seconds + nanos / 1e9
+            if call_duration > max_duration:
+                return None
+            call_error = t.error_type
+            if call_error and (
+                status == "success" or (call_error not in known and not _is_name(call_error))
+            ):
+                return None
+            found_calls.append(model.ToolCall(tool, domain, status, call_duration))
+        kept_calls = tuple(found_calls)
     return model.Execution(
-        m.execution_id,
-        m.profile,
+        execution_id,
+        profile,
         outcome,
         error_type,
         duration,
-        m.steps,
+        steps,
         budget,
-        tuple(kept_approvals),
-        tuple(kept_calls),
+        kept_approvals,
+        kept_calls,
     )
 
 

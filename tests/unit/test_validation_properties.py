@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from cugar.metrics.v1 import metrics_service_pb2 as pb
-from cugar_metrics.validation import Limits, _accept, _violations, validate_execution
+from cugar_metrics.validation import Limits, _accept, _id, _violations, validate_execution
 
 NOW = 1_800_000_000.0
 
@@ -157,7 +157,11 @@ def executions(draw: st.DrawFn) -> pb.Execution:
 @settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(executions())
 def test_fast_path_and_detailed_check_agree(message: pb.Execution) -> None:
-    accepted = _accept(message, Limits().max_duration, NOW)
+    accepted = (
+        _accept(message, message.execution_id, Limits().max_duration, NOW)
+        if _id(message.execution_id)
+        else None
+    )
     event("accepted" if accepted is not None else "rejected")
     violations = _violations(message, "execution", Limits(), NOW)
     assert (accepted is None) == bool(violations), (accepted, violations)
