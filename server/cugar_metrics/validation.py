@@ -209,6 +209,12 @@ def _explain(message: pb.Execution, path: str, limits: Limits, now: float) -> li
 ID_SEPARATOR: Final = "\n"
 _ids = re.compile(r"(?:[A-Za-z0-9._:-]{1,128}\n)*").fullmatch
 
+# Built from a tuple of the fields in order: skips the named tuples' keyword handling.
+_execution = model.Execution._make
+_tool_call = model.ToolCall._make
+_approval = model.Approval._make
+_budget = model.Budget._make
+
 _known_names: set[str] = set()
 _KNOWN_NAMES_MAX = 100_000
 
@@ -275,7 +281,7 @@ def _accept(
     if limit or m.HasField("budget"):
         if not (math.isfinite(spent) and spent >= 0 and math.isfinite(limit) and limit > 0):
             return None
-        budget = model.Budget(spent, limit, b.exceeded)
+        budget = _budget((spent, limit, b.exceeded))
     kept_approvals: tuple[model.Approval, ...] = ()
     approvals = m.approvals
     if approvals:
@@ -296,7 +302,7 @@ def _accept(
             wait = seconds + nanos / 1e9
             if wait > max_duration:
                 return None
-            found_approvals.append(model.Approval(decision, wait, operation))
+            found_approvals.append(_approval((decision, wait, operation)))
         kept_approvals = tuple(found_approvals)
     kept_calls: tuple[model.ToolCall, ...] = ()
     calls = m.tool_calls
@@ -327,18 +333,20 @@ def _accept(
                 status == "success" or (call_error not in known and not _is_name(call_error))
             ):
                 return None
-            found_calls.append(model.ToolCall(tool, domain, status, call_duration))
+            found_calls.append(_tool_call((tool, domain, status, call_duration)))
         kept_calls = tuple(found_calls)
-    return model.Execution(
-        execution_id,
-        profile,
-        outcome,
-        error_type,
-        duration,
-        steps,
-        budget,
-        kept_approvals,
-        kept_calls,
+    return _execution(
+        (
+            execution_id,
+            profile,
+            outcome,
+            error_type,
+            duration,
+            steps,
+            budget,
+            kept_approvals,
+            kept_calls,
+        )
     )
 
 
