@@ -26,6 +26,11 @@ ID_PATTERN: Final = r"^[A-Za-z0-9._:-]{1,128}$"
 MAX_STEPS: Final = 100_000
 MAX_TOOL_CALLS: Final = 1000
 MAX_APPROVALS: Final = 100
+MAX_MODEL_CALLS: Final = 1000
+#: Most tokens one model call may report in each count.
+MAX_TOKENS: Final = 100_000_000
+#: Highest cost one model call may report, in the deployment's currency.
+MAX_COST: Final = 1_000_000.0
 #: At most this many violations are reported per execution.
 MAX_VIOLATIONS: Final = 20
 #: How far in the future of the server's clock a start_time may lie.
@@ -48,6 +53,18 @@ _DECISIONS: Final[dict[int, model.Decision]] = {
     pb.APPROVAL_DECISION_DENIED: "denied",
     pb.APPROVAL_DECISION_TIMEOUT: "timeout",
     pb.APPROVAL_DECISION_CANCELLED: "cancelled",
+}
+_MODEL_OPERATIONS: Final[dict[int, model.ModelOperation]] = {
+    pb.MODEL_OPERATION_CHAT: "chat",
+    pb.MODEL_OPERATION_TEXT_COMPLETION: "text_completion",
+    pb.MODEL_OPERATION_EMBEDDINGS: "embeddings",
+    pb.MODEL_OPERATION_GENERATE_CONTENT: "generate_content",
+    pb.MODEL_OPERATION_OTHER: "other",
+}
+_MODEL_STATUSES: Final[dict[int, model.ModelStatus]] = {
+    pb.MODEL_CALL_STATUS_SUCCESS: "success",
+    pb.MODEL_CALL_STATUS_ERROR: "error",
+    pb.MODEL_CALL_STATUS_RATE_LIMITED: "rate_limited",
 }
 _OPERATIONS: Final[dict[int, model.Operation]] = {
     pb.APPROVAL_OPERATION_PROPOSE: "propose",
@@ -214,6 +231,7 @@ _execution = model.Execution._make
 _tool_call = model.ToolCall._make
 _approval = model.Approval._make
 _budget = model.Budget._make
+_model_call = model.ModelCall._make
 
 _known_names: set[str] = set()
 _KNOWN_NAMES_MAX = 100_000
@@ -335,6 +353,80 @@ def _accept(
                 return None
             found_calls.append(_tool_call((tool, domain, status, call_duration)))
         kept_calls = tuple(found_calls)
+    kept_models: tuple[model.ModelCall, ...] = ()
+    models = m.model_calls
+    if models:
+        if len(models) > MAX_MODEL_CALLS:
+            return None
+        found_models = []
+        for c in models:
+            model_operation = _MODEL_OPERATIONS.get(c.operation)
+            call_status = _MODEL_STATUSES.get(c.status)
+            provider, model_name = c.provider, c.model
+            if model_operation is None or call_status is None:
+                return None
+            if provider not in known and not _is_name(provider):
+                return None
+            if model_name not in known and not _is_name(model_name):
+                return None
+            response_model = c.response_model
+            if response_model and response_model not in known and not _is_name(response_model):
+                return None
+            call_error = c.error_type
+            if call_error and (
+                call_status == "success" or (call_error not in known and not _is_name(call_error))
+            ):
+                return None
+            d = c.duration
+            seconds, nanos = d.seconds, d.nanos
+            if seconds < 0 or nanos < 0 or nanos > 999_999_999:
+                return None
+            if not (seconds or nanos) and not c.HasField("duration"):
+                return None
+            call_duration = seconds + nanos / 1e9
+            if call_duration > max_duration:
+                return None
+            ttft: float | None = None
+            if c.HasField("time_to_first_token"):
+                f = c.time_to_first_token
+                seconds, nanos = f.seconds, f.nanos
+                if seconds < 0 or nanos < 0 or nanos > 999_999_999:
+                    return None
+                ttft = seconds + nanos / 1e9
+                if ttft > call_duration:
+                    return None
+            input_tokens, output_tokens = c.input_tokens, c.output_tokens
+            cached, reasoning = c.cached_input_tokens, c.reasoning_tokens
+            if (
+                input_tokens > MAX_TOKENS
+                or output_tokens > MAX_TOKENS
+                or cached > input_tokens
+                or reasoning > output_tokens
+            ):
+                return None
+            cost: float | None = None
+            if c.HasField("cost"):
+                cost = c.cost
+                if not 0 <= cost <= MAX_COST:  # NaN fails both comparisons
+                    return None
+            found_models.append(
+                _model_call(
+                    (
+                        provider,
+                        model_name,
+                        model_operation,
+                        call_status,
+                        call_duration,
+                        ttft,
+                        input_tokens,
+                        output_tokens,
+                        cached,
+                        reasoning,
+                        cost,
+                    )
+                )
+            )
+        kept_models = tuple(found_models)
     return _execution(
         (
             execution_id,
@@ -346,6 +438,7 @@ def _accept(
             budget,
             kept_approvals,
             kept_calls,
+            kept_models,
         )
     )
 
@@ -433,7 +526,67 @@ def _violations(message: pb.Execution, path: str, limits: Limits, now: float) ->
                     )
                 else:
                     c.name(f"{p}.error_type", t.error_type)
+    if len(message.model_calls) > MAX_MODEL_CALLS:
+        c.add(
+            f"{path}.model_calls",
+            f"has {len(message.model_calls)} items, more than the maximum of {MAX_MODEL_CALLS}",
+            "TOO_MANY",
+        )
+    else:
+        for i, mc in enumerate(message.model_calls):
+            _check_model_call(c, f"{path}.model_calls[{i}]", mc)
     return c.violations
+
+
+def _check_model_call(c: _Checker, p: str, mc: pb.ModelCall) -> None:
+    c.name(f"{p}.provider", mc.provider)
+    c.name(f"{p}.model", mc.model)
+    c.name(f"{p}.response_model", mc.response_model, required=False)
+    c.enum(f"{p}.operation", mc.operation, _MODEL_OPERATIONS, "ModelOperation")
+    c.enum(f"{p}.status", mc.status, _MODEL_STATUSES, "ModelCallStatus")
+    if mc.error_type:
+        if mc.status == pb.MODEL_CALL_STATUS_SUCCESS:
+            c.add(
+                f"{p}.error_type",
+                "must be empty when status is MODEL_CALL_STATUS_SUCCESS",
+                "INCONSISTENT",
+            )
+        else:
+            c.name(f"{p}.error_type", mc.error_type)
+    duration = c.duration(f"{p}.duration", mc.duration, mc.HasField("duration"))
+    if mc.HasField("time_to_first_token"):
+        ttft = c.duration(f"{p}.time_to_first_token", mc.time_to_first_token, True)
+        if ttft >= 0 and 0 <= duration < ttft and mc.HasField("duration"):
+            c.add(
+                f"{p}.time_to_first_token",
+                f"is {ttft:g}s, longer than the call's duration of {duration:g}s",
+                "INCONSISTENT",
+            )
+    for field, value in (("input_tokens", mc.input_tokens), ("output_tokens", mc.output_tokens)):
+        if value > MAX_TOKENS:
+            c.add(
+                f"{p}.{field}", f"is {value}, more than the maximum of {MAX_TOKENS}", "OUT_OF_RANGE"
+            )
+    if mc.cached_input_tokens > mc.input_tokens:
+        c.add(
+            f"{p}.cached_input_tokens",
+            f"is {mc.cached_input_tokens}, more than input_tokens ({mc.input_tokens}): cached "
+            "tokens are part of the input tokens",
+            "INCONSISTENT",
+        )
+    if mc.reasoning_tokens > mc.output_tokens:
+        c.add(
+            f"{p}.reasoning_tokens",
+            f"is {mc.reasoning_tokens}, more than output_tokens ({mc.output_tokens}): reasoning "
+            "tokens are part of the output tokens",
+            "INCONSISTENT",
+        )
+    if mc.HasField("cost") and not 0 <= mc.cost <= MAX_COST:
+        c.add(
+            f"{p}.cost",
+            f"is {mc.cost}: must be a finite number from 0 to {MAX_COST:g}",
+            "OUT_OF_RANGE",
+        )
 
 
 def _check_start_time(c: _Checker, field: str, ts: timestamp_pb2.Timestamp) -> None:

@@ -45,6 +45,22 @@ class RecordResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RECORD_RESULT_DUPLICATE: _ClassVar[RecordResult]
     RECORD_RESULT_REJECTED: _ClassVar[RecordResult]
 
+class ModelOperation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MODEL_OPERATION_UNSPECIFIED: _ClassVar[ModelOperation]
+    MODEL_OPERATION_CHAT: _ClassVar[ModelOperation]
+    MODEL_OPERATION_TEXT_COMPLETION: _ClassVar[ModelOperation]
+    MODEL_OPERATION_EMBEDDINGS: _ClassVar[ModelOperation]
+    MODEL_OPERATION_GENERATE_CONTENT: _ClassVar[ModelOperation]
+    MODEL_OPERATION_OTHER: _ClassVar[ModelOperation]
+
+class ModelCallStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MODEL_CALL_STATUS_UNSPECIFIED: _ClassVar[ModelCallStatus]
+    MODEL_CALL_STATUS_SUCCESS: _ClassVar[ModelCallStatus]
+    MODEL_CALL_STATUS_ERROR: _ClassVar[ModelCallStatus]
+    MODEL_CALL_STATUS_RATE_LIMITED: _ClassVar[ModelCallStatus]
+
 class DashboardScope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DASHBOARD_SCOPE_UNSPECIFIED: _ClassVar[DashboardScope]
@@ -68,11 +84,21 @@ RECORD_RESULT_UNSPECIFIED: RecordResult
 RECORD_RESULT_ACCEPTED: RecordResult
 RECORD_RESULT_DUPLICATE: RecordResult
 RECORD_RESULT_REJECTED: RecordResult
+MODEL_OPERATION_UNSPECIFIED: ModelOperation
+MODEL_OPERATION_CHAT: ModelOperation
+MODEL_OPERATION_TEXT_COMPLETION: ModelOperation
+MODEL_OPERATION_EMBEDDINGS: ModelOperation
+MODEL_OPERATION_GENERATE_CONTENT: ModelOperation
+MODEL_OPERATION_OTHER: ModelOperation
+MODEL_CALL_STATUS_UNSPECIFIED: ModelCallStatus
+MODEL_CALL_STATUS_SUCCESS: ModelCallStatus
+MODEL_CALL_STATUS_ERROR: ModelCallStatus
+MODEL_CALL_STATUS_RATE_LIMITED: ModelCallStatus
 DASHBOARD_SCOPE_UNSPECIFIED: DashboardScope
 DASHBOARD_SCOPE_REPLICA: DashboardScope
 
 class Execution(_message.Message):
-    __slots__ = ("execution_id", "trace_id", "profile", "outcome", "error_type", "start_time", "duration", "steps", "budget", "approvals", "tool_calls")
+    __slots__ = ("execution_id", "trace_id", "profile", "outcome", "error_type", "start_time", "duration", "steps", "budget", "approvals", "tool_calls", "model_calls")
     EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     PROFILE_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +110,7 @@ class Execution(_message.Message):
     BUDGET_FIELD_NUMBER: _ClassVar[int]
     APPROVALS_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_CALLS_FIELD_NUMBER: _ClassVar[int]
     execution_id: str
     trace_id: str
     profile: str
@@ -95,7 +122,8 @@ class Execution(_message.Message):
     budget: Budget
     approvals: _containers.RepeatedCompositeFieldContainer[Approval]
     tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCall]
-    def __init__(self, execution_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., profile: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., error_type: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., steps: _Optional[int] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ...) -> None: ...
+    model_calls: _containers.RepeatedCompositeFieldContainer[ModelCall]
+    def __init__(self, execution_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., profile: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., error_type: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., steps: _Optional[int] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., model_calls: _Optional[_Iterable[_Union[ModelCall, _Mapping]]] = ...) -> None: ...
 
 class Budget(_message.Message):
     __slots__ = ("spent", "limit", "exceeded")
@@ -130,6 +158,36 @@ class ToolCall(_message.Message):
     duration: _duration_pb2.Duration
     error_type: str
     def __init__(self, tool: _Optional[str] = ..., domain: _Optional[str] = ..., status: _Optional[_Union[ToolCallStatus, str]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., error_type: _Optional[str] = ...) -> None: ...
+
+class ModelCall(_message.Message):
+    __slots__ = ("provider", "model", "response_model", "operation", "status", "error_type", "duration", "time_to_first_token", "input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens", "cost")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    TIME_TO_FIRST_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    REASONING_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    model: str
+    response_model: str
+    operation: ModelOperation
+    status: ModelCallStatus
+    error_type: str
+    duration: _duration_pb2.Duration
+    time_to_first_token: _duration_pb2.Duration
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    reasoning_tokens: int
+    cost: float
+    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., response_model: _Optional[str] = ..., operation: _Optional[_Union[ModelOperation, str]] = ..., status: _Optional[_Union[ModelCallStatus, str]] = ..., error_type: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., time_to_first_token: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., cost: _Optional[float] = ...) -> None: ...
 
 class RecordExecutionRequest(_message.Message):
     __slots__ = ("execution",)
