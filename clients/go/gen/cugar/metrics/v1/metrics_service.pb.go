@@ -1387,7 +1387,11 @@ type GetDashboardRequest struct {
 	Profile string `protobuf:"bytes,2,opt,name=profile,proto3" json:"profile,omitempty"`
 	// Optional. When set, the tool rows, domain rows and tool error rate cover only this
 	// domain.
-	Domain        string `protobuf:"bytes,3,opt,name=domain,proto3" json:"domain,omitempty"`
+	Domain string `protobuf:"bytes,3,opt,name=domain,proto3" json:"domain,omitempty"`
+	// Optional. When set, the model rows and the model golden signals (tokens, cost, model
+	// error rate) cover only this model (`ModelCall.model`, `_overflow` allowed). Execution
+	// figures are not split by model.
+	Model         string `protobuf:"bytes,4,opt,name=model,proto3" json:"model,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1443,6 +1447,13 @@ func (x *GetDashboardRequest) GetDomain() string {
 	return ""
 }
 
+func (x *GetDashboardRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
 // GoldenSignals are the dashboard's top row. A rate or mean with no data in the window is
 // absent (unset), never 0, so an idle replica reports nothing rather than a 0 % success rate.
 type GoldenSignals struct {
@@ -1471,8 +1482,16 @@ type GoldenSignals struct {
 	ApprovalWaitP95 *durationpb.Duration `protobuf:"bytes,11,opt,name=approval_wait_p95,json=approvalWaitP95,proto3" json:"approval_wait_p95,omitempty"`
 	// Executions per second over the effective window.
 	ThroughputPerSecond *float64 `protobuf:"fixed64,12,opt,name=throughput_per_second,json=throughputPerSecond,proto3,oneof" json:"throughput_per_second,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Model tokens (input plus output) per execution.
+	TokensPerExecution *float64 `protobuf:"fixed64,13,opt,name=tokens_per_execution,json=tokensPerExecution,proto3,oneof" json:"tokens_per_execution,omitempty"`
+	// Model cost per execution, over the calls that reported a cost.
+	CostPerExecution *float64 `protobuf:"fixed64,14,opt,name=cost_per_execution,json=costPerExecution,proto3,oneof" json:"cost_per_execution,omitempty"`
+	// Model calls with status ERROR / all model calls (rate-limited calls are not errors).
+	ModelErrorRate *float64 `protobuf:"fixed64,15,opt,name=model_error_rate,json=modelErrorRate,proto3,oneof" json:"model_error_rate,omitempty"`
+	// Model tokens (input plus output) per second over the effective window.
+	TokensPerSecond *float64 `protobuf:"fixed64,16,opt,name=tokens_per_second,json=tokensPerSecond,proto3,oneof" json:"tokens_per_second,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *GoldenSignals) Reset() {
@@ -1585,6 +1604,34 @@ func (x *GoldenSignals) GetApprovalWaitP95() *durationpb.Duration {
 func (x *GoldenSignals) GetThroughputPerSecond() float64 {
 	if x != nil && x.ThroughputPerSecond != nil {
 		return *x.ThroughputPerSecond
+	}
+	return 0
+}
+
+func (x *GoldenSignals) GetTokensPerExecution() float64 {
+	if x != nil && x.TokensPerExecution != nil {
+		return *x.TokensPerExecution
+	}
+	return 0
+}
+
+func (x *GoldenSignals) GetCostPerExecution() float64 {
+	if x != nil && x.CostPerExecution != nil {
+		return *x.CostPerExecution
+	}
+	return 0
+}
+
+func (x *GoldenSignals) GetModelErrorRate() float64 {
+	if x != nil && x.ModelErrorRate != nil {
+		return *x.ModelErrorRate
+	}
+	return 0
+}
+
+func (x *GoldenSignals) GetTokensPerSecond() float64 {
+	if x != nil && x.TokensPerSecond != nil {
+		return *x.TokensPerSecond
 	}
 	return 0
 }
@@ -2273,6 +2320,160 @@ func (x *IngestStats) GetRejected() uint64 {
 	return 0
 }
 
+// ModelStats are the figures of one model of one provider.
+type ModelStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The provider (`gen_ai.provider.name`), or `_overflow`.
+	Provider string `protobuf:"bytes,1,opt,name=provider,proto3" json:"provider,omitempty"`
+	// The model asked for (`gen_ai.request.model`), or `_overflow`.
+	Model string `protobuf:"bytes,2,opt,name=model,proto3" json:"model,omitempty"`
+	// All calls.
+	Calls uint64 `protobuf:"varint,3,opt,name=calls,proto3" json:"calls,omitempty"`
+	// Calls with status ERROR.
+	Errors uint64 `protobuf:"varint,4,opt,name=errors,proto3" json:"errors,omitempty"`
+	// Calls with status RATE_LIMITED.
+	RateLimited uint64 `protobuf:"varint,5,opt,name=rate_limited,json=rateLimited,proto3" json:"rate_limited,omitempty"`
+	// The sum of `input_tokens`.
+	InputTokens uint64 `protobuf:"varint,6,opt,name=input_tokens,json=inputTokens,proto3" json:"input_tokens,omitempty"`
+	// The sum of `output_tokens`.
+	OutputTokens uint64 `protobuf:"varint,7,opt,name=output_tokens,json=outputTokens,proto3" json:"output_tokens,omitempty"`
+	// The sum of `cached_input_tokens`.
+	CachedInputTokens uint64 `protobuf:"varint,8,opt,name=cached_input_tokens,json=cachedInputTokens,proto3" json:"cached_input_tokens,omitempty"`
+	// The sum of `reasoning_tokens`.
+	ReasoningTokens uint64 `protobuf:"varint,9,opt,name=reasoning_tokens,json=reasoningTokens,proto3" json:"reasoning_tokens,omitempty"`
+	// The sum of `cost`, over the calls that reported one.
+	Cost float64 `protobuf:"fixed64,10,opt,name=cost,proto3" json:"cost,omitempty"`
+	// Median call duration (sketch estimate, relative error at most 1 %).
+	LatencyP50 *durationpb.Duration `protobuf:"bytes,11,opt,name=latency_p50,json=latencyP50,proto3" json:"latency_p50,omitempty"`
+	// 95th percentile of call duration.
+	LatencyP95 *durationpb.Duration `protobuf:"bytes,12,opt,name=latency_p95,json=latencyP95,proto3" json:"latency_p95,omitempty"`
+	// 95th percentile of the time to first token, over the calls that reported one.
+	TimeToFirstTokenP95 *durationpb.Duration `protobuf:"bytes,13,opt,name=time_to_first_token_p95,json=timeToFirstTokenP95,proto3" json:"time_to_first_token_p95,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *ModelStats) Reset() {
+	*x = ModelStats{}
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelStats) ProtoMessage() {}
+
+func (x *ModelStats) ProtoReflect() protoreflect.Message {
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelStats.ProtoReflect.Descriptor instead.
+func (*ModelStats) Descriptor() ([]byte, []int) {
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ModelStats) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *ModelStats) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *ModelStats) GetCalls() uint64 {
+	if x != nil {
+		return x.Calls
+	}
+	return 0
+}
+
+func (x *ModelStats) GetErrors() uint64 {
+	if x != nil {
+		return x.Errors
+	}
+	return 0
+}
+
+func (x *ModelStats) GetRateLimited() uint64 {
+	if x != nil {
+		return x.RateLimited
+	}
+	return 0
+}
+
+func (x *ModelStats) GetInputTokens() uint64 {
+	if x != nil {
+		return x.InputTokens
+	}
+	return 0
+}
+
+func (x *ModelStats) GetOutputTokens() uint64 {
+	if x != nil {
+		return x.OutputTokens
+	}
+	return 0
+}
+
+func (x *ModelStats) GetCachedInputTokens() uint64 {
+	if x != nil {
+		return x.CachedInputTokens
+	}
+	return 0
+}
+
+func (x *ModelStats) GetReasoningTokens() uint64 {
+	if x != nil {
+		return x.ReasoningTokens
+	}
+	return 0
+}
+
+func (x *ModelStats) GetCost() float64 {
+	if x != nil {
+		return x.Cost
+	}
+	return 0
+}
+
+func (x *ModelStats) GetLatencyP50() *durationpb.Duration {
+	if x != nil {
+		return x.LatencyP50
+	}
+	return nil
+}
+
+func (x *ModelStats) GetLatencyP95() *durationpb.Duration {
+	if x != nil {
+		return x.LatencyP95
+	}
+	return nil
+}
+
+func (x *ModelStats) GetTimeToFirstTokenP95() *durationpb.Duration {
+	if x != nil {
+		return x.TimeToFirstTokenP95
+	}
+	return nil
+}
+
 // GetDashboardResponse is the golden signals and breakdowns of one replica.
 type GetDashboardResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2307,14 +2508,16 @@ type GetDashboardResponse struct {
 	// When the last execution in the window was recorded (server clock); unset if none.
 	LastExecutionTime *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=last_execution_time,json=lastExecutionTime,proto3" json:"last_execution_time,omitempty"`
 	// What the Record RPCs did in the window (not filtered by profile or domain).
-	Ingest        *IngestStats `protobuf:"bytes,16,opt,name=ingest,proto3" json:"ingest,omitempty"`
+	Ingest *IngestStats `protobuf:"bytes,16,opt,name=ingest,proto3" json:"ingest,omitempty"`
+	// One row per model with calls in the window, by provider then model name.
+	Models        []*ModelStats `protobuf:"bytes,17,rep,name=models,proto3" json:"models,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetDashboardResponse) Reset() {
 	*x = GetDashboardResponse{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[22]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2326,7 +2529,7 @@ func (x *GetDashboardResponse) String() string {
 func (*GetDashboardResponse) ProtoMessage() {}
 
 func (x *GetDashboardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[22]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2339,7 +2542,7 @@ func (x *GetDashboardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDashboardResponse.ProtoReflect.Descriptor instead.
 func (*GetDashboardResponse) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{22}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetDashboardResponse) GetWindow() *durationpb.Duration {
@@ -2454,6 +2657,13 @@ func (x *GetDashboardResponse) GetIngest() *IngestStats {
 	return nil
 }
 
+func (x *GetDashboardResponse) GetModels() []*ModelStats {
+	if x != nil {
+		return x.Models
+	}
+	return nil
+}
+
 var File_cugar_metrics_v1_metrics_service_proto protoreflect.FileDescriptor
 
 const file_cugar_metrics_v1_metrics_service_proto_rawDesc = "" +
@@ -2532,11 +2742,12 @@ const file_cugar_metrics_v1_metrics_service_proto_rawDesc = "" +
 	"\x0fduplicate_count\x18\x02 \x01(\rR\x0eduplicateCount\x12%\n" +
 	"\x0erejected_count\x18\x03 \x01(\rR\rrejectedCount\x128\n" +
 	"\aresults\x18\x04 \x03(\x0e2\x1e.cugar.metrics.v1.RecordResultR\aresults\x12T\n" +
-	"\x13rejected_executions\x18\x05 \x03(\v2#.cugar.metrics.v1.RejectedExecutionR\x12rejectedExecutions\"z\n" +
+	"\x13rejected_executions\x18\x05 \x03(\v2#.cugar.metrics.v1.RejectedExecutionR\x12rejectedExecutions\"\x90\x01\n" +
 	"\x13GetDashboardRequest\x121\n" +
 	"\x06window\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06window\x12\x18\n" +
 	"\aprofile\x18\x02 \x01(\tR\aprofile\x12\x16\n" +
-	"\x06domain\x18\x03 \x01(\tR\x06domain\"\x8d\x06\n" +
+	"\x06domain\x18\x03 \x01(\tR\x06domain\x12\x14\n" +
+	"\x05model\x18\x04 \x01(\tR\x05model\"\xb2\b\n" +
 	"\rGoldenSignals\x12&\n" +
 	"\fsuccess_rate\x18\x01 \x01(\x01H\x00R\vsuccessRate\x88\x01\x01\x12\"\n" +
 	"\n" +
@@ -2555,13 +2766,21 @@ const file_cugar_metrics_v1_metrics_service_proto_rawDesc = "" +
 	"\x11approval_wait_p50\x18\n" +
 	" \x01(\v2\x19.google.protobuf.DurationR\x0fapprovalWaitP50\x12E\n" +
 	"\x11approval_wait_p95\x18\v \x01(\v2\x19.google.protobuf.DurationR\x0fapprovalWaitP95\x127\n" +
-	"\x15throughput_per_second\x18\f \x01(\x01H\x05R\x13throughputPerSecond\x88\x01\x01B\x0f\n" +
+	"\x15throughput_per_second\x18\f \x01(\x01H\x05R\x13throughputPerSecond\x88\x01\x01\x125\n" +
+	"\x14tokens_per_execution\x18\r \x01(\x01H\x06R\x12tokensPerExecution\x88\x01\x01\x121\n" +
+	"\x12cost_per_execution\x18\x0e \x01(\x01H\aR\x10costPerExecution\x88\x01\x01\x12-\n" +
+	"\x10model_error_rate\x18\x0f \x01(\x01H\bR\x0emodelErrorRate\x88\x01\x01\x12/\n" +
+	"\x11tokens_per_second\x18\x10 \x01(\x01H\tR\x0ftokensPerSecond\x88\x01\x01B\x0f\n" +
 	"\r_success_rateB\r\n" +
 	"\v_error_rateB\x12\n" +
 	"\x10_tool_error_rateB\x15\n" +
 	"\x13_budget_utilizationB\r\n" +
 	"\v_mean_stepsB\x18\n" +
-	"\x16_throughput_per_second\"~\n" +
+	"\x16_throughput_per_secondB\x17\n" +
+	"\x15_tokens_per_executionB\x15\n" +
+	"\x13_cost_per_executionB\x13\n" +
+	"\x11_model_error_rateB\x14\n" +
+	"\x12_tokens_per_second\"~\n" +
 	"\x0fExecutionCounts\x12\x14\n" +
 	"\x05total\x18\x01 \x01(\x04R\x05total\x12\x1c\n" +
 	"\tsucceeded\x18\x02 \x01(\x04R\tsucceeded\x12\x16\n" +
@@ -2621,7 +2840,25 @@ const file_cugar_metrics_v1_metrics_service_proto_rawDesc = "" +
 	"\vIngestStats\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\x04R\baccepted\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\x04R\tduplicate\x12\x1a\n" +
-	"\brejected\x18\x03 \x01(\x04R\brejected\"\xe4\a\n" +
+	"\brejected\x18\x03 \x01(\x04R\brejected\"\x8f\x04\n" +
+	"\n" +
+	"ModelStats\x12\x1a\n" +
+	"\bprovider\x18\x01 \x01(\tR\bprovider\x12\x14\n" +
+	"\x05model\x18\x02 \x01(\tR\x05model\x12\x14\n" +
+	"\x05calls\x18\x03 \x01(\x04R\x05calls\x12\x16\n" +
+	"\x06errors\x18\x04 \x01(\x04R\x06errors\x12!\n" +
+	"\frate_limited\x18\x05 \x01(\x04R\vrateLimited\x12!\n" +
+	"\finput_tokens\x18\x06 \x01(\x04R\vinputTokens\x12#\n" +
+	"\routput_tokens\x18\a \x01(\x04R\foutputTokens\x12.\n" +
+	"\x13cached_input_tokens\x18\b \x01(\x04R\x11cachedInputTokens\x12)\n" +
+	"\x10reasoning_tokens\x18\t \x01(\x04R\x0freasoningTokens\x12\x12\n" +
+	"\x04cost\x18\n" +
+	" \x01(\x01R\x04cost\x12:\n" +
+	"\vlatency_p50\x18\v \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"latencyP50\x12:\n" +
+	"\vlatency_p95\x18\f \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"latencyP95\x12O\n" +
+	"\x17time_to_first_token_p95\x18\r \x01(\v2\x19.google.protobuf.DurationR\x13timeToFirstTokenP95\"\x9a\b\n" +
 	"\x14GetDashboardResponse\x121\n" +
 	"\x06window\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06window\x12F\n" +
 	"\x11window_start_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x0fwindowStartTime\x12B\n" +
@@ -2642,7 +2879,8 @@ const file_cugar_metrics_v1_metrics_service_proto_rawDesc = "" +
 	"\tapprovals\x18\r \x01(\v2\x1f.cugar.metrics.v1.ApprovalStatsR\tapprovals\x12L\n" +
 	"\x14first_execution_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x12firstExecutionTime\x12J\n" +
 	"\x13last_execution_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x11lastExecutionTime\x125\n" +
-	"\x06ingest\x18\x10 \x01(\v2\x1d.cugar.metrics.v1.IngestStatsR\x06ingest*L\n" +
+	"\x06ingest\x18\x10 \x01(\v2\x1d.cugar.metrics.v1.IngestStatsR\x06ingest\x124\n" +
+	"\x06models\x18\x11 \x03(\v2\x1c.cugar.metrics.v1.ModelStatsR\x06models*L\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fOUTCOME_SUCCESS\x10\x01\x12\x13\n" +
@@ -2701,7 +2939,7 @@ func file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP() []byte {
 }
 
 var file_cugar_metrics_v1_metrics_service_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_cugar_metrics_v1_metrics_service_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_cugar_metrics_v1_metrics_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_cugar_metrics_v1_metrics_service_proto_goTypes = []any{
 	(Outcome)(0),                     // 0: cugar.metrics.v1.Outcome
 	(ApprovalDecision)(0),            // 1: cugar.metrics.v1.ApprovalDecision
@@ -2733,72 +2971,77 @@ var file_cugar_metrics_v1_metrics_service_proto_goTypes = []any{
 	(*ApprovalDecisionStats)(nil),    // 27: cugar.metrics.v1.ApprovalDecisionStats
 	(*ApprovalStats)(nil),            // 28: cugar.metrics.v1.ApprovalStats
 	(*IngestStats)(nil),              // 29: cugar.metrics.v1.IngestStats
-	(*GetDashboardResponse)(nil),     // 30: cugar.metrics.v1.GetDashboardResponse
-	(*timestamppb.Timestamp)(nil),    // 31: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 32: google.protobuf.Duration
+	(*ModelStats)(nil),               // 30: cugar.metrics.v1.ModelStats
+	(*GetDashboardResponse)(nil),     // 31: cugar.metrics.v1.GetDashboardResponse
+	(*timestamppb.Timestamp)(nil),    // 32: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 33: google.protobuf.Duration
 }
 var file_cugar_metrics_v1_metrics_service_proto_depIdxs = []int32{
 	0,  // 0: cugar.metrics.v1.Execution.outcome:type_name -> cugar.metrics.v1.Outcome
-	31, // 1: cugar.metrics.v1.Execution.start_time:type_name -> google.protobuf.Timestamp
-	32, // 2: cugar.metrics.v1.Execution.duration:type_name -> google.protobuf.Duration
+	32, // 1: cugar.metrics.v1.Execution.start_time:type_name -> google.protobuf.Timestamp
+	33, // 2: cugar.metrics.v1.Execution.duration:type_name -> google.protobuf.Duration
 	9,  // 3: cugar.metrics.v1.Execution.budget:type_name -> cugar.metrics.v1.Budget
 	10, // 4: cugar.metrics.v1.Execution.approvals:type_name -> cugar.metrics.v1.Approval
 	11, // 5: cugar.metrics.v1.Execution.tool_calls:type_name -> cugar.metrics.v1.ToolCall
 	12, // 6: cugar.metrics.v1.Execution.model_calls:type_name -> cugar.metrics.v1.ModelCall
 	1,  // 7: cugar.metrics.v1.Approval.decision:type_name -> cugar.metrics.v1.ApprovalDecision
-	32, // 8: cugar.metrics.v1.Approval.wait:type_name -> google.protobuf.Duration
+	33, // 8: cugar.metrics.v1.Approval.wait:type_name -> google.protobuf.Duration
 	2,  // 9: cugar.metrics.v1.Approval.operation:type_name -> cugar.metrics.v1.ApprovalOperation
 	3,  // 10: cugar.metrics.v1.ToolCall.status:type_name -> cugar.metrics.v1.ToolCallStatus
-	32, // 11: cugar.metrics.v1.ToolCall.duration:type_name -> google.protobuf.Duration
+	33, // 11: cugar.metrics.v1.ToolCall.duration:type_name -> google.protobuf.Duration
 	5,  // 12: cugar.metrics.v1.ModelCall.operation:type_name -> cugar.metrics.v1.ModelOperation
 	6,  // 13: cugar.metrics.v1.ModelCall.status:type_name -> cugar.metrics.v1.ModelCallStatus
-	32, // 14: cugar.metrics.v1.ModelCall.duration:type_name -> google.protobuf.Duration
-	32, // 15: cugar.metrics.v1.ModelCall.time_to_first_token:type_name -> google.protobuf.Duration
+	33, // 14: cugar.metrics.v1.ModelCall.duration:type_name -> google.protobuf.Duration
+	33, // 15: cugar.metrics.v1.ModelCall.time_to_first_token:type_name -> google.protobuf.Duration
 	8,  // 16: cugar.metrics.v1.RecordExecutionRequest.execution:type_name -> cugar.metrics.v1.Execution
 	4,  // 17: cugar.metrics.v1.RecordExecutionResponse.result:type_name -> cugar.metrics.v1.RecordResult
 	8,  // 18: cugar.metrics.v1.RecordExecutionsRequest.executions:type_name -> cugar.metrics.v1.Execution
 	16, // 19: cugar.metrics.v1.RejectedExecution.field_violations:type_name -> cugar.metrics.v1.FieldViolation
 	4,  // 20: cugar.metrics.v1.RecordExecutionsResponse.results:type_name -> cugar.metrics.v1.RecordResult
 	17, // 21: cugar.metrics.v1.RecordExecutionsResponse.rejected_executions:type_name -> cugar.metrics.v1.RejectedExecution
-	32, // 22: cugar.metrics.v1.GetDashboardRequest.window:type_name -> google.protobuf.Duration
-	32, // 23: cugar.metrics.v1.GoldenSignals.latency_p50:type_name -> google.protobuf.Duration
-	32, // 24: cugar.metrics.v1.GoldenSignals.latency_p95:type_name -> google.protobuf.Duration
-	32, // 25: cugar.metrics.v1.GoldenSignals.latency_p99:type_name -> google.protobuf.Duration
-	32, // 26: cugar.metrics.v1.GoldenSignals.latency_mean:type_name -> google.protobuf.Duration
-	32, // 27: cugar.metrics.v1.GoldenSignals.approval_wait_p50:type_name -> google.protobuf.Duration
-	32, // 28: cugar.metrics.v1.GoldenSignals.approval_wait_p95:type_name -> google.protobuf.Duration
-	32, // 29: cugar.metrics.v1.ProfileStats.latency_p95:type_name -> google.protobuf.Duration
-	32, // 30: cugar.metrics.v1.DomainStats.latency_p95:type_name -> google.protobuf.Duration
-	32, // 31: cugar.metrics.v1.ToolStats.latency_p95:type_name -> google.protobuf.Duration
+	33, // 22: cugar.metrics.v1.GetDashboardRequest.window:type_name -> google.protobuf.Duration
+	33, // 23: cugar.metrics.v1.GoldenSignals.latency_p50:type_name -> google.protobuf.Duration
+	33, // 24: cugar.metrics.v1.GoldenSignals.latency_p95:type_name -> google.protobuf.Duration
+	33, // 25: cugar.metrics.v1.GoldenSignals.latency_p99:type_name -> google.protobuf.Duration
+	33, // 26: cugar.metrics.v1.GoldenSignals.latency_mean:type_name -> google.protobuf.Duration
+	33, // 27: cugar.metrics.v1.GoldenSignals.approval_wait_p50:type_name -> google.protobuf.Duration
+	33, // 28: cugar.metrics.v1.GoldenSignals.approval_wait_p95:type_name -> google.protobuf.Duration
+	33, // 29: cugar.metrics.v1.ProfileStats.latency_p95:type_name -> google.protobuf.Duration
+	33, // 30: cugar.metrics.v1.DomainStats.latency_p95:type_name -> google.protobuf.Duration
+	33, // 31: cugar.metrics.v1.ToolStats.latency_p95:type_name -> google.protobuf.Duration
 	1,  // 32: cugar.metrics.v1.ApprovalDecisionStats.decision:type_name -> cugar.metrics.v1.ApprovalDecision
-	32, // 33: cugar.metrics.v1.ApprovalDecisionStats.wait_p95:type_name -> google.protobuf.Duration
+	33, // 33: cugar.metrics.v1.ApprovalDecisionStats.wait_p95:type_name -> google.protobuf.Duration
 	27, // 34: cugar.metrics.v1.ApprovalStats.by_decision:type_name -> cugar.metrics.v1.ApprovalDecisionStats
-	32, // 35: cugar.metrics.v1.GetDashboardResponse.window:type_name -> google.protobuf.Duration
-	31, // 36: cugar.metrics.v1.GetDashboardResponse.window_start_time:type_name -> google.protobuf.Timestamp
-	31, // 37: cugar.metrics.v1.GetDashboardResponse.window_end_time:type_name -> google.protobuf.Timestamp
-	7,  // 38: cugar.metrics.v1.GetDashboardResponse.scope:type_name -> cugar.metrics.v1.DashboardScope
-	21, // 39: cugar.metrics.v1.GetDashboardResponse.executions:type_name -> cugar.metrics.v1.ExecutionCounts
-	20, // 40: cugar.metrics.v1.GetDashboardResponse.golden_signals:type_name -> cugar.metrics.v1.GoldenSignals
-	22, // 41: cugar.metrics.v1.GetDashboardResponse.profiles:type_name -> cugar.metrics.v1.ProfileStats
-	23, // 42: cugar.metrics.v1.GetDashboardResponse.domains:type_name -> cugar.metrics.v1.DomainStats
-	24, // 43: cugar.metrics.v1.GetDashboardResponse.tools:type_name -> cugar.metrics.v1.ToolStats
-	25, // 44: cugar.metrics.v1.GetDashboardResponse.error_types:type_name -> cugar.metrics.v1.ErrorTypeCount
-	26, // 45: cugar.metrics.v1.GetDashboardResponse.budget:type_name -> cugar.metrics.v1.BudgetStats
-	28, // 46: cugar.metrics.v1.GetDashboardResponse.approvals:type_name -> cugar.metrics.v1.ApprovalStats
-	31, // 47: cugar.metrics.v1.GetDashboardResponse.first_execution_time:type_name -> google.protobuf.Timestamp
-	31, // 48: cugar.metrics.v1.GetDashboardResponse.last_execution_time:type_name -> google.protobuf.Timestamp
-	29, // 49: cugar.metrics.v1.GetDashboardResponse.ingest:type_name -> cugar.metrics.v1.IngestStats
-	13, // 50: cugar.metrics.v1.MetricsService.RecordExecution:input_type -> cugar.metrics.v1.RecordExecutionRequest
-	15, // 51: cugar.metrics.v1.MetricsService.RecordExecutions:input_type -> cugar.metrics.v1.RecordExecutionsRequest
-	19, // 52: cugar.metrics.v1.MetricsService.GetDashboard:input_type -> cugar.metrics.v1.GetDashboardRequest
-	14, // 53: cugar.metrics.v1.MetricsService.RecordExecution:output_type -> cugar.metrics.v1.RecordExecutionResponse
-	18, // 54: cugar.metrics.v1.MetricsService.RecordExecutions:output_type -> cugar.metrics.v1.RecordExecutionsResponse
-	30, // 55: cugar.metrics.v1.MetricsService.GetDashboard:output_type -> cugar.metrics.v1.GetDashboardResponse
-	53, // [53:56] is the sub-list for method output_type
-	50, // [50:53] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	33, // 35: cugar.metrics.v1.ModelStats.latency_p50:type_name -> google.protobuf.Duration
+	33, // 36: cugar.metrics.v1.ModelStats.latency_p95:type_name -> google.protobuf.Duration
+	33, // 37: cugar.metrics.v1.ModelStats.time_to_first_token_p95:type_name -> google.protobuf.Duration
+	33, // 38: cugar.metrics.v1.GetDashboardResponse.window:type_name -> google.protobuf.Duration
+	32, // 39: cugar.metrics.v1.GetDashboardResponse.window_start_time:type_name -> google.protobuf.Timestamp
+	32, // 40: cugar.metrics.v1.GetDashboardResponse.window_end_time:type_name -> google.protobuf.Timestamp
+	7,  // 41: cugar.metrics.v1.GetDashboardResponse.scope:type_name -> cugar.metrics.v1.DashboardScope
+	21, // 42: cugar.metrics.v1.GetDashboardResponse.executions:type_name -> cugar.metrics.v1.ExecutionCounts
+	20, // 43: cugar.metrics.v1.GetDashboardResponse.golden_signals:type_name -> cugar.metrics.v1.GoldenSignals
+	22, // 44: cugar.metrics.v1.GetDashboardResponse.profiles:type_name -> cugar.metrics.v1.ProfileStats
+	23, // 45: cugar.metrics.v1.GetDashboardResponse.domains:type_name -> cugar.metrics.v1.DomainStats
+	24, // 46: cugar.metrics.v1.GetDashboardResponse.tools:type_name -> cugar.metrics.v1.ToolStats
+	25, // 47: cugar.metrics.v1.GetDashboardResponse.error_types:type_name -> cugar.metrics.v1.ErrorTypeCount
+	26, // 48: cugar.metrics.v1.GetDashboardResponse.budget:type_name -> cugar.metrics.v1.BudgetStats
+	28, // 49: cugar.metrics.v1.GetDashboardResponse.approvals:type_name -> cugar.metrics.v1.ApprovalStats
+	32, // 50: cugar.metrics.v1.GetDashboardResponse.first_execution_time:type_name -> google.protobuf.Timestamp
+	32, // 51: cugar.metrics.v1.GetDashboardResponse.last_execution_time:type_name -> google.protobuf.Timestamp
+	29, // 52: cugar.metrics.v1.GetDashboardResponse.ingest:type_name -> cugar.metrics.v1.IngestStats
+	30, // 53: cugar.metrics.v1.GetDashboardResponse.models:type_name -> cugar.metrics.v1.ModelStats
+	13, // 54: cugar.metrics.v1.MetricsService.RecordExecution:input_type -> cugar.metrics.v1.RecordExecutionRequest
+	15, // 55: cugar.metrics.v1.MetricsService.RecordExecutions:input_type -> cugar.metrics.v1.RecordExecutionsRequest
+	19, // 56: cugar.metrics.v1.MetricsService.GetDashboard:input_type -> cugar.metrics.v1.GetDashboardRequest
+	14, // 57: cugar.metrics.v1.MetricsService.RecordExecution:output_type -> cugar.metrics.v1.RecordExecutionResponse
+	18, // 58: cugar.metrics.v1.MetricsService.RecordExecutions:output_type -> cugar.metrics.v1.RecordExecutionsResponse
+	31, // 59: cugar.metrics.v1.MetricsService.GetDashboard:output_type -> cugar.metrics.v1.GetDashboardResponse
+	57, // [57:60] is the sub-list for method output_type
+	54, // [54:57] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_cugar_metrics_v1_metrics_service_proto_init() }
@@ -2818,7 +3061,7 @@ func file_cugar_metrics_v1_metrics_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cugar_metrics_v1_metrics_service_proto_rawDesc), len(file_cugar_metrics_v1_metrics_service_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -242,17 +242,19 @@ class RecordExecutionsResponse(_message.Message):
     def __init__(self, accepted_count: _Optional[int] = ..., duplicate_count: _Optional[int] = ..., rejected_count: _Optional[int] = ..., results: _Optional[_Iterable[_Union[RecordResult, str]]] = ..., rejected_executions: _Optional[_Iterable[_Union[RejectedExecution, _Mapping]]] = ...) -> None: ...
 
 class GetDashboardRequest(_message.Message):
-    __slots__ = ("window", "profile", "domain")
+    __slots__ = ("window", "profile", "domain", "model")
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     PROFILE_FIELD_NUMBER: _ClassVar[int]
     DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     window: _duration_pb2.Duration
     profile: str
     domain: str
-    def __init__(self, window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., profile: _Optional[str] = ..., domain: _Optional[str] = ...) -> None: ...
+    model: str
+    def __init__(self, window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., profile: _Optional[str] = ..., domain: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
 
 class GoldenSignals(_message.Message):
-    __slots__ = ("success_rate", "error_rate", "tool_error_rate", "budget_utilization", "latency_p50", "latency_p95", "latency_p99", "latency_mean", "mean_steps", "approval_wait_p50", "approval_wait_p95", "throughput_per_second")
+    __slots__ = ("success_rate", "error_rate", "tool_error_rate", "budget_utilization", "latency_p50", "latency_p95", "latency_p99", "latency_mean", "mean_steps", "approval_wait_p50", "approval_wait_p95", "throughput_per_second", "tokens_per_execution", "cost_per_execution", "model_error_rate", "tokens_per_second")
     SUCCESS_RATE_FIELD_NUMBER: _ClassVar[int]
     ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
     TOOL_ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
@@ -265,6 +267,10 @@ class GoldenSignals(_message.Message):
     APPROVAL_WAIT_P50_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_WAIT_P95_FIELD_NUMBER: _ClassVar[int]
     THROUGHPUT_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_EXECUTION_FIELD_NUMBER: _ClassVar[int]
+    COST_PER_EXECUTION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     success_rate: float
     error_rate: float
     tool_error_rate: float
@@ -277,7 +283,11 @@ class GoldenSignals(_message.Message):
     approval_wait_p50: _duration_pb2.Duration
     approval_wait_p95: _duration_pb2.Duration
     throughput_per_second: float
-    def __init__(self, success_rate: _Optional[float] = ..., error_rate: _Optional[float] = ..., tool_error_rate: _Optional[float] = ..., budget_utilization: _Optional[float] = ..., latency_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_p95: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_p99: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_mean: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., mean_steps: _Optional[float] = ..., approval_wait_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., approval_wait_p95: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., throughput_per_second: _Optional[float] = ...) -> None: ...
+    tokens_per_execution: float
+    cost_per_execution: float
+    model_error_rate: float
+    tokens_per_second: float
+    def __init__(self, success_rate: _Optional[float] = ..., error_rate: _Optional[float] = ..., tool_error_rate: _Optional[float] = ..., budget_utilization: _Optional[float] = ..., latency_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_p95: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_p99: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_mean: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., mean_steps: _Optional[float] = ..., approval_wait_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., approval_wait_p95: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., throughput_per_second: _Optional[float] = ..., tokens_per_execution: _Optional[float] = ..., cost_per_execution: _Optional[float] = ..., model_error_rate: _Optional[float] = ..., tokens_per_second: _Optional[float] = ...) -> None: ...
 
 class ExecutionCounts(_message.Message):
     __slots__ = ("total", "succeeded", "failed", "total_steps")
@@ -393,8 +403,38 @@ class IngestStats(_message.Message):
     rejected: int
     def __init__(self, accepted: _Optional[int] = ..., duplicate: _Optional[int] = ..., rejected: _Optional[int] = ...) -> None: ...
 
+class ModelStats(_message.Message):
+    __slots__ = ("provider", "model", "calls", "errors", "rate_limited", "input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens", "cost", "latency_p50", "latency_p95", "time_to_first_token_p95")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMITED_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    REASONING_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P50_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P95_FIELD_NUMBER: _ClassVar[int]
+    TIME_TO_FIRST_TOKEN_P95_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    model: str
+    calls: int
+    errors: int
+    rate_limited: int
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    reasoning_tokens: int
+    cost: float
+    latency_p50: _duration_pb2.Duration
+    latency_p95: _duration_pb2.Duration
+    time_to_first_token_p95: _duration_pb2.Duration
+    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., calls: _Optional[int] = ..., errors: _Optional[int] = ..., rate_limited: _Optional[int] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., cost: _Optional[float] = ..., latency_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_p95: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., time_to_first_token_p95: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
 class GetDashboardResponse(_message.Message):
-    __slots__ = ("window", "window_start_time", "window_end_time", "scope", "replica", "executions", "golden_signals", "profiles", "domains", "tools", "error_types", "budget", "approvals", "first_execution_time", "last_execution_time", "ingest")
+    __slots__ = ("window", "window_start_time", "window_end_time", "scope", "replica", "executions", "golden_signals", "profiles", "domains", "tools", "error_types", "budget", "approvals", "first_execution_time", "last_execution_time", "ingest", "models")
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     WINDOW_START_TIME_FIELD_NUMBER: _ClassVar[int]
     WINDOW_END_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -411,6 +451,7 @@ class GetDashboardResponse(_message.Message):
     FIRST_EXECUTION_TIME_FIELD_NUMBER: _ClassVar[int]
     LAST_EXECUTION_TIME_FIELD_NUMBER: _ClassVar[int]
     INGEST_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
     window: _duration_pb2.Duration
     window_start_time: _timestamp_pb2.Timestamp
     window_end_time: _timestamp_pb2.Timestamp
@@ -427,4 +468,5 @@ class GetDashboardResponse(_message.Message):
     first_execution_time: _timestamp_pb2.Timestamp
     last_execution_time: _timestamp_pb2.Timestamp
     ingest: IngestStats
-    def __init__(self, window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., window_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., scope: _Optional[_Union[DashboardScope, str]] = ..., replica: _Optional[str] = ..., executions: _Optional[_Union[ExecutionCounts, _Mapping]] = ..., golden_signals: _Optional[_Union[GoldenSignals, _Mapping]] = ..., profiles: _Optional[_Iterable[_Union[ProfileStats, _Mapping]]] = ..., domains: _Optional[_Iterable[_Union[DomainStats, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[ToolStats, _Mapping]]] = ..., error_types: _Optional[_Iterable[_Union[ErrorTypeCount, _Mapping]]] = ..., budget: _Optional[_Union[BudgetStats, _Mapping]] = ..., approvals: _Optional[_Union[ApprovalStats, _Mapping]] = ..., first_execution_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_execution_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ingest: _Optional[_Union[IngestStats, _Mapping]] = ...) -> None: ...
+    models: _containers.RepeatedCompositeFieldContainer[ModelStats]
+    def __init__(self, window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., window_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., scope: _Optional[_Union[DashboardScope, str]] = ..., replica: _Optional[str] = ..., executions: _Optional[_Union[ExecutionCounts, _Mapping]] = ..., golden_signals: _Optional[_Union[GoldenSignals, _Mapping]] = ..., profiles: _Optional[_Iterable[_Union[ProfileStats, _Mapping]]] = ..., domains: _Optional[_Iterable[_Union[DomainStats, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[ToolStats, _Mapping]]] = ..., error_types: _Optional[_Iterable[_Union[ErrorTypeCount, _Mapping]]] = ..., budget: _Optional[_Union[BudgetStats, _Mapping]] = ..., approvals: _Optional[_Union[ApprovalStats, _Mapping]] = ..., first_execution_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_execution_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ingest: _Optional[_Union[IngestStats, _Mapping]] = ..., models: _Optional[_Iterable[_Union[ModelStats, _Mapping]]] = ...) -> None: ...
