@@ -4,7 +4,7 @@ VENV := .venv/bin
 BUF := tools/node_modules/.bin/buf
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV):$(PATH)
 
-.PHONY: help install run generate check-generate lint test test-python test-python-client check bench monitoring-check load soak
+.PHONY: help install run generate check-generate lint test test-python test-python-client check bench bench-speed monitoring-check load soak
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ monitoring-check: ## Rules, alert tests, Alertmanager, Dockerfile, compose, Kube
 
 bench: install ## Server benchmarks; writes bench/results/
 	$(VENV)/python bench/run_server_bench.py
+
+bench-speed: install ## The ingest speed table beside a do-nothing servicer (about 6 minutes); writes bench/results/speed.*
+	$(VENV)/python bench/ingest_speed.py
 
 load: install ## 10/50/100 concurrent agents and the API keys + TLS overhead (a few minutes); writes bench/results/load.*
 	$(VENV)/python bench/load_soak.py load

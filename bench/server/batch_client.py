@@ -20,7 +20,14 @@ from typing import Any
 import grpc
 
 from cugar.metrics.v1 import metrics_service_pb2 as pb
-from server.workload import BatchEncoder, cap_filling_templates, check_batch, realistic_templates
+from server.workload import (
+    BatchEncoder,
+    cap_filling_templates,
+    check_batch,
+    realistic_templates,
+    rich_templates,
+    routine_templates,
+)
 
 METHOD = "/cugar.metrics.v1.MetricsService/RecordExecutions"
 
@@ -69,10 +76,17 @@ def main() -> None:
     parser.add_argument("--prefix", required=True, help="execution_id prefix of this client")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--inflight", type=int, default=4)
-    parser.add_argument("--templates", choices=("realistic", "caps"), default="realistic")
+    parser.add_argument(
+        "--templates", choices=("realistic", "caps", "routine", "rich"), default="realistic"
+    )
     args = parser.parse_args()
 
-    templates = realistic_templates() if args.templates == "realistic" else cap_filling_templates()
+    templates = {
+        "realistic": realistic_templates,
+        "caps": cap_filling_templates,
+        "routine": routine_templates,
+        "rich": rich_templates,
+    }[args.templates]()
     encoder = BatchEncoder(templates, args.prefix)
     probe = BatchEncoder(templates, args.prefix)
     check_batch(probe.batch(args.batch_size), args.batch_size, args.prefix)

@@ -260,3 +260,40 @@ def unique_ids(prefix: str) -> Iterator[str]:
     while True:
         yield f"{prefix}{n:0{ID_WIDTH - len(prefix)}d}"
         n += 1
+
+
+def routine_templates(n: int = 16, seed: int = 3) -> list[pb.Execution]:
+    """Routine executions: one tool call each, no approval, 10 % failures (the speed table's
+    "batches of 500 routine executions")."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        e = _execution(
+            rng,
+            "X" * ID_WIDTH,
+            CAP_PROFILES[i % 3],
+            rng.random() < 0.1,
+            CAP_ERROR_TYPES[i % 3],
+            [CAP_TOOLS[i % 12]],
+            DECISIONS[0],
+        )
+        del e.approvals[:]
+        out.append(e)
+    return out
+
+
+def rich_templates(n: int = 16, seed: int = 4) -> list[pb.Execution]:
+    """Rich executions: five tool calls and an approval each (the speed table's "rich")."""
+    rng = random.Random(seed)
+    return [
+        _execution(
+            rng,
+            "X" * ID_WIDTH,
+            CAP_PROFILES[i % 3],
+            rng.random() < 0.1,
+            CAP_ERROR_TYPES[i % 3],
+            [CAP_TOOLS[(5 * i + k) % 12] for k in range(5)],
+            DECISIONS[i % 4],
+        )
+        for i in range(n)
+    ]

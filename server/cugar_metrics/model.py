@@ -13,10 +13,20 @@ Outcome = Literal["success", "failure"]
 ToolStatus = Literal["success", "error", "skipped"]
 Decision = Literal["approved", "denied", "timeout", "cancelled"]
 Operation = Literal["propose", "execute"]
+ModelOperation = Literal["chat", "text_completion", "embeddings", "generate_content", "other"]
+ModelStatus = Literal["success", "error", "rate_limited"]
 
 OUTCOMES: Final[tuple[Outcome, ...]] = ("success", "failure")
 TOOL_STATUSES: Final[tuple[ToolStatus, ...]] = ("success", "error", "skipped")
 DECISIONS: Final[tuple[Decision, ...]] = ("approved", "denied", "timeout", "cancelled")
+MODEL_OPERATIONS: Final[tuple[ModelOperation, ...]] = (
+    "chat",
+    "text_completion",
+    "embeddings",
+    "generate_content",
+    "other",
+)
+MODEL_STATUSES: Final[tuple[ModelStatus, ...]] = ("success", "error", "rate_limited")
 
 #: The value that stands for every label value past its cardinality cap. It cannot collide
 #: with a real name, which must start with a letter.
@@ -45,6 +55,23 @@ class ToolCall(NamedTuple):
     duration: float
 
 
+class ModelCall(NamedTuple):
+    provider: str
+    model: str
+    operation: ModelOperation
+    status: ModelStatus
+    #: Seconds.
+    duration: float
+    #: Seconds; None when not reported.
+    time_to_first_token: float | None
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    reasoning_tokens: int
+    #: In the deployment's currency; None when not reported.
+    cost: float | None
+
+
 class Execution(NamedTuple):
     execution_id: str
     profile: str
@@ -55,6 +82,7 @@ class Execution(NamedTuple):
     budget: Budget | None
     approvals: tuple[Approval, ...]
     tool_calls: tuple[ToolCall, ...]
+    model_calls: tuple[ModelCall, ...] = ()
 
 
 RecordResult = Literal["accepted", "duplicate"]
@@ -68,6 +96,6 @@ REJECTION_REASONS: Final = (
     "invalid_enum",  # an enum is UNSPECIFIED or unknown
     "out_of_range",  # a duration, count or number outside its bounds
     "inconsistent",  # fields that contradict each other (error_type on success, ...)
-    "too_many",  # more tool calls or approvals than allowed in one execution
+    "too_many",  # more tool calls, approvals or model calls than allowed in one execution
     "batch_size",  # a RecordExecutions batch that is empty or too large (all its items)
 )

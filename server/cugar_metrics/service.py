@@ -92,8 +92,8 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
             await context.abort_with_status(
                 errors.invalid_argument("invalid batch", [violation], "INVALID_BATCH")
             )
-        valid = []
-        positions = []
+        valid: list[Execution] = []
+        positions: list[int] = []
         results = [pb.RECORD_RESULT_REJECTED] * n
         rejected = []
         reasons = []
@@ -103,17 +103,16 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
         for start in range(0, n, SLICE):
             if start:
                 await asyncio.sleep(0)
-            for i in range(start, min(n, start + SLICE)):
-                item = items[i]
-                execution, violations = validation.validate_execution(
-                    item, f"executions[{i}]", self._limits, now
-                )
-                if execution is None:
-                    reasons.append(violations[0].metric_reason)
-                    rejected.append(_rejected(i, item.execution_id, violations))
-                else:
+            checked, refused = validation.validate_executions(
+                items[start : start + SLICE], "executions", self._limits, now, first=start
+            )
+            for i, execution in enumerate(checked, start):
+                if execution is not None:
                     valid.append(execution)
                     positions.append(i)
+            for i, violations in refused.items():
+                reasons.append(violations[0].metric_reason)
+                rejected.append(_rejected(i, items[i].execution_id, violations))
         self._aggregator.reject(reasons, now)
         # Shielded: a caller that goes away mid-batch cannot leave it half recorded.
         recorded = await asyncio.shield(self._record(valid, now)) if valid else []

@@ -9,7 +9,7 @@ what a valid value looks like, and a stable UPPER_SNAKE reason whose lowercase f
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -25,6 +25,11 @@ ID_PATTERN: Final = r"^[A-Za-z0-9._:-]{1,128}$"
 MAX_STEPS: Final = 100_000
 MAX_TOOL_CALLS: Final = 1000
 MAX_APPROVALS: Final = 100
+MAX_MODEL_CALLS: Final = 1000
+#: Most tokens one model call may report in each count.
+MAX_TOKENS: Final = 100_000_000
+#: Highest cost one model call may report, in the deployment's currency.
+MAX_COST: Final = 1_000_000.0
 #: At most this many violations are reported per execution.
 MAX_VIOLATIONS: Final = 20
 #: Largest `budget.spent` and `budget.limit`, and smallest `budget.limit`, in cost units:
@@ -52,6 +57,18 @@ _DECISIONS: Final[dict[int, model.Decision]] = {
     pb.APPROVAL_DECISION_DENIED: "denied",
     pb.APPROVAL_DECISION_TIMEOUT: "timeout",
     pb.APPROVAL_DECISION_CANCELLED: "cancelled",
+}
+_MODEL_OPERATIONS: Final[dict[int, model.ModelOperation]] = {
+    pb.MODEL_OPERATION_CHAT: "chat",
+    pb.MODEL_OPERATION_TEXT_COMPLETION: "text_completion",
+    pb.MODEL_OPERATION_EMBEDDINGS: "embeddings",
+    pb.MODEL_OPERATION_GENERATE_CONTENT: "generate_content",
+    pb.MODEL_OPERATION_OTHER: "other",
+}
+_MODEL_STATUSES: Final[dict[int, model.ModelStatus]] = {
+    pb.MODEL_CALL_STATUS_SUCCESS: "success",
+    pb.MODEL_CALL_STATUS_ERROR: "error",
+    pb.MODEL_CALL_STATUS_RATE_LIMITED: "rate_limited",
 }
 _OPERATIONS: Final[dict[int, model.Operation]] = {
     pb.APPROVAL_OPERATION_PROPOSE: "propose",
@@ -163,16 +180,63 @@ def validate_execution(
     again field by field to say exactly what is wrong. Both apply the same rules (a property
     test holds them to it).
     """
-    execution = _accept(message, limits.max_duration, now)
+    execution_id = message.execution_id
+    execution = (
+        _accept(message, execution_id, limits.max_duration, now) if _id(execution_id) else None
+    )
     if execution is not None:
         return execution, []
+    return None, _explain(message, path, limits, now)
+
+
+def validate_executions(
+    messages: Sequence[pb.Execution], path: str, limits: Limits, now: float, *, first: int = 0
+) -> tuple[list[model.Execution | None], dict[int, list[Violation]]]:
+    """Checks a batch, or the part of one starting at index `first`: the domain value of each
+    item (None when refused), and the violations of each refused item by its index in the
+    whole batch. Paths are `{path}[{index}]`.
+
+    Equivalent to `validate_execution` on every item, in one pass: the ids of the whole batch
+    are checked with one regular-expression match, and each valid item is read once.
+    """
+    ids = [m.execution_id for m in messages]
+    joined = ID_SEPARATOR.join(ids) + ID_SEPARATOR
+    # One separator per id: an id holding the separator itself must not pass as two ids.
+    ids_ok = joined.count(ID_SEPARATOR) == len(ids) and _ids(joined) is not None
+    max_duration = limits.max_duration
+    accepted: list[model.Execution | None] = []
+    refused: dict[int, list[Violation]] = {}
+    for i, m in enumerate(messages):
+        execution_id = ids[i]
+        if ids_ok or _id(execution_id):
+            execution = _accept(m, execution_id, max_duration, now)
+        else:
+            execution = None
+        if execution is None:
+            refused[first + i] = _explain(m, f"{path}[{first + i}]", limits, now)
+        accepted.append(execution)
+    return accepted, refused
+
+
+def _explain(message: pb.Execution, path: str, limits: Limits, now: float) -> list[Violation]:
     violations = _violations(message, path, limits, now)
     if not violations:  # pragma: no cover - the property test keeps the two paths in step
         raise AssertionError(f"fast path refused a valid execution at {path}")
-    return None, violations
+    return violations
 
 
 # --- fast path -----------------------------------------------------------------------------
+
+#: Joins the ids of a batch for one match; it cannot occur in a valid id.
+ID_SEPARATOR: Final = "\n"
+_ids = re.compile(r"(?:[A-Za-z0-9._:-]{1,128}\n)*").fullmatch
+
+# Built from a tuple of the fields in order: skips the named tuples' keyword handling.
+_execution = model.Execution._make
+_tool_call = model.ToolCall._make
+_approval = model.Approval._make
+_budget = model.Budget._make
+_model_call = model.ModelCall._make
 
 _known_names: set[str] = set()
 _KNOWN_NAMES_MAX = 100_000
@@ -188,87 +252,199 @@ def _is_name(value: str) -> bool:
     return True
 
 
-def _seconds(d: duration_pb2.Duration, max_duration: float) -> float:
-    """The duration in seconds, or -1.0 when it is invalid, negative or too long."""
-    seconds, nanos = d.seconds, d.nanos
-    if seconds < 0 or nanos < 0 or nanos > 999_999_999:
-        return -1.0
-    value = seconds + nanos / 1e9
-    return value if value <= max_duration else -1.0
+def _accept(
+    m: pb.Execution, execution_id: str, max_duration: float, now: float
+) -> model.Execution | None:
+    """The execution if it is valid, else None. Builds nothing but the result. The caller has
+    checked `execution_id` (one match for a whole batch).
 
-
-def _accept(m: pb.Execution, max_duration: float, now: float) -> model.Execution | None:
-    """The execution if it is valid, else None. Builds nothing but the result."""
-    if not _id(m.execution_id) or (m.trace_id and not _id(m.trace_id)):
+    Reads each field once. A sub-message that must be present (a duration) is asked for its
+    presence only when its value is zero, since a non-zero value implies it was set; the
+    optional start time is valid when unset, as its zero default is.
+    """
+    trace_id = m.trace_id
+    if trace_id and not _id(trace_id):
         return None
-    if not _is_name(m.profile):
+    known = _known_names
+    profile = m.profile
+    if profile not in known and not _is_name(profile):
         return None
     outcome = _OUTCOMES.get(m.outcome)
     error_type = m.error_type
-    if outcome is None or (error_type and outcome == "success"):
+    if outcome is None:
         return None
-    if outcome == "failure" and not _is_name(error_type):
-        return None
-    if m.HasField("start_time"):
-        ts = m.start_time
-        if (
-            ts.seconds < 0
-            or not 0 <= ts.nanos <= 999_999_999
-            or (ts.seconds + ts.nanos / 1e9 > now + MAX_CLOCK_SKEW_SECONDS)
-        ):
+    if error_type:
+        if outcome == "success" or (error_type not in known and not _is_name(error_type)):
             return None
-    if not m.HasField("duration"):
+    elif outcome == "failure":
         return None
-    duration = _seconds(m.duration, max_duration)
-    if duration < 0 or m.steps > MAX_STEPS:
+    ts = m.start_time
+    ts_seconds, ts_nanos = ts.seconds, ts.nanos
+    if (ts_seconds or ts_nanos) and (
+        ts_seconds < 0
+        or not 0 <= ts_nanos <= 999_999_999
+        or ts_seconds + ts_nanos / 1e9 > now + MAX_CLOCK_SKEW_SECONDS
+    ):
+        return None
+    d = m.duration
+    seconds, nanos = d.seconds, d.nanos
+    if seconds < 0 or nanos < 0 or nanos > 999_999_999:
+        return None
+    if not (seconds or nanos) and not m.HasField("duration"):
+        return None
+    duration = seconds + nanos / 1e9
+    if duration > max_duration:
+        return None
+    steps = m.steps
+    if steps > MAX_STEPS:
         return None
     budget = None
-    if m.HasField("budget"):
-        b = m.budget
-        spent, limit = b.spent, b.limit
+    b = m.budget
+    spent, limit = b.spent, b.limit
+    if limit or m.HasField("budget"):
         if not (0 <= spent <= MAX_BUDGET and MIN_BUDGET_LIMIT <= limit <= MAX_BUDGET):
             return None
-        budget = model.Budget(spent, limit, b.exceeded)
+        budget = _budget((spent, limit, b.exceeded))
+    kept_approvals: tuple[model.Approval, ...] = ()
     approvals = m.approvals
-    if len(approvals) > MAX_APPROVALS:
-        return None
-    kept_approvals = []
-    for a in approvals:
-        decision = _DECISIONS.get(a.decision)
-        operation = _OPERATIONS.get(a.operation)
-        if decision is None or operation is None or not a.HasField("wait"):
+    if approvals:
+        if len(approvals) > MAX_APPROVALS:
             return None
-        wait = _seconds(a.wait, max_duration)
-        if wait < 0:
-            return None
-        kept_approvals.append(model.Approval(decision, wait, operation))
+        found_approvals = []
+        for a in approvals:
+            decision = _DECISIONS.get(a.decision)
+            operation = _OPERATIONS.get(a.operation)
+            if decision is None or operation is None:
+                return None
+            w = a.wait
+            seconds, nanos = w.seconds, w.nanos
+            if seconds < 0 or nanos < 0 or nanos > 999_999_999:
+                return None
+            if not (seconds or nanos) and not a.HasField("wait"):
+                return None
+            wait = seconds + nanos / 1e9
+            if wait > max_duration:
+                return None
+            found_approvals.append(_approval((decision, wait, operation)))
+        kept_approvals = tuple(found_approvals)
+    kept_calls: tuple[model.ToolCall, ...] = ()
     calls = m.tool_calls
-    if len(calls) > MAX_TOOL_CALLS:
-        return None
-    kept_calls = []
-    for t in calls:
-        tool, domain = t.tool, t.domain
-        status = _STATUSES.get(t.status)
-        if status is None or not _is_name(tool) or not _is_name(domain):
+    if calls:
+        if len(calls) > MAX_TOOL_CALLS:
             return None
-        if not t.HasField("duration"):
+        found_calls = []
+        for t in calls:
+            status = _STATUSES.get(t.status)
+            tool, domain = t.tool, t.domain
+            if status is None:
+                return None
+            if tool not in known and not _is_name(tool):
+                return None
+            if domain not in known and not _is_name(domain):
+                return None
+            d = t.duration
+            seconds, nanos = d.seconds, d.nanos
+            if seconds < 0 or nanos < 0 or nanos > 999_999_999:
+                return None
+            if not (seconds or nanos) and not t.HasField("duration"):
+                return None
+            call_duration = seconds + nanos / 1e9
+            if call_duration > max_duration:
+                return None
+            call_error = t.error_type
+            if call_error and (
+                status == "success" or (call_error not in known and not _is_name(call_error))
+            ):
+                return None
+            found_calls.append(_tool_call((tool, domain, status, call_duration)))
+        kept_calls = tuple(found_calls)
+    kept_models: tuple[model.ModelCall, ...] = ()
+    models = m.model_calls
+    if models:
+        if len(models) > MAX_MODEL_CALLS:
             return None
-        call_duration = _seconds(t.duration, max_duration)
-        if call_duration < 0:
-            return None
-        if t.error_type and (status == "success" or not _is_name(t.error_type)):
-            return None
-        kept_calls.append(model.ToolCall(tool, domain, status, call_duration))
-    return model.Execution(
-        m.execution_id,
-        m.profile,
-        outcome,
-        error_type,
-        duration,
-        m.steps,
-        budget,
-        tuple(kept_approvals),
-        tuple(kept_calls),
+        found_models = []
+        for c in models:
+            model_operation = _MODEL_OPERATIONS.get(c.operation)
+            call_status = _MODEL_STATUSES.get(c.status)
+            provider, model_name = c.provider, c.model
+            if model_operation is None or call_status is None:
+                return None
+            if provider not in known and not _is_name(provider):
+                return None
+            if model_name not in known and not _is_name(model_name):
+                return None
+            response_model = c.response_model
+            if response_model and response_model not in known and not _is_name(response_model):
+                return None
+            call_error = c.error_type
+            if call_error and (
+                call_status == "success" or (call_error not in known and not _is_name(call_error))
+            ):
+                return None
+            d = c.duration
+            seconds, nanos = d.seconds, d.nanos
+            if seconds < 0 or nanos < 0 or nanos > 999_999_999:
+                return None
+            if not (seconds or nanos) and not c.HasField("duration"):
+                return None
+            call_duration = seconds + nanos / 1e9
+            if call_duration > max_duration:
+                return None
+            ttft: float | None = None
+            if c.HasField("time_to_first_token"):
+                f = c.time_to_first_token
+                seconds, nanos = f.seconds, f.nanos
+                if seconds < 0 or nanos < 0 or nanos > 999_999_999:
+                    return None
+                ttft = seconds + nanos / 1e9
+                if ttft > call_duration:
+                    return None
+            input_tokens, output_tokens = c.input_tokens, c.output_tokens
+            cached, reasoning = c.cached_input_tokens, c.reasoning_tokens
+            if (
+                input_tokens > MAX_TOKENS
+                or output_tokens > MAX_TOKENS
+                or cached > input_tokens
+                or reasoning > output_tokens
+            ):
+                return None
+            cost: float | None = None
+            if c.HasField("cost"):
+                cost = c.cost
+                if not 0 <= cost <= MAX_COST:  # NaN fails both comparisons
+                    return None
+            found_models.append(
+                _model_call(
+                    (
+                        provider,
+                        model_name,
+                        model_operation,
+                        call_status,
+                        call_duration,
+                        ttft,
+                        input_tokens,
+                        output_tokens,
+                        cached,
+                        reasoning,
+                        cost,
+                    )
+                )
+            )
+        kept_models = tuple(found_models)
+    return _execution(
+        (
+            execution_id,
+            profile,
+            outcome,
+            error_type,
+            duration,
+            steps,
+            budget,
+            kept_approvals,
+            kept_calls,
+            kept_models,
+        )
     )
 
 
@@ -357,7 +533,67 @@ def _violations(message: pb.Execution, path: str, limits: Limits, now: float) ->
                     )
                 else:
                     c.name(f"{p}.error_type", t.error_type)
+    if len(message.model_calls) > MAX_MODEL_CALLS:
+        c.add(
+            f"{path}.model_calls",
+            f"has {len(message.model_calls)} items, more than the maximum of {MAX_MODEL_CALLS}",
+            "TOO_MANY",
+        )
+    else:
+        for i, mc in enumerate(message.model_calls):
+            _check_model_call(c, f"{path}.model_calls[{i}]", mc)
     return c.violations
+
+
+def _check_model_call(c: _Checker, p: str, mc: pb.ModelCall) -> None:
+    c.name(f"{p}.provider", mc.provider)
+    c.name(f"{p}.model", mc.model)
+    c.name(f"{p}.response_model", mc.response_model, required=False)
+    c.enum(f"{p}.operation", mc.operation, _MODEL_OPERATIONS, "ModelOperation")
+    c.enum(f"{p}.status", mc.status, _MODEL_STATUSES, "ModelCallStatus")
+    if mc.error_type:
+        if mc.status == pb.MODEL_CALL_STATUS_SUCCESS:
+            c.add(
+                f"{p}.error_type",
+                "must be empty when status is MODEL_CALL_STATUS_SUCCESS",
+                "INCONSISTENT",
+            )
+        else:
+            c.name(f"{p}.error_type", mc.error_type)
+    duration = c.duration(f"{p}.duration", mc.duration, mc.HasField("duration"))
+    if mc.HasField("time_to_first_token"):
+        ttft = c.duration(f"{p}.time_to_first_token", mc.time_to_first_token, True)
+        if ttft >= 0 and 0 <= duration < ttft and mc.HasField("duration"):
+            c.add(
+                f"{p}.time_to_first_token",
+                f"is {ttft:g}s, longer than the call's duration of {duration:g}s",
+                "INCONSISTENT",
+            )
+    for field, value in (("input_tokens", mc.input_tokens), ("output_tokens", mc.output_tokens)):
+        if value > MAX_TOKENS:
+            c.add(
+                f"{p}.{field}", f"is {value}, more than the maximum of {MAX_TOKENS}", "OUT_OF_RANGE"
+            )
+    if mc.cached_input_tokens > mc.input_tokens:
+        c.add(
+            f"{p}.cached_input_tokens",
+            f"is {mc.cached_input_tokens}, more than input_tokens ({mc.input_tokens}): cached "
+            "tokens are part of the input tokens",
+            "INCONSISTENT",
+        )
+    if mc.reasoning_tokens > mc.output_tokens:
+        c.add(
+            f"{p}.reasoning_tokens",
+            f"is {mc.reasoning_tokens}, more than output_tokens ({mc.output_tokens}): reasoning "
+            "tokens are part of the output tokens",
+            "INCONSISTENT",
+        )
+    if mc.HasField("cost") and not 0 <= mc.cost <= MAX_COST:
+        c.add(
+            f"{p}.cost",
+            f"is {mc.cost}: must be a finite number from 0 to {MAX_COST:g}",
+            "OUT_OF_RANGE",
+        )
 
 
 def _check_start_time(c: _Checker, field: str, ts: timestamp_pb2.Timestamp) -> None:

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from cugar.metrics.v1 import metrics_service_pb2 as pb
-from cugar_metrics.validation import Limits, _accept, _violations, validate_execution
+from cugar_metrics.validation import Limits, _accept, _id, _violations, validate_execution
 
 NOW = 1_800_000_000.0
 
@@ -59,8 +59,52 @@ valid_approvals = st.builds(
     st.integers(1, 2),
     valid_durations,
 )
+
+
+def _model_call(
+    provider: str,
+    model: str,
+    op: int,
+    status: int,
+    d: duration_pb2.Duration,
+    ttft: bool,
+    tokens: tuple[int, int, int, int],
+    cost: float | None,
+) -> pb.ModelCall:
+    m = pb.ModelCall(
+        provider=provider,
+        model=model,
+        operation=op,
+        status=status,
+        duration=d,
+        input_tokens=tokens[0],
+        output_tokens=tokens[1],
+        error_type="RateLimitError" if status == pb.MODEL_CALL_STATUS_RATE_LIMITED else "",
+    )
+    if ttft:
+        m.time_to_first_token.FromNanoseconds(d.ToNanoseconds() // 2)
+    if tokens[2] <= tokens[0]:
+        m.cached_input_tokens = tokens[2]
+    if tokens[3] <= tokens[1]:
+        m.reasoning_tokens = tokens[3]
+    if cost is not None:
+        m.cost = cost
+    return m
+
+
+valid_model_calls = st.builds(
+    _model_call,
+    valid_names,
+    valid_names,
+    st.integers(1, 5),
+    st.integers(1, 3),
+    valid_durations,
+    st.booleans(),
+    st.tuples(*[st.integers(0, 100_000_000)] * 4),
+    st.one_of(st.none(), st.floats(0, 1_000_000)),
+)
 valid_executions = st.builds(
-    lambda eid, profile, failed, d, steps, budget, appr, calls: pb.Execution(
+    lambda eid, profile, failed, d, steps, budget, appr, calls, models: pb.Execution(
         execution_id=eid,
         profile=profile,
         outcome=pb.OUTCOME_FAILURE if failed else pb.OUTCOME_SUCCESS,
@@ -70,6 +114,7 @@ valid_executions = st.builds(
         budget=budget,
         approvals=appr,
         tool_calls=calls,
+        model_calls=models,
     ),
     st.from_regex(r"\A[A-Za-z0-9._:-]{1,128}\Z"),
     valid_names,
@@ -84,6 +129,7 @@ valid_executions = st.builds(
     ),
     st.lists(valid_approvals, max_size=3),
     st.lists(valid_tool_calls, max_size=3),
+    st.lists(valid_model_calls, max_size=3),
 )
 
 
@@ -102,6 +148,7 @@ def _mutations(draw: st.DrawFn, m: pb.Execution) -> None:
                 "budget",
                 "approval",
                 "tool_call",
+                "model_call",
             ]
         )
     )
@@ -135,6 +182,27 @@ def _mutations(draw: st.DrawFn, m: pb.Execution) -> None:
         a = m.approvals.add(decision=draw(any_enums), operation=draw(any_enums))
         if draw(st.booleans()):
             a.wait.CopyFrom(draw(any_durations))
+    elif target == "model_call":
+        mc = m.model_calls.add(
+            provider=draw(any_names),
+            model=draw(any_names),
+            response_model=draw(st.one_of(st.just(""), any_names)),
+            operation=draw(any_enums),
+            status=draw(any_enums),
+            error_type=draw(st.one_of(st.just(""), any_names)),
+            input_tokens=draw(st.sampled_from([0, 5, 100_000_000, 100_000_001, 2**64 - 1])),
+            output_tokens=draw(st.sampled_from([0, 7, 100_000_000, 100_000_001])),
+        )
+        if draw(st.booleans()):
+            mc.duration.CopyFrom(draw(any_durations))
+        if draw(st.booleans()):
+            mc.time_to_first_token.CopyFrom(draw(any_durations))
+        if draw(st.booleans()):
+            mc.cached_input_tokens = draw(st.sampled_from([0, 5, 6, 2**64 - 1]))
+        if draw(st.booleans()):
+            mc.reasoning_tokens = draw(st.sampled_from([0, 7, 8]))
+        if draw(st.booleans()):
+            mc.cost = draw(st.one_of(any_floats, st.sampled_from([0.0, 1e6, 1e6 + 1, -0.0])))
     else:
         t = m.tool_calls.add(
             tool=draw(any_names),
@@ -157,7 +225,11 @@ def executions(draw: st.DrawFn) -> pb.Execution:
 @settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(executions())
 def test_fast_path_and_detailed_check_agree(message: pb.Execution) -> None:
-    accepted = _accept(message, Limits().max_duration, NOW)
+    accepted = (
+        _accept(message, message.execution_id, Limits().max_duration, NOW)
+        if _id(message.execution_id)
+        else None
+    )
     event("accepted" if accepted is not None else "rejected")
     violations = _violations(message, "execution", Limits(), NOW)
     assert (accepted is None) == bool(violations), (accepted, violations)
@@ -167,6 +239,7 @@ def test_fast_path_and_detailed_check_agree(message: pb.Execution) -> None:
         assert result.execution_id == message.execution_id
         assert len(result.tool_calls) == len(message.tool_calls)
         assert len(result.approvals) == len(message.approvals)
+        assert len(result.model_calls) == len(message.model_calls)
     for v in found:
         assert v.field.startswith("execution.")
         assert v.reason in {

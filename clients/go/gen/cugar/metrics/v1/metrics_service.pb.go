@@ -316,6 +316,129 @@ func (RecordResult) EnumDescriptor() ([]byte, []int) {
 	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{4}
 }
 
+// ModelOperation is the kind of call made to a model (`gen_ai.operation.name`).
+type ModelOperation int32
+
+const (
+	// Not set: rejected by validation.
+	ModelOperation_MODEL_OPERATION_UNSPECIFIED ModelOperation = 0
+	// A chat completion (`chat`).
+	ModelOperation_MODEL_OPERATION_CHAT ModelOperation = 1
+	// A text completion (`text_completion`).
+	ModelOperation_MODEL_OPERATION_TEXT_COMPLETION ModelOperation = 2
+	// Embeddings (`embeddings`).
+	ModelOperation_MODEL_OPERATION_EMBEDDINGS ModelOperation = 3
+	// Multimodal content generation (`generate_content`).
+	ModelOperation_MODEL_OPERATION_GENERATE_CONTENT ModelOperation = 4
+	// Any other operation.
+	ModelOperation_MODEL_OPERATION_OTHER ModelOperation = 5
+)
+
+// Enum value maps for ModelOperation.
+var (
+	ModelOperation_name = map[int32]string{
+		0: "MODEL_OPERATION_UNSPECIFIED",
+		1: "MODEL_OPERATION_CHAT",
+		2: "MODEL_OPERATION_TEXT_COMPLETION",
+		3: "MODEL_OPERATION_EMBEDDINGS",
+		4: "MODEL_OPERATION_GENERATE_CONTENT",
+		5: "MODEL_OPERATION_OTHER",
+	}
+	ModelOperation_value = map[string]int32{
+		"MODEL_OPERATION_UNSPECIFIED":      0,
+		"MODEL_OPERATION_CHAT":             1,
+		"MODEL_OPERATION_TEXT_COMPLETION":  2,
+		"MODEL_OPERATION_EMBEDDINGS":       3,
+		"MODEL_OPERATION_GENERATE_CONTENT": 4,
+		"MODEL_OPERATION_OTHER":            5,
+	}
+)
+
+func (x ModelOperation) Enum() *ModelOperation {
+	p := new(ModelOperation)
+	*p = x
+	return p
+}
+
+func (x ModelOperation) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ModelOperation) Descriptor() protoreflect.EnumDescriptor {
+	return file_cugar_metrics_v1_metrics_service_proto_enumTypes[5].Descriptor()
+}
+
+func (ModelOperation) Type() protoreflect.EnumType {
+	return &file_cugar_metrics_v1_metrics_service_proto_enumTypes[5]
+}
+
+func (x ModelOperation) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ModelOperation.Descriptor instead.
+func (ModelOperation) EnumDescriptor() ([]byte, []int) {
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{5}
+}
+
+// ModelCallStatus is how a call to a model ended.
+type ModelCallStatus int32
+
+const (
+	// Not set: rejected by validation.
+	ModelCallStatus_MODEL_CALL_STATUS_UNSPECIFIED ModelCallStatus = 0
+	// The model answered.
+	ModelCallStatus_MODEL_CALL_STATUS_SUCCESS ModelCallStatus = 1
+	// The call failed; `ModelCall.error_type` says how.
+	ModelCallStatus_MODEL_CALL_STATUS_ERROR ModelCallStatus = 2
+	// The provider refused the call for a rate or quota limit (an HTTP 429-class answer),
+	// counted apart from errors.
+	ModelCallStatus_MODEL_CALL_STATUS_RATE_LIMITED ModelCallStatus = 3
+)
+
+// Enum value maps for ModelCallStatus.
+var (
+	ModelCallStatus_name = map[int32]string{
+		0: "MODEL_CALL_STATUS_UNSPECIFIED",
+		1: "MODEL_CALL_STATUS_SUCCESS",
+		2: "MODEL_CALL_STATUS_ERROR",
+		3: "MODEL_CALL_STATUS_RATE_LIMITED",
+	}
+	ModelCallStatus_value = map[string]int32{
+		"MODEL_CALL_STATUS_UNSPECIFIED":  0,
+		"MODEL_CALL_STATUS_SUCCESS":      1,
+		"MODEL_CALL_STATUS_ERROR":        2,
+		"MODEL_CALL_STATUS_RATE_LIMITED": 3,
+	}
+)
+
+func (x ModelCallStatus) Enum() *ModelCallStatus {
+	p := new(ModelCallStatus)
+	*p = x
+	return p
+}
+
+func (x ModelCallStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ModelCallStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_cugar_metrics_v1_metrics_service_proto_enumTypes[6].Descriptor()
+}
+
+func (ModelCallStatus) Type() protoreflect.EnumType {
+	return &file_cugar_metrics_v1_metrics_service_proto_enumTypes[6]
+}
+
+func (x ModelCallStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ModelCallStatus.Descriptor instead.
+func (ModelCallStatus) EnumDescriptor() ([]byte, []int) {
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{6}
+}
+
 // DashboardScope says which processes the numbers of a dashboard cover.
 type DashboardScope int32
 
@@ -350,11 +473,11 @@ func (x DashboardScope) String() string {
 }
 
 func (DashboardScope) Descriptor() protoreflect.EnumDescriptor {
-	return file_cugar_metrics_v1_metrics_service_proto_enumTypes[5].Descriptor()
+	return file_cugar_metrics_v1_metrics_service_proto_enumTypes[7].Descriptor()
 }
 
 func (DashboardScope) Type() protoreflect.EnumType {
-	return &file_cugar_metrics_v1_metrics_service_proto_enumTypes[5]
+	return &file_cugar_metrics_v1_metrics_service_proto_enumTypes[7]
 }
 
 func (x DashboardScope) Number() protoreflect.EnumNumber {
@@ -363,7 +486,7 @@ func (x DashboardScope) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DashboardScope.Descriptor instead.
 func (DashboardScope) EnumDescriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{5}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{7}
 }
 
 // Execution is one finished agent run. Nothing but the fields below is stored, and no
@@ -397,7 +520,9 @@ type Execution struct {
 	// Optional. Every human sign-off the execution asked for, at most 100.
 	Approvals []*Approval `protobuf:"bytes,10,rep,name=approvals,proto3" json:"approvals,omitempty"`
 	// Optional. Every tool call the execution made, in order, at most 1000.
-	ToolCalls     []*ToolCall `protobuf:"bytes,11,rep,name=tool_calls,json=toolCalls,proto3" json:"tool_calls,omitempty"`
+	ToolCalls []*ToolCall `protobuf:"bytes,11,rep,name=tool_calls,json=toolCalls,proto3" json:"tool_calls,omitempty"`
+	// Optional. Every call the execution made to a model, in order, at most 1000.
+	ModelCalls    []*ModelCall `protobuf:"bytes,12,rep,name=model_calls,json=modelCalls,proto3" json:"model_calls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -505,6 +630,13 @@ func (x *Execution) GetApprovals() []*Approval {
 func (x *Execution) GetToolCalls() []*ToolCall {
 	if x != nil {
 		return x.ToolCalls
+	}
+	return nil
+}
+
+func (x *Execution) GetModelCalls() []*ModelCall {
+	if x != nil {
+		return x.ModelCalls
 	}
 	return nil
 }
@@ -724,6 +856,174 @@ func (x *ToolCall) GetErrorType() string {
 	return ""
 }
 
+// ModelCall is one call an execution made to a model (an LLM or an embedding model). Field
+// names follow the OpenTelemetry GenAI semantic conventions; each field says which attribute
+// it carries.
+type ModelCall struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. The provider of the model, as in `gen_ai.provider.name`, for example `openai`,
+	// `anthropic` or `aws.bedrock`. A label-bound name.
+	Provider string `protobuf:"bytes,1,opt,name=provider,proto3" json:"provider,omitempty"`
+	// Required. The model asked for, as in `gen_ai.request.model`, for example `gpt-4o`. A
+	// label-bound name, capped by the server's `--max-models` (with `_overflow`).
+	Model string `protobuf:"bytes,2,opt,name=model,proto3" json:"model,omitempty"`
+	// Optional. The model that answered, as in `gen_ai.response.model` (for example a dated
+	// version of `model`). A label-bound name when set. Validated, not used as a label.
+	ResponseModel string `protobuf:"bytes,3,opt,name=response_model,json=responseModel,proto3" json:"response_model,omitempty"`
+	// Required. The kind of call, as in `gen_ai.operation.name`.
+	Operation ModelOperation `protobuf:"varint,4,opt,name=operation,proto3,enum=cugar.metrics.v1.ModelOperation" json:"operation,omitempty"`
+	// Required. How the call ended.
+	Status ModelCallStatus `protobuf:"varint,5,opt,name=status,proto3,enum=cugar.metrics.v1.ModelCallStatus" json:"status,omitempty"`
+	// Optional; empty on success. A short class of error, as in `error.type`, for example
+	// `timeout` or `RateLimitError` (a label-bound name starts with a letter: write an HTTP
+	// status as `http_429`).
+	ErrorType string `protobuf:"bytes,6,opt,name=error_type,json=errorType,proto3" json:"error_type,omitempty"`
+	// Required. How long the call took, from the request until the last byte of the answer,
+	// as measured by `gen_ai.client.operation.duration`: at least 0 and at most the server's
+	// maximum duration.
+	Duration *durationpb.Duration `protobuf:"bytes,7,opt,name=duration,proto3" json:"duration,omitempty"`
+	// Optional. The time until the first token of a streamed answer, as measured by
+	// `gen_ai.server.time_to_first_token` but seen by the client: at least 0 and at most
+	// `duration`.
+	TimeToFirstToken *durationpb.Duration `protobuf:"bytes,8,opt,name=time_to_first_token,json=timeToFirstToken,proto3" json:"time_to_first_token,omitempty"`
+	// The tokens of the prompt, as in `gen_ai.usage.input_tokens`: at most 100000000.
+	InputTokens uint64 `protobuf:"varint,9,opt,name=input_tokens,json=inputTokens,proto3" json:"input_tokens,omitempty"`
+	// The tokens of the answer, as in `gen_ai.usage.output_tokens`: at most 100000000.
+	OutputTokens uint64 `protobuf:"varint,10,opt,name=output_tokens,json=outputTokens,proto3" json:"output_tokens,omitempty"`
+	// Optional. The part of `input_tokens` served from the provider's cache, as in
+	// `gen_ai.usage.cache_read.input_tokens`: at most `input_tokens`.
+	CachedInputTokens *uint64 `protobuf:"varint,11,opt,name=cached_input_tokens,json=cachedInputTokens,proto3,oneof" json:"cached_input_tokens,omitempty"`
+	// Optional. The part of `output_tokens` spent on reasoning, as in
+	// `gen_ai.usage.reasoning.output_tokens`: at most `output_tokens`.
+	ReasoningTokens *uint64 `protobuf:"varint,12,opt,name=reasoning_tokens,json=reasoningTokens,proto3,oneof" json:"reasoning_tokens,omitempty"`
+	// Optional. What the call cost, in the deployment's currency (no OpenTelemetry attribute
+	// carries it): a finite number from 0 to 1000000.
+	Cost          *float64 `protobuf:"fixed64,13,opt,name=cost,proto3,oneof" json:"cost,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelCall) Reset() {
+	*x = ModelCall{}
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelCall) ProtoMessage() {}
+
+func (x *ModelCall) ProtoReflect() protoreflect.Message {
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelCall.ProtoReflect.Descriptor instead.
+func (*ModelCall) Descriptor() ([]byte, []int) {
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ModelCall) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *ModelCall) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *ModelCall) GetResponseModel() string {
+	if x != nil {
+		return x.ResponseModel
+	}
+	return ""
+}
+
+func (x *ModelCall) GetOperation() ModelOperation {
+	if x != nil {
+		return x.Operation
+	}
+	return ModelOperation_MODEL_OPERATION_UNSPECIFIED
+}
+
+func (x *ModelCall) GetStatus() ModelCallStatus {
+	if x != nil {
+		return x.Status
+	}
+	return ModelCallStatus_MODEL_CALL_STATUS_UNSPECIFIED
+}
+
+func (x *ModelCall) GetErrorType() string {
+	if x != nil {
+		return x.ErrorType
+	}
+	return ""
+}
+
+func (x *ModelCall) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
+func (x *ModelCall) GetTimeToFirstToken() *durationpb.Duration {
+	if x != nil {
+		return x.TimeToFirstToken
+	}
+	return nil
+}
+
+func (x *ModelCall) GetInputTokens() uint64 {
+	if x != nil {
+		return x.InputTokens
+	}
+	return 0
+}
+
+func (x *ModelCall) GetOutputTokens() uint64 {
+	if x != nil {
+		return x.OutputTokens
+	}
+	return 0
+}
+
+func (x *ModelCall) GetCachedInputTokens() uint64 {
+	if x != nil && x.CachedInputTokens != nil {
+		return *x.CachedInputTokens
+	}
+	return 0
+}
+
+func (x *ModelCall) GetReasoningTokens() uint64 {
+	if x != nil && x.ReasoningTokens != nil {
+		return *x.ReasoningTokens
+	}
+	return 0
+}
+
+func (x *ModelCall) GetCost() float64 {
+	if x != nil && x.Cost != nil {
+		return *x.Cost
+	}
+	return 0
+}
+
 // RecordExecutionRequest carries one execution.
 type RecordExecutionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -735,7 +1035,7 @@ type RecordExecutionRequest struct {
 
 func (x *RecordExecutionRequest) Reset() {
 	*x = RecordExecutionRequest{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[4]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +1047,7 @@ func (x *RecordExecutionRequest) String() string {
 func (*RecordExecutionRequest) ProtoMessage() {}
 
 func (x *RecordExecutionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[4]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +1060,7 @@ func (x *RecordExecutionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordExecutionRequest.ProtoReflect.Descriptor instead.
 func (*RecordExecutionRequest) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{4}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RecordExecutionRequest) GetExecution() *Execution {
@@ -781,7 +1081,7 @@ type RecordExecutionResponse struct {
 
 func (x *RecordExecutionResponse) Reset() {
 	*x = RecordExecutionResponse{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[5]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -793,7 +1093,7 @@ func (x *RecordExecutionResponse) String() string {
 func (*RecordExecutionResponse) ProtoMessage() {}
 
 func (x *RecordExecutionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[5]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -806,7 +1106,7 @@ func (x *RecordExecutionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordExecutionResponse.ProtoReflect.Descriptor instead.
 func (*RecordExecutionResponse) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{5}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RecordExecutionResponse) GetResult() RecordResult {
@@ -828,7 +1128,7 @@ type RecordExecutionsRequest struct {
 
 func (x *RecordExecutionsRequest) Reset() {
 	*x = RecordExecutionsRequest{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[6]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -840,7 +1140,7 @@ func (x *RecordExecutionsRequest) String() string {
 func (*RecordExecutionsRequest) ProtoMessage() {}
 
 func (x *RecordExecutionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[6]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -853,7 +1153,7 @@ func (x *RecordExecutionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordExecutionsRequest.ProtoReflect.Descriptor instead.
 func (*RecordExecutionsRequest) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{6}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RecordExecutionsRequest) GetExecutions() []*Execution {
@@ -881,7 +1181,7 @@ type FieldViolation struct {
 
 func (x *FieldViolation) Reset() {
 	*x = FieldViolation{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[7]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -893,7 +1193,7 @@ func (x *FieldViolation) String() string {
 func (*FieldViolation) ProtoMessage() {}
 
 func (x *FieldViolation) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[7]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -906,7 +1206,7 @@ func (x *FieldViolation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FieldViolation.ProtoReflect.Descriptor instead.
 func (*FieldViolation) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{7}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *FieldViolation) GetField() string {
@@ -948,7 +1248,7 @@ type RejectedExecution struct {
 
 func (x *RejectedExecution) Reset() {
 	*x = RejectedExecution{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[8]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -960,7 +1260,7 @@ func (x *RejectedExecution) String() string {
 func (*RejectedExecution) ProtoMessage() {}
 
 func (x *RejectedExecution) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[8]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -973,7 +1273,7 @@ func (x *RejectedExecution) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectedExecution.ProtoReflect.Descriptor instead.
 func (*RejectedExecution) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{8}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RejectedExecution) GetIndex() uint32 {
@@ -1023,7 +1323,7 @@ type RecordExecutionsResponse struct {
 
 func (x *RecordExecutionsResponse) Reset() {
 	*x = RecordExecutionsResponse{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[9]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1035,7 +1335,7 @@ func (x *RecordExecutionsResponse) String() string {
 func (*RecordExecutionsResponse) ProtoMessage() {}
 
 func (x *RecordExecutionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[9]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1048,7 +1348,7 @@ func (x *RecordExecutionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordExecutionsResponse.ProtoReflect.Descriptor instead.
 func (*RecordExecutionsResponse) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{9}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RecordExecutionsResponse) GetAcceptedCount() uint32 {
@@ -1098,14 +1398,18 @@ type GetDashboardRequest struct {
 	Profile string `protobuf:"bytes,2,opt,name=profile,proto3" json:"profile,omitempty"`
 	// Optional. When set, the tool rows, domain rows and tool error rate cover only this
 	// domain.
-	Domain        string `protobuf:"bytes,3,opt,name=domain,proto3" json:"domain,omitempty"`
+	Domain string `protobuf:"bytes,3,opt,name=domain,proto3" json:"domain,omitempty"`
+	// Optional. When set, the model rows and the model golden signals (tokens, cost, model
+	// error rate) cover only this model (`ModelCall.model`, `_overflow` allowed). Execution
+	// figures are not split by model.
+	Model         string `protobuf:"bytes,4,opt,name=model,proto3" json:"model,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetDashboardRequest) Reset() {
 	*x = GetDashboardRequest{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[10]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1117,7 +1421,7 @@ func (x *GetDashboardRequest) String() string {
 func (*GetDashboardRequest) ProtoMessage() {}
 
 func (x *GetDashboardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[10]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1130,7 +1434,7 @@ func (x *GetDashboardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDashboardRequest.ProtoReflect.Descriptor instead.
 func (*GetDashboardRequest) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{10}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetDashboardRequest) GetWindow() *durationpb.Duration {
@@ -1150,6 +1454,13 @@ func (x *GetDashboardRequest) GetProfile() string {
 func (x *GetDashboardRequest) GetDomain() string {
 	if x != nil {
 		return x.Domain
+	}
+	return ""
+}
+
+func (x *GetDashboardRequest) GetModel() string {
+	if x != nil {
+		return x.Model
 	}
 	return ""
 }
@@ -1182,13 +1493,21 @@ type GoldenSignals struct {
 	ApprovalWaitP95 *durationpb.Duration `protobuf:"bytes,11,opt,name=approval_wait_p95,json=approvalWaitP95,proto3" json:"approval_wait_p95,omitempty"`
 	// Executions per second over the effective window.
 	ThroughputPerSecond *float64 `protobuf:"fixed64,12,opt,name=throughput_per_second,json=throughputPerSecond,proto3,oneof" json:"throughput_per_second,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Model tokens (input plus output) per execution.
+	TokensPerExecution *float64 `protobuf:"fixed64,13,opt,name=tokens_per_execution,json=tokensPerExecution,proto3,oneof" json:"tokens_per_execution,omitempty"`
+	// Model cost per execution, over the calls that reported a cost.
+	CostPerExecution *float64 `protobuf:"fixed64,14,opt,name=cost_per_execution,json=costPerExecution,proto3,oneof" json:"cost_per_execution,omitempty"`
+	// Model calls with status ERROR / all model calls (rate-limited calls are not errors).
+	ModelErrorRate *float64 `protobuf:"fixed64,15,opt,name=model_error_rate,json=modelErrorRate,proto3,oneof" json:"model_error_rate,omitempty"`
+	// Model tokens (input plus output) per second over the effective window.
+	TokensPerSecond *float64 `protobuf:"fixed64,16,opt,name=tokens_per_second,json=tokensPerSecond,proto3,oneof" json:"tokens_per_second,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *GoldenSignals) Reset() {
 	*x = GoldenSignals{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[11]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +1519,7 @@ func (x *GoldenSignals) String() string {
 func (*GoldenSignals) ProtoMessage() {}
 
 func (x *GoldenSignals) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[11]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +1532,7 @@ func (x *GoldenSignals) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GoldenSignals.ProtoReflect.Descriptor instead.
 func (*GoldenSignals) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{11}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GoldenSignals) GetSuccessRate() float64 {
@@ -1300,6 +1619,34 @@ func (x *GoldenSignals) GetThroughputPerSecond() float64 {
 	return 0
 }
 
+func (x *GoldenSignals) GetTokensPerExecution() float64 {
+	if x != nil && x.TokensPerExecution != nil {
+		return *x.TokensPerExecution
+	}
+	return 0
+}
+
+func (x *GoldenSignals) GetCostPerExecution() float64 {
+	if x != nil && x.CostPerExecution != nil {
+		return *x.CostPerExecution
+	}
+	return 0
+}
+
+func (x *GoldenSignals) GetModelErrorRate() float64 {
+	if x != nil && x.ModelErrorRate != nil {
+		return *x.ModelErrorRate
+	}
+	return 0
+}
+
+func (x *GoldenSignals) GetTokensPerSecond() float64 {
+	if x != nil && x.TokensPerSecond != nil {
+		return *x.TokensPerSecond
+	}
+	return 0
+}
+
 // ExecutionCounts counts the executions in the window.
 type ExecutionCounts struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1317,7 +1664,7 @@ type ExecutionCounts struct {
 
 func (x *ExecutionCounts) Reset() {
 	*x = ExecutionCounts{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[12]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1329,7 +1676,7 @@ func (x *ExecutionCounts) String() string {
 func (*ExecutionCounts) ProtoMessage() {}
 
 func (x *ExecutionCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[12]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1342,7 +1689,7 @@ func (x *ExecutionCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecutionCounts.ProtoReflect.Descriptor instead.
 func (*ExecutionCounts) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{12}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ExecutionCounts) GetTotal() uint64 {
@@ -1398,7 +1745,7 @@ type ProfileStats struct {
 
 func (x *ProfileStats) Reset() {
 	*x = ProfileStats{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[13]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1410,7 +1757,7 @@ func (x *ProfileStats) String() string {
 func (*ProfileStats) ProtoMessage() {}
 
 func (x *ProfileStats) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[13]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1423,7 +1770,7 @@ func (x *ProfileStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProfileStats.ProtoReflect.Descriptor instead.
 func (*ProfileStats) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{13}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ProfileStats) GetProfile() string {
@@ -1503,7 +1850,7 @@ type DomainStats struct {
 
 func (x *DomainStats) Reset() {
 	*x = DomainStats{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[14]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1515,7 +1862,7 @@ func (x *DomainStats) String() string {
 func (*DomainStats) ProtoMessage() {}
 
 func (x *DomainStats) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[14]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1528,7 +1875,7 @@ func (x *DomainStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainStats.ProtoReflect.Descriptor instead.
 func (*DomainStats) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{14}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DomainStats) GetDomain() string {
@@ -1596,7 +1943,7 @@ type ToolStats struct {
 
 func (x *ToolStats) Reset() {
 	*x = ToolStats{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[15]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1608,7 +1955,7 @@ func (x *ToolStats) String() string {
 func (*ToolStats) ProtoMessage() {}
 
 func (x *ToolStats) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[15]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1621,7 +1968,7 @@ func (x *ToolStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolStats.ProtoReflect.Descriptor instead.
 func (*ToolStats) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{15}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ToolStats) GetDomain() string {
@@ -1686,7 +2033,7 @@ type ErrorTypeCount struct {
 
 func (x *ErrorTypeCount) Reset() {
 	*x = ErrorTypeCount{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[16]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1698,7 +2045,7 @@ func (x *ErrorTypeCount) String() string {
 func (*ErrorTypeCount) ProtoMessage() {}
 
 func (x *ErrorTypeCount) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[16]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1711,7 +2058,7 @@ func (x *ErrorTypeCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorTypeCount.ProtoReflect.Descriptor instead.
 func (*ErrorTypeCount) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{16}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ErrorTypeCount) GetErrorType() string {
@@ -1745,7 +2092,7 @@ type BudgetStats struct {
 
 func (x *BudgetStats) Reset() {
 	*x = BudgetStats{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[17]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1757,7 +2104,7 @@ func (x *BudgetStats) String() string {
 func (*BudgetStats) ProtoMessage() {}
 
 func (x *BudgetStats) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[17]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1770,7 +2117,7 @@ func (x *BudgetStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BudgetStats.ProtoReflect.Descriptor instead.
 func (*BudgetStats) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{17}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *BudgetStats) GetSpent() float64 {
@@ -1816,7 +2163,7 @@ type ApprovalDecisionStats struct {
 
 func (x *ApprovalDecisionStats) Reset() {
 	*x = ApprovalDecisionStats{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[18]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1828,7 +2175,7 @@ func (x *ApprovalDecisionStats) String() string {
 func (*ApprovalDecisionStats) ProtoMessage() {}
 
 func (x *ApprovalDecisionStats) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[18]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1841,7 +2188,7 @@ func (x *ApprovalDecisionStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApprovalDecisionStats.ProtoReflect.Descriptor instead.
 func (*ApprovalDecisionStats) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{18}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ApprovalDecisionStats) GetDecision() ApprovalDecision {
@@ -1878,7 +2225,7 @@ type ApprovalStats struct {
 
 func (x *ApprovalStats) Reset() {
 	*x = ApprovalStats{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[19]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1890,7 +2237,7 @@ func (x *ApprovalStats) String() string {
 func (*ApprovalStats) ProtoMessage() {}
 
 func (x *ApprovalStats) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[19]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1903,7 +2250,7 @@ func (x *ApprovalStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApprovalStats.ProtoReflect.Descriptor instead.
 func (*ApprovalStats) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{19}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ApprovalStats) GetTotal() uint64 {
@@ -1935,7 +2282,7 @@ type IngestStats struct {
 
 func (x *IngestStats) Reset() {
 	*x = IngestStats{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[20]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1947,7 +2294,7 @@ func (x *IngestStats) String() string {
 func (*IngestStats) ProtoMessage() {}
 
 func (x *IngestStats) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[20]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1960,7 +2307,7 @@ func (x *IngestStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestStats.ProtoReflect.Descriptor instead.
 func (*IngestStats) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{20}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *IngestStats) GetAccepted() uint64 {
@@ -1982,6 +2329,160 @@ func (x *IngestStats) GetRejected() uint64 {
 		return x.Rejected
 	}
 	return 0
+}
+
+// ModelStats are the figures of one model of one provider.
+type ModelStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The provider (`gen_ai.provider.name`), or `_overflow`.
+	Provider string `protobuf:"bytes,1,opt,name=provider,proto3" json:"provider,omitempty"`
+	// The model asked for (`gen_ai.request.model`), or `_overflow`.
+	Model string `protobuf:"bytes,2,opt,name=model,proto3" json:"model,omitempty"`
+	// All calls.
+	Calls uint64 `protobuf:"varint,3,opt,name=calls,proto3" json:"calls,omitempty"`
+	// Calls with status ERROR.
+	Errors uint64 `protobuf:"varint,4,opt,name=errors,proto3" json:"errors,omitempty"`
+	// Calls with status RATE_LIMITED.
+	RateLimited uint64 `protobuf:"varint,5,opt,name=rate_limited,json=rateLimited,proto3" json:"rate_limited,omitempty"`
+	// The sum of `input_tokens`.
+	InputTokens uint64 `protobuf:"varint,6,opt,name=input_tokens,json=inputTokens,proto3" json:"input_tokens,omitempty"`
+	// The sum of `output_tokens`.
+	OutputTokens uint64 `protobuf:"varint,7,opt,name=output_tokens,json=outputTokens,proto3" json:"output_tokens,omitempty"`
+	// The sum of `cached_input_tokens`.
+	CachedInputTokens uint64 `protobuf:"varint,8,opt,name=cached_input_tokens,json=cachedInputTokens,proto3" json:"cached_input_tokens,omitempty"`
+	// The sum of `reasoning_tokens`.
+	ReasoningTokens uint64 `protobuf:"varint,9,opt,name=reasoning_tokens,json=reasoningTokens,proto3" json:"reasoning_tokens,omitempty"`
+	// The sum of `cost`, over the calls that reported one.
+	Cost float64 `protobuf:"fixed64,10,opt,name=cost,proto3" json:"cost,omitempty"`
+	// Median call duration (sketch estimate, relative error at most 1 %).
+	LatencyP50 *durationpb.Duration `protobuf:"bytes,11,opt,name=latency_p50,json=latencyP50,proto3" json:"latency_p50,omitempty"`
+	// 95th percentile of call duration.
+	LatencyP95 *durationpb.Duration `protobuf:"bytes,12,opt,name=latency_p95,json=latencyP95,proto3" json:"latency_p95,omitempty"`
+	// 95th percentile of the time to first token, over the calls that reported one.
+	TimeToFirstTokenP95 *durationpb.Duration `protobuf:"bytes,13,opt,name=time_to_first_token_p95,json=timeToFirstTokenP95,proto3" json:"time_to_first_token_p95,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *ModelStats) Reset() {
+	*x = ModelStats{}
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelStats) ProtoMessage() {}
+
+func (x *ModelStats) ProtoReflect() protoreflect.Message {
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelStats.ProtoReflect.Descriptor instead.
+func (*ModelStats) Descriptor() ([]byte, []int) {
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ModelStats) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *ModelStats) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *ModelStats) GetCalls() uint64 {
+	if x != nil {
+		return x.Calls
+	}
+	return 0
+}
+
+func (x *ModelStats) GetErrors() uint64 {
+	if x != nil {
+		return x.Errors
+	}
+	return 0
+}
+
+func (x *ModelStats) GetRateLimited() uint64 {
+	if x != nil {
+		return x.RateLimited
+	}
+	return 0
+}
+
+func (x *ModelStats) GetInputTokens() uint64 {
+	if x != nil {
+		return x.InputTokens
+	}
+	return 0
+}
+
+func (x *ModelStats) GetOutputTokens() uint64 {
+	if x != nil {
+		return x.OutputTokens
+	}
+	return 0
+}
+
+func (x *ModelStats) GetCachedInputTokens() uint64 {
+	if x != nil {
+		return x.CachedInputTokens
+	}
+	return 0
+}
+
+func (x *ModelStats) GetReasoningTokens() uint64 {
+	if x != nil {
+		return x.ReasoningTokens
+	}
+	return 0
+}
+
+func (x *ModelStats) GetCost() float64 {
+	if x != nil {
+		return x.Cost
+	}
+	return 0
+}
+
+func (x *ModelStats) GetLatencyP50() *durationpb.Duration {
+	if x != nil {
+		return x.LatencyP50
+	}
+	return nil
+}
+
+func (x *ModelStats) GetLatencyP95() *durationpb.Duration {
+	if x != nil {
+		return x.LatencyP95
+	}
+	return nil
+}
+
+func (x *ModelStats) GetTimeToFirstTokenP95() *durationpb.Duration {
+	if x != nil {
+		return x.TimeToFirstTokenP95
+	}
+	return nil
 }
 
 // GetDashboardResponse is the golden signals and breakdowns of one replica.
@@ -2018,14 +2519,16 @@ type GetDashboardResponse struct {
 	// When the last execution in the window was recorded (server clock); unset if none.
 	LastExecutionTime *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=last_execution_time,json=lastExecutionTime,proto3" json:"last_execution_time,omitempty"`
 	// What the Record RPCs did in the window (not filtered by profile or domain).
-	Ingest        *IngestStats `protobuf:"bytes,16,opt,name=ingest,proto3" json:"ingest,omitempty"`
+	Ingest *IngestStats `protobuf:"bytes,16,opt,name=ingest,proto3" json:"ingest,omitempty"`
+	// One row per model with calls in the window, by provider then model name.
+	Models        []*ModelStats `protobuf:"bytes,17,rep,name=models,proto3" json:"models,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetDashboardResponse) Reset() {
 	*x = GetDashboardResponse{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[21]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2037,7 +2540,7 @@ func (x *GetDashboardResponse) String() string {
 func (*GetDashboardResponse) ProtoMessage() {}
 
 func (x *GetDashboardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[21]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2050,7 +2553,7 @@ func (x *GetDashboardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDashboardResponse.ProtoReflect.Descriptor instead.
 func (*GetDashboardResponse) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{21}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetDashboardResponse) GetWindow() *durationpb.Duration {
@@ -2165,11 +2668,18 @@ func (x *GetDashboardResponse) GetIngest() *IngestStats {
 	return nil
 }
 
+func (x *GetDashboardResponse) GetModels() []*ModelStats {
+	if x != nil {
+		return x.Models
+	}
+	return nil
+}
+
 var File_cugar_metrics_v1_metrics_service_proto protoreflect.FileDescriptor
 
 const file_cugar_metrics_v1_metrics_service_proto_rawDesc = "" +
 	"\n" +
-	"&cugar/metrics/v1/metrics_service.proto\x12\x10cugar.metrics.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe6\x03\n" +
+	"&cugar/metrics/v1/metrics_service.proto\x12\x10cugar.metrics.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x04\n" +
 	"\tExecution\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x19\n" +
 	"\btrace_id\x18\x02 \x01(\tR\atraceId\x12\x18\n" +
@@ -2185,7 +2695,9 @@ const file_cugar_metrics_v1_metrics_service_proto_rawDesc = "" +
 	"\tapprovals\x18\n" +
 	" \x03(\v2\x1a.cugar.metrics.v1.ApprovalR\tapprovals\x129\n" +
 	"\n" +
-	"tool_calls\x18\v \x03(\v2\x1a.cugar.metrics.v1.ToolCallR\ttoolCalls\"P\n" +
+	"tool_calls\x18\v \x03(\v2\x1a.cugar.metrics.v1.ToolCallR\ttoolCalls\x12<\n" +
+	"\vmodel_calls\x18\f \x03(\v2\x1b.cugar.metrics.v1.ModelCallR\n" +
+	"modelCalls\"P\n" +
 	"\x06Budget\x12\x14\n" +
 	"\x05spent\x18\x01 \x01(\x01R\x05spent\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x01R\x05limit\x12\x1a\n" +
@@ -2200,7 +2712,26 @@ const file_cugar_metrics_v1_metrics_service_proto_rawDesc = "" +
 	"\x06status\x18\x03 \x01(\x0e2 .cugar.metrics.v1.ToolCallStatusR\x06status\x125\n" +
 	"\bduration\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x1d\n" +
 	"\n" +
-	"error_type\x18\x05 \x01(\tR\terrorType\"S\n" +
+	"error_type\x18\x05 \x01(\tR\terrorType\"\xfb\x04\n" +
+	"\tModelCall\x12\x1a\n" +
+	"\bprovider\x18\x01 \x01(\tR\bprovider\x12\x14\n" +
+	"\x05model\x18\x02 \x01(\tR\x05model\x12%\n" +
+	"\x0eresponse_model\x18\x03 \x01(\tR\rresponseModel\x12>\n" +
+	"\toperation\x18\x04 \x01(\x0e2 .cugar.metrics.v1.ModelOperationR\toperation\x129\n" +
+	"\x06status\x18\x05 \x01(\x0e2!.cugar.metrics.v1.ModelCallStatusR\x06status\x12\x1d\n" +
+	"\n" +
+	"error_type\x18\x06 \x01(\tR\terrorType\x125\n" +
+	"\bduration\x18\a \x01(\v2\x19.google.protobuf.DurationR\bduration\x12H\n" +
+	"\x13time_to_first_token\x18\b \x01(\v2\x19.google.protobuf.DurationR\x10timeToFirstToken\x12!\n" +
+	"\finput_tokens\x18\t \x01(\x04R\vinputTokens\x12#\n" +
+	"\routput_tokens\x18\n" +
+	" \x01(\x04R\foutputTokens\x123\n" +
+	"\x13cached_input_tokens\x18\v \x01(\x04H\x00R\x11cachedInputTokens\x88\x01\x01\x12.\n" +
+	"\x10reasoning_tokens\x18\f \x01(\x04H\x01R\x0freasoningTokens\x88\x01\x01\x12\x17\n" +
+	"\x04cost\x18\r \x01(\x01H\x02R\x04cost\x88\x01\x01B\x16\n" +
+	"\x14_cached_input_tokensB\x13\n" +
+	"\x11_reasoning_tokensB\a\n" +
+	"\x05_cost\"S\n" +
 	"\x16RecordExecutionRequest\x129\n" +
 	"\texecution\x18\x01 \x01(\v2\x1b.cugar.metrics.v1.ExecutionR\texecution\"Q\n" +
 	"\x17RecordExecutionResponse\x126\n" +
@@ -2223,11 +2754,12 @@ const file_cugar_metrics_v1_metrics_service_proto_rawDesc = "" +
 	"\x0fduplicate_count\x18\x02 \x01(\rR\x0eduplicateCount\x12%\n" +
 	"\x0erejected_count\x18\x03 \x01(\rR\rrejectedCount\x128\n" +
 	"\aresults\x18\x04 \x03(\x0e2\x1e.cugar.metrics.v1.RecordResultR\aresults\x12T\n" +
-	"\x13rejected_executions\x18\x05 \x03(\v2#.cugar.metrics.v1.RejectedExecutionR\x12rejectedExecutions\"z\n" +
+	"\x13rejected_executions\x18\x05 \x03(\v2#.cugar.metrics.v1.RejectedExecutionR\x12rejectedExecutions\"\x90\x01\n" +
 	"\x13GetDashboardRequest\x121\n" +
 	"\x06window\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06window\x12\x18\n" +
 	"\aprofile\x18\x02 \x01(\tR\aprofile\x12\x16\n" +
-	"\x06domain\x18\x03 \x01(\tR\x06domain\"\x8d\x06\n" +
+	"\x06domain\x18\x03 \x01(\tR\x06domain\x12\x14\n" +
+	"\x05model\x18\x04 \x01(\tR\x05model\"\xb2\b\n" +
 	"\rGoldenSignals\x12&\n" +
 	"\fsuccess_rate\x18\x01 \x01(\x01H\x00R\vsuccessRate\x88\x01\x01\x12\"\n" +
 	"\n" +
@@ -2246,13 +2778,21 @@ const file_cugar_metrics_v1_metrics_service_proto_rawDesc = "" +
 	"\x11approval_wait_p50\x18\n" +
 	" \x01(\v2\x19.google.protobuf.DurationR\x0fapprovalWaitP50\x12E\n" +
 	"\x11approval_wait_p95\x18\v \x01(\v2\x19.google.protobuf.DurationR\x0fapprovalWaitP95\x127\n" +
-	"\x15throughput_per_second\x18\f \x01(\x01H\x05R\x13throughputPerSecond\x88\x01\x01B\x0f\n" +
+	"\x15throughput_per_second\x18\f \x01(\x01H\x05R\x13throughputPerSecond\x88\x01\x01\x125\n" +
+	"\x14tokens_per_execution\x18\r \x01(\x01H\x06R\x12tokensPerExecution\x88\x01\x01\x121\n" +
+	"\x12cost_per_execution\x18\x0e \x01(\x01H\aR\x10costPerExecution\x88\x01\x01\x12-\n" +
+	"\x10model_error_rate\x18\x0f \x01(\x01H\bR\x0emodelErrorRate\x88\x01\x01\x12/\n" +
+	"\x11tokens_per_second\x18\x10 \x01(\x01H\tR\x0ftokensPerSecond\x88\x01\x01B\x0f\n" +
 	"\r_success_rateB\r\n" +
 	"\v_error_rateB\x12\n" +
 	"\x10_tool_error_rateB\x15\n" +
 	"\x13_budget_utilizationB\r\n" +
 	"\v_mean_stepsB\x18\n" +
-	"\x16_throughput_per_second\"~\n" +
+	"\x16_throughput_per_secondB\x17\n" +
+	"\x15_tokens_per_executionB\x15\n" +
+	"\x13_cost_per_executionB\x13\n" +
+	"\x11_model_error_rateB\x14\n" +
+	"\x12_tokens_per_second\"~\n" +
 	"\x0fExecutionCounts\x12\x14\n" +
 	"\x05total\x18\x01 \x01(\x04R\x05total\x12\x1c\n" +
 	"\tsucceeded\x18\x02 \x01(\x04R\tsucceeded\x12\x16\n" +
@@ -2312,7 +2852,25 @@ const file_cugar_metrics_v1_metrics_service_proto_rawDesc = "" +
 	"\vIngestStats\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\x04R\baccepted\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\x04R\tduplicate\x12\x1a\n" +
-	"\brejected\x18\x03 \x01(\x04R\brejected\"\xe4\a\n" +
+	"\brejected\x18\x03 \x01(\x04R\brejected\"\x8f\x04\n" +
+	"\n" +
+	"ModelStats\x12\x1a\n" +
+	"\bprovider\x18\x01 \x01(\tR\bprovider\x12\x14\n" +
+	"\x05model\x18\x02 \x01(\tR\x05model\x12\x14\n" +
+	"\x05calls\x18\x03 \x01(\x04R\x05calls\x12\x16\n" +
+	"\x06errors\x18\x04 \x01(\x04R\x06errors\x12!\n" +
+	"\frate_limited\x18\x05 \x01(\x04R\vrateLimited\x12!\n" +
+	"\finput_tokens\x18\x06 \x01(\x04R\vinputTokens\x12#\n" +
+	"\routput_tokens\x18\a \x01(\x04R\foutputTokens\x12.\n" +
+	"\x13cached_input_tokens\x18\b \x01(\x04R\x11cachedInputTokens\x12)\n" +
+	"\x10reasoning_tokens\x18\t \x01(\x04R\x0freasoningTokens\x12\x12\n" +
+	"\x04cost\x18\n" +
+	" \x01(\x01R\x04cost\x12:\n" +
+	"\vlatency_p50\x18\v \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"latencyP50\x12:\n" +
+	"\vlatency_p95\x18\f \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"latencyP95\x12O\n" +
+	"\x17time_to_first_token_p95\x18\r \x01(\v2\x19.google.protobuf.DurationR\x13timeToFirstTokenP95\"\x9a\b\n" +
 	"\x14GetDashboardResponse\x121\n" +
 	"\x06window\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06window\x12F\n" +
 	"\x11window_start_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x0fwindowStartTime\x12B\n" +
@@ -2333,7 +2891,8 @@ const file_cugar_metrics_v1_metrics_service_proto_rawDesc = "" +
 	"\tapprovals\x18\r \x01(\v2\x1f.cugar.metrics.v1.ApprovalStatsR\tapprovals\x12L\n" +
 	"\x14first_execution_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x12firstExecutionTime\x12J\n" +
 	"\x13last_execution_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x11lastExecutionTime\x125\n" +
-	"\x06ingest\x18\x10 \x01(\v2\x1d.cugar.metrics.v1.IngestStatsR\x06ingest*L\n" +
+	"\x06ingest\x18\x10 \x01(\v2\x1d.cugar.metrics.v1.IngestStatsR\x06ingest\x124\n" +
+	"\x06models\x18\x11 \x03(\v2\x1c.cugar.metrics.v1.ModelStatsR\x06models*L\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fOUTCOME_SUCCESS\x10\x01\x12\x13\n" +
@@ -2357,7 +2916,19 @@ const file_cugar_metrics_v1_metrics_service_proto_rawDesc = "" +
 	"\x19RECORD_RESULT_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16RECORD_RESULT_ACCEPTED\x10\x01\x12\x1b\n" +
 	"\x17RECORD_RESULT_DUPLICATE\x10\x02\x12\x1a\n" +
-	"\x16RECORD_RESULT_REJECTED\x10\x03*N\n" +
+	"\x16RECORD_RESULT_REJECTED\x10\x03*\xd1\x01\n" +
+	"\x0eModelOperation\x12\x1f\n" +
+	"\x1bMODEL_OPERATION_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14MODEL_OPERATION_CHAT\x10\x01\x12#\n" +
+	"\x1fMODEL_OPERATION_TEXT_COMPLETION\x10\x02\x12\x1e\n" +
+	"\x1aMODEL_OPERATION_EMBEDDINGS\x10\x03\x12$\n" +
+	" MODEL_OPERATION_GENERATE_CONTENT\x10\x04\x12\x19\n" +
+	"\x15MODEL_OPERATION_OTHER\x10\x05*\x94\x01\n" +
+	"\x0fModelCallStatus\x12!\n" +
+	"\x1dMODEL_CALL_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19MODEL_CALL_STATUS_SUCCESS\x10\x01\x12\x1b\n" +
+	"\x17MODEL_CALL_STATUS_ERROR\x10\x02\x12\"\n" +
+	"\x1eMODEL_CALL_STATUS_RATE_LIMITED\x10\x03*N\n" +
 	"\x0eDashboardScope\x12\x1f\n" +
 	"\x1bDASHBOARD_SCOPE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17DASHBOARD_SCOPE_REPLICA\x10\x012\xc2\x02\n" +
@@ -2379,97 +2950,110 @@ func file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP() []byte {
 	return file_cugar_metrics_v1_metrics_service_proto_rawDescData
 }
 
-var file_cugar_metrics_v1_metrics_service_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_cugar_metrics_v1_metrics_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_cugar_metrics_v1_metrics_service_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_cugar_metrics_v1_metrics_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_cugar_metrics_v1_metrics_service_proto_goTypes = []any{
 	(Outcome)(0),                     // 0: cugar.metrics.v1.Outcome
 	(ApprovalDecision)(0),            // 1: cugar.metrics.v1.ApprovalDecision
 	(ApprovalOperation)(0),           // 2: cugar.metrics.v1.ApprovalOperation
 	(ToolCallStatus)(0),              // 3: cugar.metrics.v1.ToolCallStatus
 	(RecordResult)(0),                // 4: cugar.metrics.v1.RecordResult
-	(DashboardScope)(0),              // 5: cugar.metrics.v1.DashboardScope
-	(*Execution)(nil),                // 6: cugar.metrics.v1.Execution
-	(*Budget)(nil),                   // 7: cugar.metrics.v1.Budget
-	(*Approval)(nil),                 // 8: cugar.metrics.v1.Approval
-	(*ToolCall)(nil),                 // 9: cugar.metrics.v1.ToolCall
-	(*RecordExecutionRequest)(nil),   // 10: cugar.metrics.v1.RecordExecutionRequest
-	(*RecordExecutionResponse)(nil),  // 11: cugar.metrics.v1.RecordExecutionResponse
-	(*RecordExecutionsRequest)(nil),  // 12: cugar.metrics.v1.RecordExecutionsRequest
-	(*FieldViolation)(nil),           // 13: cugar.metrics.v1.FieldViolation
-	(*RejectedExecution)(nil),        // 14: cugar.metrics.v1.RejectedExecution
-	(*RecordExecutionsResponse)(nil), // 15: cugar.metrics.v1.RecordExecutionsResponse
-	(*GetDashboardRequest)(nil),      // 16: cugar.metrics.v1.GetDashboardRequest
-	(*GoldenSignals)(nil),            // 17: cugar.metrics.v1.GoldenSignals
-	(*ExecutionCounts)(nil),          // 18: cugar.metrics.v1.ExecutionCounts
-	(*ProfileStats)(nil),             // 19: cugar.metrics.v1.ProfileStats
-	(*DomainStats)(nil),              // 20: cugar.metrics.v1.DomainStats
-	(*ToolStats)(nil),                // 21: cugar.metrics.v1.ToolStats
-	(*ErrorTypeCount)(nil),           // 22: cugar.metrics.v1.ErrorTypeCount
-	(*BudgetStats)(nil),              // 23: cugar.metrics.v1.BudgetStats
-	(*ApprovalDecisionStats)(nil),    // 24: cugar.metrics.v1.ApprovalDecisionStats
-	(*ApprovalStats)(nil),            // 25: cugar.metrics.v1.ApprovalStats
-	(*IngestStats)(nil),              // 26: cugar.metrics.v1.IngestStats
-	(*GetDashboardResponse)(nil),     // 27: cugar.metrics.v1.GetDashboardResponse
-	(*timestamppb.Timestamp)(nil),    // 28: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 29: google.protobuf.Duration
+	(ModelOperation)(0),              // 5: cugar.metrics.v1.ModelOperation
+	(ModelCallStatus)(0),             // 6: cugar.metrics.v1.ModelCallStatus
+	(DashboardScope)(0),              // 7: cugar.metrics.v1.DashboardScope
+	(*Execution)(nil),                // 8: cugar.metrics.v1.Execution
+	(*Budget)(nil),                   // 9: cugar.metrics.v1.Budget
+	(*Approval)(nil),                 // 10: cugar.metrics.v1.Approval
+	(*ToolCall)(nil),                 // 11: cugar.metrics.v1.ToolCall
+	(*ModelCall)(nil),                // 12: cugar.metrics.v1.ModelCall
+	(*RecordExecutionRequest)(nil),   // 13: cugar.metrics.v1.RecordExecutionRequest
+	(*RecordExecutionResponse)(nil),  // 14: cugar.metrics.v1.RecordExecutionResponse
+	(*RecordExecutionsRequest)(nil),  // 15: cugar.metrics.v1.RecordExecutionsRequest
+	(*FieldViolation)(nil),           // 16: cugar.metrics.v1.FieldViolation
+	(*RejectedExecution)(nil),        // 17: cugar.metrics.v1.RejectedExecution
+	(*RecordExecutionsResponse)(nil), // 18: cugar.metrics.v1.RecordExecutionsResponse
+	(*GetDashboardRequest)(nil),      // 19: cugar.metrics.v1.GetDashboardRequest
+	(*GoldenSignals)(nil),            // 20: cugar.metrics.v1.GoldenSignals
+	(*ExecutionCounts)(nil),          // 21: cugar.metrics.v1.ExecutionCounts
+	(*ProfileStats)(nil),             // 22: cugar.metrics.v1.ProfileStats
+	(*DomainStats)(nil),              // 23: cugar.metrics.v1.DomainStats
+	(*ToolStats)(nil),                // 24: cugar.metrics.v1.ToolStats
+	(*ErrorTypeCount)(nil),           // 25: cugar.metrics.v1.ErrorTypeCount
+	(*BudgetStats)(nil),              // 26: cugar.metrics.v1.BudgetStats
+	(*ApprovalDecisionStats)(nil),    // 27: cugar.metrics.v1.ApprovalDecisionStats
+	(*ApprovalStats)(nil),            // 28: cugar.metrics.v1.ApprovalStats
+	(*IngestStats)(nil),              // 29: cugar.metrics.v1.IngestStats
+	(*ModelStats)(nil),               // 30: cugar.metrics.v1.ModelStats
+	(*GetDashboardResponse)(nil),     // 31: cugar.metrics.v1.GetDashboardResponse
+	(*timestamppb.Timestamp)(nil),    // 32: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 33: google.protobuf.Duration
 }
 var file_cugar_metrics_v1_metrics_service_proto_depIdxs = []int32{
 	0,  // 0: cugar.metrics.v1.Execution.outcome:type_name -> cugar.metrics.v1.Outcome
-	28, // 1: cugar.metrics.v1.Execution.start_time:type_name -> google.protobuf.Timestamp
-	29, // 2: cugar.metrics.v1.Execution.duration:type_name -> google.protobuf.Duration
-	7,  // 3: cugar.metrics.v1.Execution.budget:type_name -> cugar.metrics.v1.Budget
-	8,  // 4: cugar.metrics.v1.Execution.approvals:type_name -> cugar.metrics.v1.Approval
-	9,  // 5: cugar.metrics.v1.Execution.tool_calls:type_name -> cugar.metrics.v1.ToolCall
-	1,  // 6: cugar.metrics.v1.Approval.decision:type_name -> cugar.metrics.v1.ApprovalDecision
-	29, // 7: cugar.metrics.v1.Approval.wait:type_name -> google.protobuf.Duration
-	2,  // 8: cugar.metrics.v1.Approval.operation:type_name -> cugar.metrics.v1.ApprovalOperation
-	3,  // 9: cugar.metrics.v1.ToolCall.status:type_name -> cugar.metrics.v1.ToolCallStatus
-	29, // 10: cugar.metrics.v1.ToolCall.duration:type_name -> google.protobuf.Duration
-	6,  // 11: cugar.metrics.v1.RecordExecutionRequest.execution:type_name -> cugar.metrics.v1.Execution
-	4,  // 12: cugar.metrics.v1.RecordExecutionResponse.result:type_name -> cugar.metrics.v1.RecordResult
-	6,  // 13: cugar.metrics.v1.RecordExecutionsRequest.executions:type_name -> cugar.metrics.v1.Execution
-	13, // 14: cugar.metrics.v1.RejectedExecution.field_violations:type_name -> cugar.metrics.v1.FieldViolation
-	4,  // 15: cugar.metrics.v1.RecordExecutionsResponse.results:type_name -> cugar.metrics.v1.RecordResult
-	14, // 16: cugar.metrics.v1.RecordExecutionsResponse.rejected_executions:type_name -> cugar.metrics.v1.RejectedExecution
-	29, // 17: cugar.metrics.v1.GetDashboardRequest.window:type_name -> google.protobuf.Duration
-	29, // 18: cugar.metrics.v1.GoldenSignals.latency_p50:type_name -> google.protobuf.Duration
-	29, // 19: cugar.metrics.v1.GoldenSignals.latency_p95:type_name -> google.protobuf.Duration
-	29, // 20: cugar.metrics.v1.GoldenSignals.latency_p99:type_name -> google.protobuf.Duration
-	29, // 21: cugar.metrics.v1.GoldenSignals.latency_mean:type_name -> google.protobuf.Duration
-	29, // 22: cugar.metrics.v1.GoldenSignals.approval_wait_p50:type_name -> google.protobuf.Duration
-	29, // 23: cugar.metrics.v1.GoldenSignals.approval_wait_p95:type_name -> google.protobuf.Duration
-	29, // 24: cugar.metrics.v1.ProfileStats.latency_p95:type_name -> google.protobuf.Duration
-	29, // 25: cugar.metrics.v1.DomainStats.latency_p95:type_name -> google.protobuf.Duration
-	29, // 26: cugar.metrics.v1.ToolStats.latency_p95:type_name -> google.protobuf.Duration
-	1,  // 27: cugar.metrics.v1.ApprovalDecisionStats.decision:type_name -> cugar.metrics.v1.ApprovalDecision
-	29, // 28: cugar.metrics.v1.ApprovalDecisionStats.wait_p95:type_name -> google.protobuf.Duration
-	24, // 29: cugar.metrics.v1.ApprovalStats.by_decision:type_name -> cugar.metrics.v1.ApprovalDecisionStats
-	29, // 30: cugar.metrics.v1.GetDashboardResponse.window:type_name -> google.protobuf.Duration
-	28, // 31: cugar.metrics.v1.GetDashboardResponse.window_start_time:type_name -> google.protobuf.Timestamp
-	28, // 32: cugar.metrics.v1.GetDashboardResponse.window_end_time:type_name -> google.protobuf.Timestamp
-	5,  // 33: cugar.metrics.v1.GetDashboardResponse.scope:type_name -> cugar.metrics.v1.DashboardScope
-	18, // 34: cugar.metrics.v1.GetDashboardResponse.executions:type_name -> cugar.metrics.v1.ExecutionCounts
-	17, // 35: cugar.metrics.v1.GetDashboardResponse.golden_signals:type_name -> cugar.metrics.v1.GoldenSignals
-	19, // 36: cugar.metrics.v1.GetDashboardResponse.profiles:type_name -> cugar.metrics.v1.ProfileStats
-	20, // 37: cugar.metrics.v1.GetDashboardResponse.domains:type_name -> cugar.metrics.v1.DomainStats
-	21, // 38: cugar.metrics.v1.GetDashboardResponse.tools:type_name -> cugar.metrics.v1.ToolStats
-	22, // 39: cugar.metrics.v1.GetDashboardResponse.error_types:type_name -> cugar.metrics.v1.ErrorTypeCount
-	23, // 40: cugar.metrics.v1.GetDashboardResponse.budget:type_name -> cugar.metrics.v1.BudgetStats
-	25, // 41: cugar.metrics.v1.GetDashboardResponse.approvals:type_name -> cugar.metrics.v1.ApprovalStats
-	28, // 42: cugar.metrics.v1.GetDashboardResponse.first_execution_time:type_name -> google.protobuf.Timestamp
-	28, // 43: cugar.metrics.v1.GetDashboardResponse.last_execution_time:type_name -> google.protobuf.Timestamp
-	26, // 44: cugar.metrics.v1.GetDashboardResponse.ingest:type_name -> cugar.metrics.v1.IngestStats
-	10, // 45: cugar.metrics.v1.MetricsService.RecordExecution:input_type -> cugar.metrics.v1.RecordExecutionRequest
-	12, // 46: cugar.metrics.v1.MetricsService.RecordExecutions:input_type -> cugar.metrics.v1.RecordExecutionsRequest
-	16, // 47: cugar.metrics.v1.MetricsService.GetDashboard:input_type -> cugar.metrics.v1.GetDashboardRequest
-	11, // 48: cugar.metrics.v1.MetricsService.RecordExecution:output_type -> cugar.metrics.v1.RecordExecutionResponse
-	15, // 49: cugar.metrics.v1.MetricsService.RecordExecutions:output_type -> cugar.metrics.v1.RecordExecutionsResponse
-	27, // 50: cugar.metrics.v1.MetricsService.GetDashboard:output_type -> cugar.metrics.v1.GetDashboardResponse
-	48, // [48:51] is the sub-list for method output_type
-	45, // [45:48] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	32, // 1: cugar.metrics.v1.Execution.start_time:type_name -> google.protobuf.Timestamp
+	33, // 2: cugar.metrics.v1.Execution.duration:type_name -> google.protobuf.Duration
+	9,  // 3: cugar.metrics.v1.Execution.budget:type_name -> cugar.metrics.v1.Budget
+	10, // 4: cugar.metrics.v1.Execution.approvals:type_name -> cugar.metrics.v1.Approval
+	11, // 5: cugar.metrics.v1.Execution.tool_calls:type_name -> cugar.metrics.v1.ToolCall
+	12, // 6: cugar.metrics.v1.Execution.model_calls:type_name -> cugar.metrics.v1.ModelCall
+	1,  // 7: cugar.metrics.v1.Approval.decision:type_name -> cugar.metrics.v1.ApprovalDecision
+	33, // 8: cugar.metrics.v1.Approval.wait:type_name -> google.protobuf.Duration
+	2,  // 9: cugar.metrics.v1.Approval.operation:type_name -> cugar.metrics.v1.ApprovalOperation
+	3,  // 10: cugar.metrics.v1.ToolCall.status:type_name -> cugar.metrics.v1.ToolCallStatus
+	33, // 11: cugar.metrics.v1.ToolCall.duration:type_name -> google.protobuf.Duration
+	5,  // 12: cugar.metrics.v1.ModelCall.operation:type_name -> cugar.metrics.v1.ModelOperation
+	6,  // 13: cugar.metrics.v1.ModelCall.status:type_name -> cugar.metrics.v1.ModelCallStatus
+	33, // 14: cugar.metrics.v1.ModelCall.duration:type_name -> google.protobuf.Duration
+	33, // 15: cugar.metrics.v1.ModelCall.time_to_first_token:type_name -> google.protobuf.Duration
+	8,  // 16: cugar.metrics.v1.RecordExecutionRequest.execution:type_name -> cugar.metrics.v1.Execution
+	4,  // 17: cugar.metrics.v1.RecordExecutionResponse.result:type_name -> cugar.metrics.v1.RecordResult
+	8,  // 18: cugar.metrics.v1.RecordExecutionsRequest.executions:type_name -> cugar.metrics.v1.Execution
+	16, // 19: cugar.metrics.v1.RejectedExecution.field_violations:type_name -> cugar.metrics.v1.FieldViolation
+	4,  // 20: cugar.metrics.v1.RecordExecutionsResponse.results:type_name -> cugar.metrics.v1.RecordResult
+	17, // 21: cugar.metrics.v1.RecordExecutionsResponse.rejected_executions:type_name -> cugar.metrics.v1.RejectedExecution
+	33, // 22: cugar.metrics.v1.GetDashboardRequest.window:type_name -> google.protobuf.Duration
+	33, // 23: cugar.metrics.v1.GoldenSignals.latency_p50:type_name -> google.protobuf.Duration
+	33, // 24: cugar.metrics.v1.GoldenSignals.latency_p95:type_name -> google.protobuf.Duration
+	33, // 25: cugar.metrics.v1.GoldenSignals.latency_p99:type_name -> google.protobuf.Duration
+	33, // 26: cugar.metrics.v1.GoldenSignals.latency_mean:type_name -> google.protobuf.Duration
+	33, // 27: cugar.metrics.v1.GoldenSignals.approval_wait_p50:type_name -> google.protobuf.Duration
+	33, // 28: cugar.metrics.v1.GoldenSignals.approval_wait_p95:type_name -> google.protobuf.Duration
+	33, // 29: cugar.metrics.v1.ProfileStats.latency_p95:type_name -> google.protobuf.Duration
+	33, // 30: cugar.metrics.v1.DomainStats.latency_p95:type_name -> google.protobuf.Duration
+	33, // 31: cugar.metrics.v1.ToolStats.latency_p95:type_name -> google.protobuf.Duration
+	1,  // 32: cugar.metrics.v1.ApprovalDecisionStats.decision:type_name -> cugar.metrics.v1.ApprovalDecision
+	33, // 33: cugar.metrics.v1.ApprovalDecisionStats.wait_p95:type_name -> google.protobuf.Duration
+	27, // 34: cugar.metrics.v1.ApprovalStats.by_decision:type_name -> cugar.metrics.v1.ApprovalDecisionStats
+	33, // 35: cugar.metrics.v1.ModelStats.latency_p50:type_name -> google.protobuf.Duration
+	33, // 36: cugar.metrics.v1.ModelStats.latency_p95:type_name -> google.protobuf.Duration
+	33, // 37: cugar.metrics.v1.ModelStats.time_to_first_token_p95:type_name -> google.protobuf.Duration
+	33, // 38: cugar.metrics.v1.GetDashboardResponse.window:type_name -> google.protobuf.Duration
+	32, // 39: cugar.metrics.v1.GetDashboardResponse.window_start_time:type_name -> google.protobuf.Timestamp
+	32, // 40: cugar.metrics.v1.GetDashboardResponse.window_end_time:type_name -> google.protobuf.Timestamp
+	7,  // 41: cugar.metrics.v1.GetDashboardResponse.scope:type_name -> cugar.metrics.v1.DashboardScope
+	21, // 42: cugar.metrics.v1.GetDashboardResponse.executions:type_name -> cugar.metrics.v1.ExecutionCounts
+	20, // 43: cugar.metrics.v1.GetDashboardResponse.golden_signals:type_name -> cugar.metrics.v1.GoldenSignals
+	22, // 44: cugar.metrics.v1.GetDashboardResponse.profiles:type_name -> cugar.metrics.v1.ProfileStats
+	23, // 45: cugar.metrics.v1.GetDashboardResponse.domains:type_name -> cugar.metrics.v1.DomainStats
+	24, // 46: cugar.metrics.v1.GetDashboardResponse.tools:type_name -> cugar.metrics.v1.ToolStats
+	25, // 47: cugar.metrics.v1.GetDashboardResponse.error_types:type_name -> cugar.metrics.v1.ErrorTypeCount
+	26, // 48: cugar.metrics.v1.GetDashboardResponse.budget:type_name -> cugar.metrics.v1.BudgetStats
+	28, // 49: cugar.metrics.v1.GetDashboardResponse.approvals:type_name -> cugar.metrics.v1.ApprovalStats
+	32, // 50: cugar.metrics.v1.GetDashboardResponse.first_execution_time:type_name -> google.protobuf.Timestamp
+	32, // 51: cugar.metrics.v1.GetDashboardResponse.last_execution_time:type_name -> google.protobuf.Timestamp
+	29, // 52: cugar.metrics.v1.GetDashboardResponse.ingest:type_name -> cugar.metrics.v1.IngestStats
+	30, // 53: cugar.metrics.v1.GetDashboardResponse.models:type_name -> cugar.metrics.v1.ModelStats
+	13, // 54: cugar.metrics.v1.MetricsService.RecordExecution:input_type -> cugar.metrics.v1.RecordExecutionRequest
+	15, // 55: cugar.metrics.v1.MetricsService.RecordExecutions:input_type -> cugar.metrics.v1.RecordExecutionsRequest
+	19, // 56: cugar.metrics.v1.MetricsService.GetDashboard:input_type -> cugar.metrics.v1.GetDashboardRequest
+	14, // 57: cugar.metrics.v1.MetricsService.RecordExecution:output_type -> cugar.metrics.v1.RecordExecutionResponse
+	18, // 58: cugar.metrics.v1.MetricsService.RecordExecutions:output_type -> cugar.metrics.v1.RecordExecutionsResponse
+	31, // 59: cugar.metrics.v1.MetricsService.GetDashboard:output_type -> cugar.metrics.v1.GetDashboardResponse
+	57, // [57:60] is the sub-list for method output_type
+	54, // [54:57] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_cugar_metrics_v1_metrics_service_proto_init() }
@@ -2477,18 +3061,19 @@ func file_cugar_metrics_v1_metrics_service_proto_init() {
 	if File_cugar_metrics_v1_metrics_service_proto != nil {
 		return
 	}
-	file_cugar_metrics_v1_metrics_service_proto_msgTypes[11].OneofWrappers = []any{}
-	file_cugar_metrics_v1_metrics_service_proto_msgTypes[13].OneofWrappers = []any{}
+	file_cugar_metrics_v1_metrics_service_proto_msgTypes[4].OneofWrappers = []any{}
+	file_cugar_metrics_v1_metrics_service_proto_msgTypes[12].OneofWrappers = []any{}
 	file_cugar_metrics_v1_metrics_service_proto_msgTypes[14].OneofWrappers = []any{}
 	file_cugar_metrics_v1_metrics_service_proto_msgTypes[15].OneofWrappers = []any{}
-	file_cugar_metrics_v1_metrics_service_proto_msgTypes[17].OneofWrappers = []any{}
+	file_cugar_metrics_v1_metrics_service_proto_msgTypes[16].OneofWrappers = []any{}
+	file_cugar_metrics_v1_metrics_service_proto_msgTypes[18].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cugar_metrics_v1_metrics_service_proto_rawDesc), len(file_cugar_metrics_v1_metrics_service_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   22,
+			NumEnums:      8,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -45,6 +45,22 @@ class RecordResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RECORD_RESULT_DUPLICATE: _ClassVar[RecordResult]
     RECORD_RESULT_REJECTED: _ClassVar[RecordResult]
 
+class ModelOperation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MODEL_OPERATION_UNSPECIFIED: _ClassVar[ModelOperation]
+    MODEL_OPERATION_CHAT: _ClassVar[ModelOperation]
+    MODEL_OPERATION_TEXT_COMPLETION: _ClassVar[ModelOperation]
+    MODEL_OPERATION_EMBEDDINGS: _ClassVar[ModelOperation]
+    MODEL_OPERATION_GENERATE_CONTENT: _ClassVar[ModelOperation]
+    MODEL_OPERATION_OTHER: _ClassVar[ModelOperation]
+
+class ModelCallStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MODEL_CALL_STATUS_UNSPECIFIED: _ClassVar[ModelCallStatus]
+    MODEL_CALL_STATUS_SUCCESS: _ClassVar[ModelCallStatus]
+    MODEL_CALL_STATUS_ERROR: _ClassVar[ModelCallStatus]
+    MODEL_CALL_STATUS_RATE_LIMITED: _ClassVar[ModelCallStatus]
+
 class DashboardScope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DASHBOARD_SCOPE_UNSPECIFIED: _ClassVar[DashboardScope]
@@ -68,11 +84,21 @@ RECORD_RESULT_UNSPECIFIED: RecordResult
 RECORD_RESULT_ACCEPTED: RecordResult
 RECORD_RESULT_DUPLICATE: RecordResult
 RECORD_RESULT_REJECTED: RecordResult
+MODEL_OPERATION_UNSPECIFIED: ModelOperation
+MODEL_OPERATION_CHAT: ModelOperation
+MODEL_OPERATION_TEXT_COMPLETION: ModelOperation
+MODEL_OPERATION_EMBEDDINGS: ModelOperation
+MODEL_OPERATION_GENERATE_CONTENT: ModelOperation
+MODEL_OPERATION_OTHER: ModelOperation
+MODEL_CALL_STATUS_UNSPECIFIED: ModelCallStatus
+MODEL_CALL_STATUS_SUCCESS: ModelCallStatus
+MODEL_CALL_STATUS_ERROR: ModelCallStatus
+MODEL_CALL_STATUS_RATE_LIMITED: ModelCallStatus
 DASHBOARD_SCOPE_UNSPECIFIED: DashboardScope
 DASHBOARD_SCOPE_REPLICA: DashboardScope
 
 class Execution(_message.Message):
-    __slots__ = ("execution_id", "trace_id", "profile", "outcome", "error_type", "start_time", "duration", "steps", "budget", "approvals", "tool_calls")
+    __slots__ = ("execution_id", "trace_id", "profile", "outcome", "error_type", "start_time", "duration", "steps", "budget", "approvals", "tool_calls", "model_calls")
     EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     PROFILE_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +110,7 @@ class Execution(_message.Message):
     BUDGET_FIELD_NUMBER: _ClassVar[int]
     APPROVALS_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_CALLS_FIELD_NUMBER: _ClassVar[int]
     execution_id: str
     trace_id: str
     profile: str
@@ -95,7 +122,8 @@ class Execution(_message.Message):
     budget: Budget
     approvals: _containers.RepeatedCompositeFieldContainer[Approval]
     tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCall]
-    def __init__(self, execution_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., profile: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., error_type: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., steps: _Optional[int] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ...) -> None: ...
+    model_calls: _containers.RepeatedCompositeFieldContainer[ModelCall]
+    def __init__(self, execution_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., profile: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., error_type: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., steps: _Optional[int] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., model_calls: _Optional[_Iterable[_Union[ModelCall, _Mapping]]] = ...) -> None: ...
 
 class Budget(_message.Message):
     __slots__ = ("spent", "limit", "exceeded")
@@ -130,6 +158,36 @@ class ToolCall(_message.Message):
     duration: _duration_pb2.Duration
     error_type: str
     def __init__(self, tool: _Optional[str] = ..., domain: _Optional[str] = ..., status: _Optional[_Union[ToolCallStatus, str]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., error_type: _Optional[str] = ...) -> None: ...
+
+class ModelCall(_message.Message):
+    __slots__ = ("provider", "model", "response_model", "operation", "status", "error_type", "duration", "time_to_first_token", "input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens", "cost")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    TIME_TO_FIRST_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    REASONING_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    model: str
+    response_model: str
+    operation: ModelOperation
+    status: ModelCallStatus
+    error_type: str
+    duration: _duration_pb2.Duration
+    time_to_first_token: _duration_pb2.Duration
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    reasoning_tokens: int
+    cost: float
+    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., response_model: _Optional[str] = ..., operation: _Optional[_Union[ModelOperation, str]] = ..., status: _Optional[_Union[ModelCallStatus, str]] = ..., error_type: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., time_to_first_token: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., cost: _Optional[float] = ...) -> None: ...
 
 class RecordExecutionRequest(_message.Message):
     __slots__ = ("execution",)
@@ -186,17 +244,19 @@ class RecordExecutionsResponse(_message.Message):
     def __init__(self, accepted_count: _Optional[int] = ..., duplicate_count: _Optional[int] = ..., rejected_count: _Optional[int] = ..., results: _Optional[_Iterable[_Union[RecordResult, str]]] = ..., rejected_executions: _Optional[_Iterable[_Union[RejectedExecution, _Mapping]]] = ...) -> None: ...
 
 class GetDashboardRequest(_message.Message):
-    __slots__ = ("window", "profile", "domain")
+    __slots__ = ("window", "profile", "domain", "model")
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     PROFILE_FIELD_NUMBER: _ClassVar[int]
     DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     window: _duration_pb2.Duration
     profile: str
     domain: str
-    def __init__(self, window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., profile: _Optional[str] = ..., domain: _Optional[str] = ...) -> None: ...
+    model: str
+    def __init__(self, window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., profile: _Optional[str] = ..., domain: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
 
 class GoldenSignals(_message.Message):
-    __slots__ = ("success_rate", "error_rate", "tool_error_rate", "budget_utilization", "latency_p50", "latency_p95", "latency_p99", "latency_mean", "mean_steps", "approval_wait_p50", "approval_wait_p95", "throughput_per_second")
+    __slots__ = ("success_rate", "error_rate", "tool_error_rate", "budget_utilization", "latency_p50", "latency_p95", "latency_p99", "latency_mean", "mean_steps", "approval_wait_p50", "approval_wait_p95", "throughput_per_second", "tokens_per_execution", "cost_per_execution", "model_error_rate", "tokens_per_second")
     SUCCESS_RATE_FIELD_NUMBER: _ClassVar[int]
     ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
     TOOL_ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
@@ -209,6 +269,10 @@ class GoldenSignals(_message.Message):
     APPROVAL_WAIT_P50_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_WAIT_P95_FIELD_NUMBER: _ClassVar[int]
     THROUGHPUT_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_EXECUTION_FIELD_NUMBER: _ClassVar[int]
+    COST_PER_EXECUTION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     success_rate: float
     error_rate: float
     tool_error_rate: float
@@ -221,7 +285,11 @@ class GoldenSignals(_message.Message):
     approval_wait_p50: _duration_pb2.Duration
     approval_wait_p95: _duration_pb2.Duration
     throughput_per_second: float
-    def __init__(self, success_rate: _Optional[float] = ..., error_rate: _Optional[float] = ..., tool_error_rate: _Optional[float] = ..., budget_utilization: _Optional[float] = ..., latency_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_p95: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_p99: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_mean: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., mean_steps: _Optional[float] = ..., approval_wait_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., approval_wait_p95: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., throughput_per_second: _Optional[float] = ...) -> None: ...
+    tokens_per_execution: float
+    cost_per_execution: float
+    model_error_rate: float
+    tokens_per_second: float
+    def __init__(self, success_rate: _Optional[float] = ..., error_rate: _Optional[float] = ..., tool_error_rate: _Optional[float] = ..., budget_utilization: _Optional[float] = ..., latency_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_p95: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_p99: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_mean: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., mean_steps: _Optional[float] = ..., approval_wait_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., approval_wait_p95: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., throughput_per_second: _Optional[float] = ..., tokens_per_execution: _Optional[float] = ..., cost_per_execution: _Optional[float] = ..., model_error_rate: _Optional[float] = ..., tokens_per_second: _Optional[float] = ...) -> None: ...
 
 class ExecutionCounts(_message.Message):
     __slots__ = ("total", "succeeded", "failed", "total_steps")
@@ -337,8 +405,38 @@ class IngestStats(_message.Message):
     rejected: int
     def __init__(self, accepted: _Optional[int] = ..., duplicate: _Optional[int] = ..., rejected: _Optional[int] = ...) -> None: ...
 
+class ModelStats(_message.Message):
+    __slots__ = ("provider", "model", "calls", "errors", "rate_limited", "input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens", "cost", "latency_p50", "latency_p95", "time_to_first_token_p95")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMITED_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    REASONING_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P50_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P95_FIELD_NUMBER: _ClassVar[int]
+    TIME_TO_FIRST_TOKEN_P95_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    model: str
+    calls: int
+    errors: int
+    rate_limited: int
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    reasoning_tokens: int
+    cost: float
+    latency_p50: _duration_pb2.Duration
+    latency_p95: _duration_pb2.Duration
+    time_to_first_token_p95: _duration_pb2.Duration
+    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., calls: _Optional[int] = ..., errors: _Optional[int] = ..., rate_limited: _Optional[int] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., cost: _Optional[float] = ..., latency_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_p95: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., time_to_first_token_p95: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
 class GetDashboardResponse(_message.Message):
-    __slots__ = ("window", "window_start_time", "window_end_time", "scope", "replica", "executions", "golden_signals", "profiles", "domains", "tools", "error_types", "budget", "approvals", "first_execution_time", "last_execution_time", "ingest")
+    __slots__ = ("window", "window_start_time", "window_end_time", "scope", "replica", "executions", "golden_signals", "profiles", "domains", "tools", "error_types", "budget", "approvals", "first_execution_time", "last_execution_time", "ingest", "models")
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     WINDOW_START_TIME_FIELD_NUMBER: _ClassVar[int]
     WINDOW_END_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -355,6 +453,7 @@ class GetDashboardResponse(_message.Message):
     FIRST_EXECUTION_TIME_FIELD_NUMBER: _ClassVar[int]
     LAST_EXECUTION_TIME_FIELD_NUMBER: _ClassVar[int]
     INGEST_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
     window: _duration_pb2.Duration
     window_start_time: _timestamp_pb2.Timestamp
     window_end_time: _timestamp_pb2.Timestamp
@@ -371,4 +470,5 @@ class GetDashboardResponse(_message.Message):
     first_execution_time: _timestamp_pb2.Timestamp
     last_execution_time: _timestamp_pb2.Timestamp
     ingest: IngestStats
-    def __init__(self, window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., window_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., scope: _Optional[_Union[DashboardScope, str]] = ..., replica: _Optional[str] = ..., executions: _Optional[_Union[ExecutionCounts, _Mapping]] = ..., golden_signals: _Optional[_Union[GoldenSignals, _Mapping]] = ..., profiles: _Optional[_Iterable[_Union[ProfileStats, _Mapping]]] = ..., domains: _Optional[_Iterable[_Union[DomainStats, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[ToolStats, _Mapping]]] = ..., error_types: _Optional[_Iterable[_Union[ErrorTypeCount, _Mapping]]] = ..., budget: _Optional[_Union[BudgetStats, _Mapping]] = ..., approvals: _Optional[_Union[ApprovalStats, _Mapping]] = ..., first_execution_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_execution_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ingest: _Optional[_Union[IngestStats, _Mapping]] = ...) -> None: ...
+    models: _containers.RepeatedCompositeFieldContainer[ModelStats]
+    def __init__(self, window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., window_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., scope: _Optional[_Union[DashboardScope, str]] = ..., replica: _Optional[str] = ..., executions: _Optional[_Union[ExecutionCounts, _Mapping]] = ..., golden_signals: _Optional[_Union[GoldenSignals, _Mapping]] = ..., profiles: _Optional[_Iterable[_Union[ProfileStats, _Mapping]]] = ..., domains: _Optional[_Iterable[_Union[DomainStats, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[ToolStats, _Mapping]]] = ..., error_types: _Optional[_Iterable[_Union[ErrorTypeCount, _Mapping]]] = ..., budget: _Optional[_Union[BudgetStats, _Mapping]] = ..., approvals: _Optional[_Union[ApprovalStats, _Mapping]] = ..., first_execution_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_execution_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ingest: _Optional[_Union[IngestStats, _Mapping]] = ..., models: _Optional[_Iterable[_Union[ModelStats, _Mapping]]] = ...) -> None: ...

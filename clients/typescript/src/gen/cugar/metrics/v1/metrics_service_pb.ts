@@ -21,7 +21,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cugar/metrics/v1/metrics_service.proto.
  */
 export const file_cugar_metrics_v1_metrics_service: GenFile = /*@__PURE__*/
-  fileDesc("CiZjdWdhci9tZXRyaWNzL3YxL21ldHJpY3Nfc2VydmljZS5wcm90bxIQY3VnYXIubWV0cmljcy52MSL5AgoJRXhlY3V0aW9uEhQKDGV4ZWN1dGlvbl9pZBgBIAEoCRIQCgh0cmFjZV9pZBgCIAEoCRIPCgdwcm9maWxlGAMgASgJEioKB291dGNvbWUYBCABKA4yGS5jdWdhci5tZXRyaWNzLnYxLk91dGNvbWUSEgoKZXJyb3JfdHlwZRgFIAEoCRIuCgpzdGFydF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCghkdXJhdGlvbhgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhINCgVzdGVwcxgIIAEoDRIoCgZidWRnZXQYCSABKAsyGC5jdWdhci5tZXRyaWNzLnYxLkJ1ZGdldBItCglhcHByb3ZhbHMYCiADKAsyGi5jdWdhci5tZXRyaWNzLnYxLkFwcHJvdmFsEi4KCnRvb2xfY2FsbHMYCyADKAsyGi5jdWdhci5tZXRyaWNzLnYxLlRvb2xDYWxsIjgKBkJ1ZGdldBINCgVzcGVudBgBIAEoARINCgVsaW1pdBgCIAEoARIQCghleGNlZWRlZBgDIAEoCCKhAQoIQXBwcm92YWwSNAoIZGVjaXNpb24YASABKA4yIi5jdWdhci5tZXRyaWNzLnYxLkFwcHJvdmFsRGVjaXNpb24SJwoEd2FpdBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI2CglvcGVyYXRpb24YAyABKA4yIy5jdWdhci5tZXRyaWNzLnYxLkFwcHJvdmFsT3BlcmF0aW9uIpsBCghUb29sQ2FsbBIMCgR0b29sGAEgASgJEg4KBmRvbWFpbhgCIAEoCRIwCgZzdGF0dXMYAyABKA4yIC5jdWdhci5tZXRyaWNzLnYxLlRvb2xDYWxsU3RhdHVzEisKCGR1cmF0aW9uGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhIKCmVycm9yX3R5cGUYBSABKAkiSAoWUmVjb3JkRXhlY3V0aW9uUmVxdWVzdBIuCglleGVjdXRpb24YASABKAsyGy5jdWdhci5tZXRyaWNzLnYxLkV4ZWN1dGlvbiJJChdSZWNvcmRFeGVjdXRpb25SZXNwb25zZRIuCgZyZXN1bHQYASABKA4yHi5jdWdhci5tZXRyaWNzLnYxLlJlY29yZFJlc3VsdCJKChdSZWNvcmRFeGVjdXRpb25zUmVxdWVzdBIvCgpleGVjdXRpb25zGAEgAygLMhsuY3VnYXIubWV0cmljcy52MS5FeGVjdXRpb24iRAoORmllbGRWaW9sYXRpb24SDQoFZmllbGQYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSDgoGcmVhc29uGAMgASgJIpQBChFSZWplY3RlZEV4ZWN1dGlvbhINCgVpbmRleBgBIAEoDRIUCgxleGVjdXRpb25faWQYAiABKAkSOgoQZmllbGRfdmlvbGF0aW9ucxgDIAMoCzIgLmN1Z2FyLm1ldHJpY3MudjEuRmllbGRWaW9sYXRpb24SHgoWZXhlY3V0aW9uX2lkX3RydW5jYXRlZBgEIAEoCCLWAQoYUmVjb3JkRXhlY3V0aW9uc1Jlc3BvbnNlEhYKDmFjY2VwdGVkX2NvdW50GAEgASgNEhcKD2R1cGxpY2F0ZV9jb3VudBgCIAEoDRIWCg5yZWplY3RlZF9jb3VudBgDIAEoDRIvCgdyZXN1bHRzGAQgAygOMh4uY3VnYXIubWV0cmljcy52MS5SZWNvcmRSZXN1bHQSQAoTcmVqZWN0ZWRfZXhlY3V0aW9ucxgFIAMoCzIjLmN1Z2FyLm1ldHJpY3MudjEuUmVqZWN0ZWRFeGVjdXRpb24iYQoTR2V0RGFzaGJvYXJkUmVxdWVzdBIpCgZ3aW5kb3cYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDwoHcHJvZmlsZRgCIAEoCRIOCgZkb21haW4YAyABKAki4AQKDUdvbGRlblNpZ25hbHMSGQoMc3VjY2Vzc19yYXRlGAEgASgBSACIAQESFwoKZXJyb3JfcmF0ZRgCIAEoAUgBiAEBEhwKD3Rvb2xfZXJyb3JfcmF0ZRgDIAEoAUgCiAEBEh8KEmJ1ZGdldF91dGlsaXphdGlvbhgEIAEoAUgDiAEBEi4KC2xhdGVuY3lfcDUwGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KC2xhdGVuY3lfcDk1GAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KC2xhdGVuY3lfcDk5GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi8KDGxhdGVuY3lfbWVhbhgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIXCgptZWFuX3N0ZXBzGAkgASgBSASIAQESNAoRYXBwcm92YWxfd2FpdF9wNTAYCiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SNAoRYXBwcm92YWxfd2FpdF9wOTUYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SIgoVdGhyb3VnaHB1dF9wZXJfc2Vjb25kGAwgASgBSAWIAQFCDwoNX3N1Y2Nlc3NfcmF0ZUINCgtfZXJyb3JfcmF0ZUISChBfdG9vbF9lcnJvcl9yYXRlQhUKE19idWRnZXRfdXRpbGl6YXRpb25CDQoLX21lYW5fc3RlcHNCGAoWX3Rocm91Z2hwdXRfcGVyX3NlY29uZCJYCg9FeGVjdXRpb25Db3VudHMSDQoFdG90YWwYASABKAQSEQoJc3VjY2VlZGVkGAIgASgEEg4KBmZhaWxlZBgDIAEoBBITCgt0b3RhbF9zdGVwcxgEIAEoBCLiAQoMUHJvZmlsZVN0YXRzEg8KB3Byb2ZpbGUYASABKAkSDQoFdG90YWwYAiABKAQSEQoJc3VjY2VlZGVkGAMgASgEEg4KBmZhaWxlZBgEIAEoBBIZCgxzdWNjZXNzX3JhdGUYBSABKAFIAIgBARIuCgtsYXRlbmN5X3A5NRgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxidWRnZXRfc3BlbnQYByABKAESHQoVYnVkZ2V0X2V4Y2VlZGVkX2NvdW50GAggASgEQg8KDV9zdWNjZXNzX3JhdGUipQEKC0RvbWFpblN0YXRzEg4KBmRvbWFpbhgBIAEoCRINCgVjYWxscxgCIAEoBBIOCgZlcnJvcnMYAyABKAQSDwoHc2tpcHBlZBgEIAEoBBIXCgplcnJvcl9yYXRlGAUgASgBSACIAQESLgoLbGF0ZW5jeV9wOTUYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CDQoLX2Vycm9yX3JhdGUisQEKCVRvb2xTdGF0cxIOCgZkb21haW4YASABKAkSDAoEdG9vbBgCIAEoCRINCgVjYWxscxgDIAEoBBIOCgZlcnJvcnMYBCABKAQSDwoHc2tpcHBlZBgFIAEoBBIXCgplcnJvcl9yYXRlGAYgASgBSACIAQESLgoLbGF0ZW5jeV9wOTUYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CDQoLX2Vycm9yX3JhdGUiMwoORXJyb3JUeXBlQ291bnQSEgoKZXJyb3JfdHlwZRgBIAEoCRINCgVjb3VudBgCIAEoBCKYAQoLQnVkZ2V0U3RhdHMSDQoFc3BlbnQYASABKAESJQoYbWVhbl9zcGVudF9wZXJfZXhlY3V0aW9uGAIgASgBSACIAQESFgoOZXhjZWVkZWRfY291bnQYAyABKAQSHgoWZXhlY3V0aW9uc193aXRoX2J1ZGdldBgEIAEoBEIbChlfbWVhbl9zcGVudF9wZXJfZXhlY3V0aW9uIokBChVBcHByb3ZhbERlY2lzaW9uU3RhdHMSNAoIZGVjaXNpb24YASABKA4yIi5jdWdhci5tZXRyaWNzLnYxLkFwcHJvdmFsRGVjaXNpb24SDQoFY291bnQYAiABKAQSKwoId2FpdF9wOTUYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iXAoNQXBwcm92YWxTdGF0cxINCgV0b3RhbBgBIAEoBBI8CgtieV9kZWNpc2lvbhgCIAMoCzInLmN1Z2FyLm1ldHJpY3MudjEuQXBwcm92YWxEZWNpc2lvblN0YXRzIkQKC0luZ2VzdFN0YXRzEhAKCGFjY2VwdGVkGAEgASgEEhEKCWR1cGxpY2F0ZRgCIAEoBBIQCghyZWplY3RlZBgDIAEoBCKpBgoUR2V0RGFzaGJvYXJkUmVzcG9uc2USKQoGd2luZG93GAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKEXdpbmRvd19zdGFydF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCg93aW5kb3dfZW5kX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KBXNjb3BlGAQgASgOMiAuY3VnYXIubWV0cmljcy52MS5EYXNoYm9hcmRTY29wZRIPCgdyZXBsaWNhGAUgASgJEjUKCmV4ZWN1dGlvbnMYBiABKAsyIS5jdWdhci5tZXRyaWNzLnYxLkV4ZWN1dGlvbkNvdW50cxI3Cg5nb2xkZW5fc2lnbmFscxgHIAEoCzIfLmN1Z2FyLm1ldHJpY3MudjEuR29sZGVuU2lnbmFscxIwCghwcm9maWxlcxgIIAMoCzIeLmN1Z2FyLm1ldHJpY3MudjEuUHJvZmlsZVN0YXRzEi4KB2RvbWFpbnMYCSADKAsyHS5jdWdhci5tZXRyaWNzLnYxLkRvbWFpblN0YXRzEioKBXRvb2xzGAogAygLMhsuY3VnYXIubWV0cmljcy52MS5Ub29sU3RhdHMSNQoLZXJyb3JfdHlwZXMYCyADKAsyIC5jdWdhci5tZXRyaWNzLnYxLkVycm9yVHlwZUNvdW50Ei0KBmJ1ZGdldBgMIAEoCzIdLmN1Z2FyLm1ldHJpY3MudjEuQnVkZ2V0U3RhdHMSMgoJYXBwcm92YWxzGA0gASgLMh8uY3VnYXIubWV0cmljcy52MS5BcHByb3ZhbFN0YXRzEjgKFGZpcnN0X2V4ZWN1dGlvbl90aW1lGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI3ChNsYXN0X2V4ZWN1dGlvbl90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgZpbmdlc3QYECABKAsyHS5jdWdhci5tZXRyaWNzLnYxLkluZ2VzdFN0YXRzKkwKB091dGNvbWUSFwoTT1VUQ09NRV9VTlNQRUNJRklFRBAAEhMKD09VVENPTUVfU1VDQ0VTUxABEhMKD09VVENPTUVfRkFJTFVSRRACKrMBChBBcHByb3ZhbERlY2lzaW9uEiEKHUFQUFJPVkFMX0RFQ0lTSU9OX1VOU1BFQ0lGSUVEEAASHgoaQVBQUk9WQUxfREVDSVNJT05fQVBQUk9WRUQQARIcChhBUFBST1ZBTF9ERUNJU0lPTl9ERU5JRUQQAhIdChlBUFBST1ZBTF9ERUNJU0lPTl9USU1FT1VUEAMSHwobQVBQUk9WQUxfREVDSVNJT05fQ0FOQ0VMTEVEEAQqdwoRQXBwcm92YWxPcGVyYXRpb24SIgoeQVBQUk9WQUxfT1BFUkFUSU9OX1VOU1BFQ0lGSUVEEAASHgoaQVBQUk9WQUxfT1BFUkFUSU9OX1BST1BPU0UQARIeChpBUFBST1ZBTF9PUEVSQVRJT05fRVhFQ1VURRACKooBCg5Ub29sQ2FsbFN0YXR1cxIgChxUT09MX0NBTExfU1RBVFVTX1VOU1BFQ0lGSUVEEAASHAoYVE9PTF9DQUxMX1NUQVRVU19TVUNDRVNTEAESGgoWVE9PTF9DQUxMX1NUQVRVU19FUlJPUhACEhwKGFRPT0xfQ0FMTF9TVEFUVVNfU0tJUFBFRBADKoIBCgxSZWNvcmRSZXN1bHQSHQoZUkVDT1JEX1JFU1VMVF9VTlNQRUNJRklFRBAAEhoKFlJFQ09SRF9SRVNVTFRfQUNDRVBURUQQARIbChdSRUNPUkRfUkVTVUxUX0RVUExJQ0FURRACEhoKFlJFQ09SRF9SRVNVTFRfUkVKRUNURUQQAypOCg5EYXNoYm9hcmRTY29wZRIfChtEQVNIQk9BUkRfU0NPUEVfVU5TUEVDSUZJRUQQABIbChdEQVNIQk9BUkRfU0NPUEVfUkVQTElDQRABMsICCg5NZXRyaWNzU2VydmljZRJmCg9SZWNvcmRFeGVjdXRpb24SKC5jdWdhci5tZXRyaWNzLnYxLlJlY29yZEV4ZWN1dGlvblJlcXVlc3QaKS5jdWdhci5tZXRyaWNzLnYxLlJlY29yZEV4ZWN1dGlvblJlc3BvbnNlEmkKEFJlY29yZEV4ZWN1dGlvbnMSKS5jdWdhci5tZXRyaWNzLnYxLlJlY29yZEV4ZWN1dGlvbnNSZXF1ZXN0GiouY3VnYXIubWV0cmljcy52MS5SZWNvcmRFeGVjdXRpb25zUmVzcG9uc2USXQoMR2V0RGFzaGJvYXJkEiUuY3VnYXIubWV0cmljcy52MS5HZXREYXNoYm9hcmRSZXF1ZXN0GiYuY3VnYXIubWV0cmljcy52MS5HZXREYXNoYm9hcmRSZXNwb25zZULfAQoUY29tLmN1Z2FyLm1ldHJpY3MudjFCE01ldHJpY3NTZXJ2aWNlUHJvdG9QAVpQZ2l0aHViLmNvbS9jdWdhci1tZXRyaWNzL2N1Z2FyLW1ldHJpY3MvY2xpZW50cy9nby9nZW4vY3VnYXIvbWV0cmljcy92MTttZXRyaWNzdjGiAgNDTViqAhBDdWdhci5NZXRyaWNzLlYxygIQQ3VnYXJcTWV0cmljc1xWMeICHEN1Z2FyXE1ldHJpY3NcVjFcR1BCTWV0YWRhdGHqAhJDdWdhcjo6TWV0cmljczo6VjFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("CiZjdWdhci9tZXRyaWNzL3YxL21ldHJpY3Nfc2VydmljZS5wcm90bxIQY3VnYXIubWV0cmljcy52MSKrAwoJRXhlY3V0aW9uEhQKDGV4ZWN1dGlvbl9pZBgBIAEoCRIQCgh0cmFjZV9pZBgCIAEoCRIPCgdwcm9maWxlGAMgASgJEioKB291dGNvbWUYBCABKA4yGS5jdWdhci5tZXRyaWNzLnYxLk91dGNvbWUSEgoKZXJyb3JfdHlwZRgFIAEoCRIuCgpzdGFydF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCghkdXJhdGlvbhgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhINCgVzdGVwcxgIIAEoDRIoCgZidWRnZXQYCSABKAsyGC5jdWdhci5tZXRyaWNzLnYxLkJ1ZGdldBItCglhcHByb3ZhbHMYCiADKAsyGi5jdWdhci5tZXRyaWNzLnYxLkFwcHJvdmFsEi4KCnRvb2xfY2FsbHMYCyADKAsyGi5jdWdhci5tZXRyaWNzLnYxLlRvb2xDYWxsEjAKC21vZGVsX2NhbGxzGAwgAygLMhsuY3VnYXIubWV0cmljcy52MS5Nb2RlbENhbGwiOAoGQnVkZ2V0Eg0KBXNwZW50GAEgASgBEg0KBWxpbWl0GAIgASgBEhAKCGV4Y2VlZGVkGAMgASgIIqEBCghBcHByb3ZhbBI0CghkZWNpc2lvbhgBIAEoDjIiLmN1Z2FyLm1ldHJpY3MudjEuQXBwcm92YWxEZWNpc2lvbhInCgR3YWl0GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjYKCW9wZXJhdGlvbhgDIAEoDjIjLmN1Z2FyLm1ldHJpY3MudjEuQXBwcm92YWxPcGVyYXRpb24imwEKCFRvb2xDYWxsEgwKBHRvb2wYASABKAkSDgoGZG9tYWluGAIgASgJEjAKBnN0YXR1cxgDIAEoDjIgLmN1Z2FyLm1ldHJpY3MudjEuVG9vbENhbGxTdGF0dXMSKwoIZHVyYXRpb24YBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEgoKZXJyb3JfdHlwZRgFIAEoCSLcAwoJTW9kZWxDYWxsEhAKCHByb3ZpZGVyGAEgASgJEg0KBW1vZGVsGAIgASgJEhYKDnJlc3BvbnNlX21vZGVsGAMgASgJEjMKCW9wZXJhdGlvbhgEIAEoDjIgLmN1Z2FyLm1ldHJpY3MudjEuTW9kZWxPcGVyYXRpb24SMQoGc3RhdHVzGAUgASgOMiEuY3VnYXIubWV0cmljcy52MS5Nb2RlbENhbGxTdGF0dXMSEgoKZXJyb3JfdHlwZRgGIAEoCRIrCghkdXJhdGlvbhgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI2ChN0aW1lX3RvX2ZpcnN0X3Rva2VuGAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhQKDGlucHV0X3Rva2VucxgJIAEoBBIVCg1vdXRwdXRfdG9rZW5zGAogASgEEiAKE2NhY2hlZF9pbnB1dF90b2tlbnMYCyABKARIAIgBARIdChByZWFzb25pbmdfdG9rZW5zGAwgASgESAGIAQESEQoEY29zdBgNIAEoAUgCiAEBQhYKFF9jYWNoZWRfaW5wdXRfdG9rZW5zQhMKEV9yZWFzb25pbmdfdG9rZW5zQgcKBV9jb3N0IkgKFlJlY29yZEV4ZWN1dGlvblJlcXVlc3QSLgoJZXhlY3V0aW9uGAEgASgLMhsuY3VnYXIubWV0cmljcy52MS5FeGVjdXRpb24iSQoXUmVjb3JkRXhlY3V0aW9uUmVzcG9uc2USLgoGcmVzdWx0GAEgASgOMh4uY3VnYXIubWV0cmljcy52MS5SZWNvcmRSZXN1bHQiSgoXUmVjb3JkRXhlY3V0aW9uc1JlcXVlc3QSLwoKZXhlY3V0aW9ucxgBIAMoCzIbLmN1Z2FyLm1ldHJpY3MudjEuRXhlY3V0aW9uIkQKDkZpZWxkVmlvbGF0aW9uEg0KBWZpZWxkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEg4KBnJlYXNvbhgDIAEoCSKUAQoRUmVqZWN0ZWRFeGVjdXRpb24SDQoFaW5kZXgYASABKA0SFAoMZXhlY3V0aW9uX2lkGAIgASgJEjoKEGZpZWxkX3Zpb2xhdGlvbnMYAyADKAsyIC5jdWdhci5tZXRyaWNzLnYxLkZpZWxkVmlvbGF0aW9uEh4KFmV4ZWN1dGlvbl9pZF90cnVuY2F0ZWQYBCABKAgi1gEKGFJlY29yZEV4ZWN1dGlvbnNSZXNwb25zZRIWCg5hY2NlcHRlZF9jb3VudBgBIAEoDRIXCg9kdXBsaWNhdGVfY291bnQYAiABKA0SFgoOcmVqZWN0ZWRfY291bnQYAyABKA0SLwoHcmVzdWx0cxgEIAMoDjIeLmN1Z2FyLm1ldHJpY3MudjEuUmVjb3JkUmVzdWx0EkAKE3JlamVjdGVkX2V4ZWN1dGlvbnMYBSADKAsyIy5jdWdhci5tZXRyaWNzLnYxLlJlamVjdGVkRXhlY3V0aW9uInAKE0dldERhc2hib2FyZFJlcXVlc3QSKQoGd2luZG93GAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg8KB3Byb2ZpbGUYAiABKAkSDgoGZG9tYWluGAMgASgJEg0KBW1vZGVsGAQgASgJIr4GCg1Hb2xkZW5TaWduYWxzEhkKDHN1Y2Nlc3NfcmF0ZRgBIAEoAUgAiAEBEhcKCmVycm9yX3JhdGUYAiABKAFIAYgBARIcCg90b29sX2Vycm9yX3JhdGUYAyABKAFIAogBARIfChJidWRnZXRfdXRpbGl6YXRpb24YBCABKAFIA4gBARIuCgtsYXRlbmN5X3A1MBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtsYXRlbmN5X3A5NRgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtsYXRlbmN5X3A5ORgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIvCgxsYXRlbmN5X21lYW4YCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFwoKbWVhbl9zdGVwcxgJIAEoAUgEiAEBEjQKEWFwcHJvdmFsX3dhaXRfcDUwGAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjQKEWFwcHJvdmFsX3dhaXRfcDk1GAsgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiIKFXRocm91Z2hwdXRfcGVyX3NlY29uZBgMIAEoAUgFiAEBEiEKFHRva2Vuc19wZXJfZXhlY3V0aW9uGA0gASgBSAaIAQESHwoSY29zdF9wZXJfZXhlY3V0aW9uGA4gASgBSAeIAQESHQoQbW9kZWxfZXJyb3JfcmF0ZRgPIAEoAUgIiAEBEh4KEXRva2Vuc19wZXJfc2Vjb25kGBAgASgBSAmIAQFCDwoNX3N1Y2Nlc3NfcmF0ZUINCgtfZXJyb3JfcmF0ZUISChBfdG9vbF9lcnJvcl9yYXRlQhUKE19idWRnZXRfdXRpbGl6YXRpb25CDQoLX21lYW5fc3RlcHNCGAoWX3Rocm91Z2hwdXRfcGVyX3NlY29uZEIXChVfdG9rZW5zX3Blcl9leGVjdXRpb25CFQoTX2Nvc3RfcGVyX2V4ZWN1dGlvbkITChFfbW9kZWxfZXJyb3JfcmF0ZUIUChJfdG9rZW5zX3Blcl9zZWNvbmQiWAoPRXhlY3V0aW9uQ291bnRzEg0KBXRvdGFsGAEgASgEEhEKCXN1Y2NlZWRlZBgCIAEoBBIOCgZmYWlsZWQYAyABKAQSEwoLdG90YWxfc3RlcHMYBCABKAQi4gEKDFByb2ZpbGVTdGF0cxIPCgdwcm9maWxlGAEgASgJEg0KBXRvdGFsGAIgASgEEhEKCXN1Y2NlZWRlZBgDIAEoBBIOCgZmYWlsZWQYBCABKAQSGQoMc3VjY2Vzc19yYXRlGAUgASgBSACIAQESLgoLbGF0ZW5jeV9wOTUYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMYnVkZ2V0X3NwZW50GAcgASgBEh0KFWJ1ZGdldF9leGNlZWRlZF9jb3VudBgIIAEoBEIPCg1fc3VjY2Vzc19yYXRlIqUBCgtEb21haW5TdGF0cxIOCgZkb21haW4YASABKAkSDQoFY2FsbHMYAiABKAQSDgoGZXJyb3JzGAMgASgEEg8KB3NraXBwZWQYBCABKAQSFwoKZXJyb3JfcmF0ZRgFIAEoAUgAiAEBEi4KC2xhdGVuY3lfcDk1GAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQg0KC19lcnJvcl9yYXRlIrEBCglUb29sU3RhdHMSDgoGZG9tYWluGAEgASgJEgwKBHRvb2wYAiABKAkSDQoFY2FsbHMYAyABKAQSDgoGZXJyb3JzGAQgASgEEg8KB3NraXBwZWQYBSABKAQSFwoKZXJyb3JfcmF0ZRgGIAEoAUgAiAEBEi4KC2xhdGVuY3lfcDk1GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQg0KC19lcnJvcl9yYXRlIjMKDkVycm9yVHlwZUNvdW50EhIKCmVycm9yX3R5cGUYASABKAkSDQoFY291bnQYAiABKAQimAEKC0J1ZGdldFN0YXRzEg0KBXNwZW50GAEgASgBEiUKGG1lYW5fc3BlbnRfcGVyX2V4ZWN1dGlvbhgCIAEoAUgAiAEBEhYKDmV4Y2VlZGVkX2NvdW50GAMgASgEEh4KFmV4ZWN1dGlvbnNfd2l0aF9idWRnZXQYBCABKARCGwoZX21lYW5fc3BlbnRfcGVyX2V4ZWN1dGlvbiKJAQoVQXBwcm92YWxEZWNpc2lvblN0YXRzEjQKCGRlY2lzaW9uGAEgASgOMiIuY3VnYXIubWV0cmljcy52MS5BcHByb3ZhbERlY2lzaW9uEg0KBWNvdW50GAIgASgEEisKCHdhaXRfcDk1GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIlwKDUFwcHJvdmFsU3RhdHMSDQoFdG90YWwYASABKAQSPAoLYnlfZGVjaXNpb24YAiADKAsyJy5jdWdhci5tZXRyaWNzLnYxLkFwcHJvdmFsRGVjaXNpb25TdGF0cyJECgtJbmdlc3RTdGF0cxIQCghhY2NlcHRlZBgBIAEoBBIRCglkdXBsaWNhdGUYAiABKAQSEAoIcmVqZWN0ZWQYAyABKAQi8AIKCk1vZGVsU3RhdHMSEAoIcHJvdmlkZXIYASABKAkSDQoFbW9kZWwYAiABKAkSDQoFY2FsbHMYAyABKAQSDgoGZXJyb3JzGAQgASgEEhQKDHJhdGVfbGltaXRlZBgFIAEoBBIUCgxpbnB1dF90b2tlbnMYBiABKAQSFQoNb3V0cHV0X3Rva2VucxgHIAEoBBIbChNjYWNoZWRfaW5wdXRfdG9rZW5zGAggASgEEhgKEHJlYXNvbmluZ190b2tlbnMYCSABKAQSDAoEY29zdBgKIAEoARIuCgtsYXRlbmN5X3A1MBgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtsYXRlbmN5X3A5NRgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI6Chd0aW1lX3RvX2ZpcnN0X3Rva2VuX3A5NRgNIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiLXBgoUR2V0RGFzaGJvYXJkUmVzcG9uc2USKQoGd2luZG93GAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKEXdpbmRvd19zdGFydF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCg93aW5kb3dfZW5kX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KBXNjb3BlGAQgASgOMiAuY3VnYXIubWV0cmljcy52MS5EYXNoYm9hcmRTY29wZRIPCgdyZXBsaWNhGAUgASgJEjUKCmV4ZWN1dGlvbnMYBiABKAsyIS5jdWdhci5tZXRyaWNzLnYxLkV4ZWN1dGlvbkNvdW50cxI3Cg5nb2xkZW5fc2lnbmFscxgHIAEoCzIfLmN1Z2FyLm1ldHJpY3MudjEuR29sZGVuU2lnbmFscxIwCghwcm9maWxlcxgIIAMoCzIeLmN1Z2FyLm1ldHJpY3MudjEuUHJvZmlsZVN0YXRzEi4KB2RvbWFpbnMYCSADKAsyHS5jdWdhci5tZXRyaWNzLnYxLkRvbWFpblN0YXRzEioKBXRvb2xzGAogAygLMhsuY3VnYXIubWV0cmljcy52MS5Ub29sU3RhdHMSNQoLZXJyb3JfdHlwZXMYCyADKAsyIC5jdWdhci5tZXRyaWNzLnYxLkVycm9yVHlwZUNvdW50Ei0KBmJ1ZGdldBgMIAEoCzIdLmN1Z2FyLm1ldHJpY3MudjEuQnVkZ2V0U3RhdHMSMgoJYXBwcm92YWxzGA0gASgLMh8uY3VnYXIubWV0cmljcy52MS5BcHByb3ZhbFN0YXRzEjgKFGZpcnN0X2V4ZWN1dGlvbl90aW1lGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI3ChNsYXN0X2V4ZWN1dGlvbl90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgZpbmdlc3QYECABKAsyHS5jdWdhci5tZXRyaWNzLnYxLkluZ2VzdFN0YXRzEiwKBm1vZGVscxgRIAMoCzIcLmN1Z2FyLm1ldHJpY3MudjEuTW9kZWxTdGF0cypMCgdPdXRjb21lEhcKE09VVENPTUVfVU5TUEVDSUZJRUQQABITCg9PVVRDT01FX1NVQ0NFU1MQARITCg9PVVRDT01FX0ZBSUxVUkUQAiqzAQoQQXBwcm92YWxEZWNpc2lvbhIhCh1BUFBST1ZBTF9ERUNJU0lPTl9VTlNQRUNJRklFRBAAEh4KGkFQUFJPVkFMX0RFQ0lTSU9OX0FQUFJPVkVEEAESHAoYQVBQUk9WQUxfREVDSVNJT05fREVOSUVEEAISHQoZQVBQUk9WQUxfREVDSVNJT05fVElNRU9VVBADEh8KG0FQUFJPVkFMX0RFQ0lTSU9OX0NBTkNFTExFRBAEKncKEUFwcHJvdmFsT3BlcmF0aW9uEiIKHkFQUFJPVkFMX09QRVJBVElPTl9VTlNQRUNJRklFRBAAEh4KGkFQUFJPVkFMX09QRVJBVElPTl9QUk9QT1NFEAESHgoaQVBQUk9WQUxfT1BFUkFUSU9OX0VYRUNVVEUQAiqKAQoOVG9vbENhbGxTdGF0dXMSIAocVE9PTF9DQUxMX1NUQVRVU19VTlNQRUNJRklFRBAAEhwKGFRPT0xfQ0FMTF9TVEFUVVNfU1VDQ0VTUxABEhoKFlRPT0xfQ0FMTF9TVEFUVVNfRVJST1IQAhIcChhUT09MX0NBTExfU1RBVFVTX1NLSVBQRUQQAyqCAQoMUmVjb3JkUmVzdWx0Eh0KGVJFQ09SRF9SRVNVTFRfVU5TUEVDSUZJRUQQABIaChZSRUNPUkRfUkVTVUxUX0FDQ0VQVEVEEAESGwoXUkVDT1JEX1JFU1VMVF9EVVBMSUNBVEUQAhIaChZSRUNPUkRfUkVTVUxUX1JFSkVDVEVEEAMq0QEKDk1vZGVsT3BlcmF0aW9uEh8KG01PREVMX09QRVJBVElPTl9VTlNQRUNJRklFRBAAEhgKFE1PREVMX09QRVJBVElPTl9DSEFUEAESIwofTU9ERUxfT1BFUkFUSU9OX1RFWFRfQ09NUExFVElPThACEh4KGk1PREVMX09QRVJBVElPTl9FTUJFRERJTkdTEAMSJAogTU9ERUxfT1BFUkFUSU9OX0dFTkVSQVRFX0NPTlRFTlQQBBIZChVNT0RFTF9PUEVSQVRJT05fT1RIRVIQBSqUAQoPTW9kZWxDYWxsU3RhdHVzEiEKHU1PREVMX0NBTExfU1RBVFVTX1VOU1BFQ0lGSUVEEAASHQoZTU9ERUxfQ0FMTF9TVEFUVVNfU1VDQ0VTUxABEhsKF01PREVMX0NBTExfU1RBVFVTX0VSUk9SEAISIgoeTU9ERUxfQ0FMTF9TVEFUVVNfUkFURV9MSU1JVEVEEAMqTgoORGFzaGJvYXJkU2NvcGUSHwobREFTSEJPQVJEX1NDT1BFX1VOU1BFQ0lGSUVEEAASGwoXREFTSEJPQVJEX1NDT1BFX1JFUExJQ0EQATLCAgoOTWV0cmljc1NlcnZpY2USZgoPUmVjb3JkRXhlY3V0aW9uEiguY3VnYXIubWV0cmljcy52MS5SZWNvcmRFeGVjdXRpb25SZXF1ZXN0GikuY3VnYXIubWV0cmljcy52MS5SZWNvcmRFeGVjdXRpb25SZXNwb25zZRJpChBSZWNvcmRFeGVjdXRpb25zEikuY3VnYXIubWV0cmljcy52MS5SZWNvcmRFeGVjdXRpb25zUmVxdWVzdBoqLmN1Z2FyLm1ldHJpY3MudjEuUmVjb3JkRXhlY3V0aW9uc1Jlc3BvbnNlEl0KDEdldERhc2hib2FyZBIlLmN1Z2FyLm1ldHJpY3MudjEuR2V0RGFzaGJvYXJkUmVxdWVzdBomLmN1Z2FyLm1ldHJpY3MudjEuR2V0RGFzaGJvYXJkUmVzcG9uc2VC3wEKFGNvbS5jdWdhci5tZXRyaWNzLnYxQhNNZXRyaWNzU2VydmljZVByb3RvUAFaUGdpdGh1Yi5jb20vY3VnYXItbWV0cmljcy9jdWdhci1tZXRyaWNzL2NsaWVudHMvZ28vZ2VuL2N1Z2FyL21ldHJpY3MvdjE7bWV0cmljc3YxogIDQ01YqgIQQ3VnYXIuTWV0cmljcy5WMcoCEEN1Z2FyXE1ldHJpY3NcVjHiAhxDdWdhclxNZXRyaWNzXFYxXEdQQk1ldGFkYXRh6gISQ3VnYXI6Ok1ldHJpY3M6OlYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Execution is one finished agent run. Nothing but the fields below is stored, and no
@@ -112,6 +112,13 @@ export type Execution = Message<"cugar.metrics.v1.Execution"> & {
    * @generated from field: repeated cugar.metrics.v1.ToolCall tool_calls = 11;
    */
   toolCalls: ToolCall[];
+
+  /**
+   * Optional. Every call the execution made to a model, in order, at most 1000.
+   *
+   * @generated from field: repeated cugar.metrics.v1.ModelCall model_calls = 12;
+   */
+  modelCalls: ModelCall[];
 };
 
 /**
@@ -246,6 +253,125 @@ export const ToolCallSchema: GenMessage<ToolCall> = /*@__PURE__*/
   messageDesc(file_cugar_metrics_v1_metrics_service, 3);
 
 /**
+ * ModelCall is one call an execution made to a model (an LLM or an embedding model). Field
+ * names follow the OpenTelemetry GenAI semantic conventions; each field says which attribute
+ * it carries.
+ *
+ * @generated from message cugar.metrics.v1.ModelCall
+ */
+export type ModelCall = Message<"cugar.metrics.v1.ModelCall"> & {
+  /**
+   * Required. The provider of the model, as in `gen_ai.provider.name`, for example `openai`,
+   * `anthropic` or `aws.bedrock`. A label-bound name.
+   *
+   * @generated from field: string provider = 1;
+   */
+  provider: string;
+
+  /**
+   * Required. The model asked for, as in `gen_ai.request.model`, for example `gpt-4o`. A
+   * label-bound name, capped by the server's `--max-models` (with `_overflow`).
+   *
+   * @generated from field: string model = 2;
+   */
+  model: string;
+
+  /**
+   * Optional. The model that answered, as in `gen_ai.response.model` (for example a dated
+   * version of `model`). A label-bound name when set. Validated, not used as a label.
+   *
+   * @generated from field: string response_model = 3;
+   */
+  responseModel: string;
+
+  /**
+   * Required. The kind of call, as in `gen_ai.operation.name`.
+   *
+   * @generated from field: cugar.metrics.v1.ModelOperation operation = 4;
+   */
+  operation: ModelOperation;
+
+  /**
+   * Required. How the call ended.
+   *
+   * @generated from field: cugar.metrics.v1.ModelCallStatus status = 5;
+   */
+  status: ModelCallStatus;
+
+  /**
+   * Optional; empty on success. A short class of error, as in `error.type`, for example
+   * `timeout` or `RateLimitError` (a label-bound name starts with a letter: write an HTTP
+   * status as `http_429`).
+   *
+   * @generated from field: string error_type = 6;
+   */
+  errorType: string;
+
+  /**
+   * Required. How long the call took, from the request until the last byte of the answer,
+   * as measured by `gen_ai.client.operation.duration`: at least 0 and at most the server's
+   * maximum duration.
+   *
+   * @generated from field: google.protobuf.Duration duration = 7;
+   */
+  duration?: Duration | undefined;
+
+  /**
+   * Optional. The time until the first token of a streamed answer, as measured by
+   * `gen_ai.server.time_to_first_token` but seen by the client: at least 0 and at most
+   * `duration`.
+   *
+   * @generated from field: google.protobuf.Duration time_to_first_token = 8;
+   */
+  timeToFirstToken?: Duration | undefined;
+
+  /**
+   * The tokens of the prompt, as in `gen_ai.usage.input_tokens`: at most 100000000.
+   *
+   * @generated from field: uint64 input_tokens = 9;
+   */
+  inputTokens: bigint;
+
+  /**
+   * The tokens of the answer, as in `gen_ai.usage.output_tokens`: at most 100000000.
+   *
+   * @generated from field: uint64 output_tokens = 10;
+   */
+  outputTokens: bigint;
+
+  /**
+   * Optional. The part of `input_tokens` served from the provider's cache, as in
+   * `gen_ai.usage.cache_read.input_tokens`: at most `input_tokens`.
+   *
+   * @generated from field: optional uint64 cached_input_tokens = 11;
+   */
+  cachedInputTokens?: bigint | undefined;
+
+  /**
+   * Optional. The part of `output_tokens` spent on reasoning, as in
+   * `gen_ai.usage.reasoning.output_tokens`: at most `output_tokens`.
+   *
+   * @generated from field: optional uint64 reasoning_tokens = 12;
+   */
+  reasoningTokens?: bigint | undefined;
+
+  /**
+   * Optional. What the call cost, in the deployment's currency (no OpenTelemetry attribute
+   * carries it): a finite number from 0 to 1000000.
+   *
+   * @generated from field: optional double cost = 13;
+   */
+  cost?: number | undefined;
+};
+
+/**
+ * Describes the message cugar.metrics.v1.ModelCall.
+ * Use `create(ModelCallSchema)` to create a new message.
+ */
+export const ModelCallSchema: GenMessage<ModelCall> = /*@__PURE__*/
+  messageDesc(file_cugar_metrics_v1_metrics_service, 4);
+
+/**
  * RecordExecutionRequest carries one execution.
  *
  * @generated from message cugar.metrics.v1.RecordExecutionRequest
@@ -264,7 +390,7 @@ export type RecordExecutionRequest = Message<"cugar.metrics.v1.RecordExecutionRe
  * Use `create(RecordExecutionRequestSchema)` to create a new message.
  */
 export const RecordExecutionRequestSchema: GenMessage<RecordExecutionRequest> = /*@__PURE__*/
-  messageDesc(file_cugar_metrics_v1_metrics_service, 4);
+  messageDesc(file_cugar_metrics_v1_metrics_service, 5);
 
 /**
  * RecordExecutionResponse says what the server did with the execution.
@@ -285,7 +411,7 @@ export type RecordExecutionResponse = Message<"cugar.metrics.v1.RecordExecutionR
  * Use `create(RecordExecutionResponseSchema)` to create a new message.
  */
 export const RecordExecutionResponseSchema: GenMessage<RecordExecutionResponse> = /*@__PURE__*/
-  messageDesc(file_cugar_metrics_v1_metrics_service, 5);
+  messageDesc(file_cugar_metrics_v1_metrics_service, 6);
 
 /**
  * RecordExecutionsRequest carries a batch of executions.
@@ -307,7 +433,7 @@ export type RecordExecutionsRequest = Message<"cugar.metrics.v1.RecordExecutions
  * Use `create(RecordExecutionsRequestSchema)` to create a new message.
  */
 export const RecordExecutionsRequestSchema: GenMessage<RecordExecutionsRequest> = /*@__PURE__*/
-  messageDesc(file_cugar_metrics_v1_metrics_service, 6);
+  messageDesc(file_cugar_metrics_v1_metrics_service, 7);
 
 /**
  * FieldViolation says which field of a request is invalid and why.
@@ -345,7 +471,7 @@ export type FieldViolation = Message<"cugar.metrics.v1.FieldViolation"> & {
  * Use `create(FieldViolationSchema)` to create a new message.
  */
 export const FieldViolationSchema: GenMessage<FieldViolation> = /*@__PURE__*/
-  messageDesc(file_cugar_metrics_v1_metrics_service, 7);
+  messageDesc(file_cugar_metrics_v1_metrics_service, 8);
 
 /**
  * RejectedExecution says why one item of a batch was not recorded.
@@ -388,7 +514,7 @@ export type RejectedExecution = Message<"cugar.metrics.v1.RejectedExecution"> & 
  * Use `create(RejectedExecutionSchema)` to create a new message.
  */
 export const RejectedExecutionSchema: GenMessage<RejectedExecution> = /*@__PURE__*/
-  messageDesc(file_cugar_metrics_v1_metrics_service, 8);
+  messageDesc(file_cugar_metrics_v1_metrics_service, 9);
 
 /**
  * RecordExecutionsResponse gives the result of every item of the batch.
@@ -437,7 +563,7 @@ export type RecordExecutionsResponse = Message<"cugar.metrics.v1.RecordExecution
  * Use `create(RecordExecutionsResponseSchema)` to create a new message.
  */
 export const RecordExecutionsResponseSchema: GenMessage<RecordExecutionsResponse> = /*@__PURE__*/
-  messageDesc(file_cugar_metrics_v1_metrics_service, 9);
+  messageDesc(file_cugar_metrics_v1_metrics_service, 10);
 
 /**
  * GetDashboardRequest selects the window and the executions a dashboard covers.
@@ -469,6 +595,15 @@ export type GetDashboardRequest = Message<"cugar.metrics.v1.GetDashboardRequest"
    * @generated from field: string domain = 3;
    */
   domain: string;
+
+  /**
+   * Optional. When set, the model rows and the model golden signals (tokens, cost, model
+   * error rate) cover only this model (`ModelCall.model`, `_overflow` allowed). Execution
+   * figures are not split by model.
+   *
+   * @generated from field: string model = 4;
+   */
+  model: string;
 };
 
 /**
@@ -476,7 +611,7 @@ export type GetDashboardRequest = Message<"cugar.metrics.v1.GetDashboardRequest"
  * Use `create(GetDashboardRequestSchema)` to create a new message.
  */
 export const GetDashboardRequestSchema: GenMessage<GetDashboardRequest> = /*@__PURE__*/
-  messageDesc(file_cugar_metrics_v1_metrics_service, 10);
+  messageDesc(file_cugar_metrics_v1_metrics_service, 11);
 
 /**
  * GoldenSignals are the dashboard's top row. A rate or mean with no data in the window is
@@ -568,6 +703,34 @@ export type GoldenSignals = Message<"cugar.metrics.v1.GoldenSignals"> & {
    * @generated from field: optional double throughput_per_second = 12;
    */
   throughputPerSecond?: number | undefined;
+
+  /**
+   * Model tokens (input plus output) per execution.
+   *
+   * @generated from field: optional double tokens_per_execution = 13;
+   */
+  tokensPerExecution?: number | undefined;
+
+  /**
+   * Model cost per execution, over the calls that reported a cost.
+   *
+   * @generated from field: optional double cost_per_execution = 14;
+   */
+  costPerExecution?: number | undefined;
+
+  /**
+   * Model calls with status ERROR / all model calls (rate-limited calls are not errors).
+   *
+   * @generated from field: optional double model_error_rate = 15;
+   */
+  modelErrorRate?: number | undefined;
+
+  /**
+   * Model tokens (input plus output) per second over the effective window.
+   *
+   * @generated from field: optional double tokens_per_second = 16;
+   */
+  tokensPerSecond?: number | undefined;
 };
 
 /**
@@ -575,7 +738,7 @@ export type GoldenSignals = Message<"cugar.metrics.v1.GoldenSignals"> & {
  * Use `create(GoldenSignalsSchema)` to create a new message.
  */
 export const GoldenSignalsSchema: GenMessage<GoldenSignals> = /*@__PURE__*/
-  messageDesc(file_cugar_metrics_v1_metrics_service, 11);
+  messageDesc(file_cugar_metrics_v1_metrics_service, 12);
 
 /**
  * ExecutionCounts counts the executions in the window.
@@ -617,7 +780,7 @@ export type ExecutionCounts = Message<"cugar.metrics.v1.ExecutionCounts"> & {
  * Use `create(ExecutionCountsSchema)` to create a new message.
  */
 export const ExecutionCountsSchema: GenMessage<ExecutionCounts> = /*@__PURE__*/
-  messageDesc(file_cugar_metrics_v1_metrics_service, 12);
+  messageDesc(file_cugar_metrics_v1_metrics_service, 13);
 
 /**
  * ProfileStats are the figures of one profile.
@@ -687,7 +850,7 @@ export type ProfileStats = Message<"cugar.metrics.v1.ProfileStats"> & {
  * Use `create(ProfileStatsSchema)` to create a new message.
  */
 export const ProfileStatsSchema: GenMessage<ProfileStats> = /*@__PURE__*/
-  messageDesc(file_cugar_metrics_v1_metrics_service, 13);
+  messageDesc(file_cugar_metrics_v1_metrics_service, 14);
 
 /**
  * DomainStats are the figures of the tool calls in one domain.
@@ -743,7 +906,7 @@ export type DomainStats = Message<"cugar.metrics.v1.DomainStats"> & {
  * Use `create(DomainStatsSchema)` to create a new message.
  */
 export const DomainStatsSchema: GenMessage<DomainStats> = /*@__PURE__*/
-  messageDesc(file_cugar_metrics_v1_metrics_service, 14);
+  messageDesc(file_cugar_metrics_v1_metrics_service, 15);
 
 /**
  * ToolStats are the figures of one tool of one domain.
@@ -806,7 +969,7 @@ export type ToolStats = Message<"cugar.metrics.v1.ToolStats"> & {
  * Use `create(ToolStatsSchema)` to create a new message.
  */
 export const ToolStatsSchema: GenMessage<ToolStats> = /*@__PURE__*/
-  messageDesc(file_cugar_metrics_v1_metrics_service, 15);
+  messageDesc(file_cugar_metrics_v1_metrics_service, 16);
 
 /**
  * ErrorTypeCount counts failed executions of one error type.
@@ -834,7 +997,7 @@ export type ErrorTypeCount = Message<"cugar.metrics.v1.ErrorTypeCount"> & {
  * Use `create(ErrorTypeCountSchema)` to create a new message.
  */
 export const ErrorTypeCountSchema: GenMessage<ErrorTypeCount> = /*@__PURE__*/
-  messageDesc(file_cugar_metrics_v1_metrics_service, 16);
+  messageDesc(file_cugar_metrics_v1_metrics_service, 17);
 
 /**
  * BudgetStats sum up the budgets the executions reported.
@@ -876,7 +1039,7 @@ export type BudgetStats = Message<"cugar.metrics.v1.BudgetStats"> & {
  * Use `create(BudgetStatsSchema)` to create a new message.
  */
 export const BudgetStatsSchema: GenMessage<BudgetStats> = /*@__PURE__*/
-  messageDesc(file_cugar_metrics_v1_metrics_service, 17);
+  messageDesc(file_cugar_metrics_v1_metrics_service, 18);
 
 /**
  * ApprovalDecisionStats are the approvals with one decision.
@@ -911,7 +1074,7 @@ export type ApprovalDecisionStats = Message<"cugar.metrics.v1.ApprovalDecisionSt
  * Use `create(ApprovalDecisionStatsSchema)` to create a new message.
  */
 export const ApprovalDecisionStatsSchema: GenMessage<ApprovalDecisionStats> = /*@__PURE__*/
-  messageDesc(file_cugar_metrics_v1_metrics_service, 18);
+  messageDesc(file_cugar_metrics_v1_metrics_service, 19);
 
 /**
  * ApprovalStats sum up the human approvals.
@@ -939,7 +1102,7 @@ export type ApprovalStats = Message<"cugar.metrics.v1.ApprovalStats"> & {
  * Use `create(ApprovalStatsSchema)` to create a new message.
  */
 export const ApprovalStatsSchema: GenMessage<ApprovalStats> = /*@__PURE__*/
-  messageDesc(file_cugar_metrics_v1_metrics_service, 19);
+  messageDesc(file_cugar_metrics_v1_metrics_service, 20);
 
 /**
  * IngestStats count what the Record RPCs did with the executions they received.
@@ -974,7 +1137,112 @@ export type IngestStats = Message<"cugar.metrics.v1.IngestStats"> & {
  * Use `create(IngestStatsSchema)` to create a new message.
  */
 export const IngestStatsSchema: GenMessage<IngestStats> = /*@__PURE__*/
-  messageDesc(file_cugar_metrics_v1_metrics_service, 20);
+  messageDesc(file_cugar_metrics_v1_metrics_service, 21);
+
+/**
+ * ModelStats are the figures of one model of one provider.
+ *
+ * @generated from message cugar.metrics.v1.ModelStats
+ */
+export type ModelStats = Message<"cugar.metrics.v1.ModelStats"> & {
+  /**
+   * The provider (`gen_ai.provider.name`), or `_overflow`.
+   *
+   * @generated from field: string provider = 1;
+   */
+  provider: string;
+
+  /**
+   * The model asked for (`gen_ai.request.model`), or `_overflow`.
+   *
+   * @generated from field: string model = 2;
+   */
+  model: string;
+
+  /**
+   * All calls.
+   *
+   * @generated from field: uint64 calls = 3;
+   */
+  calls: bigint;
+
+  /**
+   * Calls with status ERROR.
+   *
+   * @generated from field: uint64 errors = 4;
+   */
+  errors: bigint;
+
+  /**
+   * Calls with status RATE_LIMITED.
+   *
+   * @generated from field: uint64 rate_limited = 5;
+   */
+  rateLimited: bigint;
+
+  /**
+   * The sum of `input_tokens`.
+   *
+   * @generated from field: uint64 input_tokens = 6;
+   */
+  inputTokens: bigint;
+
+  /**
+   * The sum of `output_tokens`.
+   *
+   * @generated from field: uint64 output_tokens = 7;
+   */
+  outputTokens: bigint;
+
+  /**
+   * The sum of `cached_input_tokens`.
+   *
+   * @generated from field: uint64 cached_input_tokens = 8;
+   */
+  cachedInputTokens: bigint;
+
+  /**
+   * The sum of `reasoning_tokens`.
+   *
+   * @generated from field: uint64 reasoning_tokens = 9;
+   */
+  reasoningTokens: bigint;
+
+  /**
+   * The sum of `cost`, over the calls that reported one.
+   *
+   * @generated from field: double cost = 10;
+   */
+  cost: number;
+
+  /**
+   * Median call duration (sketch estimate, relative error at most 1 %).
+   *
+   * @generated from field: google.protobuf.Duration latency_p50 = 11;
+   */
+  latencyP50?: Duration | undefined;
+
+  /**
+   * 95th percentile of call duration.
+   *
+   * @generated from field: google.protobuf.Duration latency_p95 = 12;
+   */
+  latencyP95?: Duration | undefined;
+
+  /**
+   * 95th percentile of the time to first token, over the calls that reported one.
+   *
+   * @generated from field: google.protobuf.Duration time_to_first_token_p95 = 13;
+   */
+  timeToFirstTokenP95?: Duration | undefined;
+};
+
+/**
+ * Describes the message cugar.metrics.v1.ModelStats.
+ * Use `create(ModelStatsSchema)` to create a new message.
+ */
+export const ModelStatsSchema: GenMessage<ModelStats> = /*@__PURE__*/
+  messageDesc(file_cugar_metrics_v1_metrics_service, 22);
 
 /**
  * GetDashboardResponse is the golden signals and breakdowns of one replica.
@@ -1093,6 +1361,13 @@ export type GetDashboardResponse = Message<"cugar.metrics.v1.GetDashboardRespons
    * @generated from field: cugar.metrics.v1.IngestStats ingest = 16;
    */
   ingest?: IngestStats | undefined;
+
+  /**
+   * One row per model with calls in the window, by provider then model name.
+   *
+   * @generated from field: repeated cugar.metrics.v1.ModelStats models = 17;
+   */
+  models: ModelStats[];
 };
 
 /**
@@ -1100,7 +1375,7 @@ export type GetDashboardResponse = Message<"cugar.metrics.v1.GetDashboardRespons
  * Use `create(GetDashboardResponseSchema)` to create a new message.
  */
 export const GetDashboardResponseSchema: GenMessage<GetDashboardResponse> = /*@__PURE__*/
-  messageDesc(file_cugar_metrics_v1_metrics_service, 21);
+  messageDesc(file_cugar_metrics_v1_metrics_service, 23);
 
 /**
  * Outcome is how an execution ended.
@@ -1304,6 +1579,103 @@ export const RecordResultSchema: GenEnum<RecordResult> = /*@__PURE__*/
   enumDesc(file_cugar_metrics_v1_metrics_service, 4);
 
 /**
+ * ModelOperation is the kind of call made to a model (`gen_ai.operation.name`).
+ *
+ * @generated from enum cugar.metrics.v1.ModelOperation
+ */
+export enum ModelOperation {
+  /**
+   * Not set: rejected by validation.
+   *
+   * @generated from enum value: MODEL_OPERATION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A chat completion (`chat`).
+   *
+   * @generated from enum value: MODEL_OPERATION_CHAT = 1;
+   */
+  CHAT = 1,
+
+  /**
+   * A text completion (`text_completion`).
+   *
+   * @generated from enum value: MODEL_OPERATION_TEXT_COMPLETION = 2;
+   */
+  TEXT_COMPLETION = 2,
+
+  /**
+   * Embeddings (`embeddings`).
+   *
+   * @generated from enum value: MODEL_OPERATION_EMBEDDINGS = 3;
+   */
+  EMBEDDINGS = 3,
+
+  /**
+   * Multimodal content generation (`generate_content`).
+   *
+   * @generated from enum value: MODEL_OPERATION_GENERATE_CONTENT = 4;
+   */
+  GENERATE_CONTENT = 4,
+
+  /**
+   * Any other operation.
+   *
+   * @generated from enum value: MODEL_OPERATION_OTHER = 5;
+   */
+  OTHER = 5,
+}
+
+/**
+ * Describes the enum cugar.metrics.v1.ModelOperation.
+ */
+export const ModelOperationSchema: GenEnum<ModelOperation> = /*@__PURE__*/
+  enumDesc(file_cugar_metrics_v1_metrics_service, 5);
+
+/**
+ * ModelCallStatus is how a call to a model ended.
+ *
+ * @generated from enum cugar.metrics.v1.ModelCallStatus
+ */
+export enum ModelCallStatus {
+  /**
+   * Not set: rejected by validation.
+   *
+   * @generated from enum value: MODEL_CALL_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The model answered.
+   *
+   * @generated from enum value: MODEL_CALL_STATUS_SUCCESS = 1;
+   */
+  SUCCESS = 1,
+
+  /**
+   * The call failed; `ModelCall.error_type` says how.
+   *
+   * @generated from enum value: MODEL_CALL_STATUS_ERROR = 2;
+   */
+  ERROR = 2,
+
+  /**
+   * The provider refused the call for a rate or quota limit (an HTTP 429-class answer),
+   * counted apart from errors.
+   *
+   * @generated from enum value: MODEL_CALL_STATUS_RATE_LIMITED = 3;
+   */
+  RATE_LIMITED = 3,
+}
+
+/**
+ * Describes the enum cugar.metrics.v1.ModelCallStatus.
+ */
+export const ModelCallStatusSchema: GenEnum<ModelCallStatus> = /*@__PURE__*/
+  enumDesc(file_cugar_metrics_v1_metrics_service, 6);
+
+/**
  * DashboardScope says which processes the numbers of a dashboard cover.
  *
  * @generated from enum cugar.metrics.v1.DashboardScope
@@ -1329,7 +1701,7 @@ export enum DashboardScope {
  * Describes the enum cugar.metrics.v1.DashboardScope.
  */
 export const DashboardScopeSchema: GenEnum<DashboardScope> = /*@__PURE__*/
-  enumDesc(file_cugar_metrics_v1_metrics_service, 5);
+  enumDesc(file_cugar_metrics_v1_metrics_service, 7);
 
 /**
  * MetricsService records finished agent executions and serves the golden signals computed
