@@ -33,7 +33,7 @@ from tests.monitoring.promstack import (
     wait_for,
 )
 from tests.monitoring.traffic import PHASE, Driver
-from tests.serverproc import stop_process
+from tests.support.serverproc import stop_process
 
 if os.environ.get("CUGAR_MONITORING_TESTS") != "1":
     collect_ignore_glob = ["test_*.py"]

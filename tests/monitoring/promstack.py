@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.serverproc import ServerProcess, launch
+from tests.support.serverproc import ServerProcess, launch
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = ROOT / "monitoring" / "prometheus" / "rules"

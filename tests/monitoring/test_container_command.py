@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.monitoring.promstack import ROOT, wait_for
-from tests.serverproc import stop_process
+from tests.support.serverproc import stop_process
 
 pytestmark = pytest.mark.e2e
 
