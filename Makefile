@@ -4,8 +4,8 @@ VENV := .venv/bin
 BUF := tools/node_modules/.bin/buf
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV):$(PATH)
 
-.PHONY: help install run generate check-generate lint test test-server test-process \
-	test-python-client test-go test-typescript test-java test-conformance test-monitoring check \
+.PHONY: help install run generate check-generate lint test test-server test-process test-scripts \
+	test-python-client test-go test-typescript test-java test-conformance test-monitoring test-readme-walk check \
 	bench monitoring-check load soak
 
 help: ## List the targets
@@ -41,6 +41,9 @@ test-process: ## The real `cugar-metrics serve` process: lifecycle, faults, rest
 	$(VENV)/pytest tests/process
 
 # The Python client's tests move beside its code (clients/python/tests); until then, tests/client.
+test-scripts: ## The repository's own scripts (buf-breaking.sh) in fresh clones
+	$(VENV)/pytest tests/scripts
+
 test-python-client: ## The Python client against the real server
 	@if [ -d clients/python/tests ]; then $(VENV)/pytest clients/python/tests; \
 	else $(VENV)/pytest tests/client; fi
@@ -60,16 +63,21 @@ test-conformance: ## Every client runs the shared scenario (after the clients' s
 test-monitoring: ## Rules, alert tests, Alertmanager, Dockerfile, Kubernetes, e2e with a real Prometheus
 	bash scripts/ci/monitoring.sh
 
+test-readme-walk: ## Each client README's first example in a fresh clone (when scripts/ci/readme-walk.sh exists)
+	@if [ -e scripts/ci/readme-walk.sh ]; then bash scripts/ci/readme-walk.sh; fi
+
 # In this order: the server first, then each client, then what needs every client built.
 test: ## Every test in every language
 	$(MAKE) test-server
 	$(MAKE) test-process
+	$(MAKE) test-scripts
 	$(MAKE) test-python-client
 	$(MAKE) test-go
 	$(MAKE) test-typescript
 	$(MAKE) test-java
 	$(MAKE) test-conformance
 	$(MAKE) test-monitoring
+	$(MAKE) test-readme-walk
 
 check: install check-generate lint test ## Install, then everything CI checks
 
