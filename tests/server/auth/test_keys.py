@@ -24,7 +24,7 @@ def keys_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def eventually(check: Callable[[], object], timeout: float = 5.0) -> None:
+def eventually(check: Callable[[], object], timeout: float = 30.0) -> None:
     """Retries `check` (which raises AssertionError or RpcError) until it passes."""
     deadline = time.monotonic() + timeout
     while True:
