@@ -4,7 +4,9 @@ VENV := .venv/bin
 BUF := tools/node_modules/.bin/buf
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV):$(PATH)
 
-.PHONY: help install run generate check-generate lint test test-python test-python-client check bench bench-speed monitoring-check load soak
+.PHONY: help install run generate check-generate lint test test-server test-process test-scripts \
+	test-python-client test-go test-typescript test-java test-conformance test-monitoring test-readme-walk check \
+	bench bench-speed monitoring-check load soak
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -28,23 +30,56 @@ lint: ## buf format/lint/breaking, ruff, mypy
 	$(BUF) format -d --exit-code
 	$(BUF) lint
 	bash scripts/buf-breaking.sh
-	$(VENV)/ruff check server clients/python/src clients/python/tests tests bench
-	$(VENV)/ruff format --check server clients/python/src clients/python/tests tests bench
+	$(VENV)/ruff check server clients/python/src clients/python/tests clients/python/examples tests bench
+	$(VENV)/ruff format --check server clients/python/src clients/python/tests clients/python/examples tests bench
 	$(VENV)/mypy
 
-test-python: ## The Python test suite (unit, integration, end-to-end)
-	$(VENV)/pytest tests/unit tests/integration tests/e2e tests/hardening
+test-server: ## The server in-process: validation, aggregator, exposition, gRPC, auth, TLS, persistence
+	$(VENV)/pytest tests/server
 
-test-python-client: ## The Python client's tests (clients/python/tests)
+test-process: ## The real `cugar-metrics serve` process: lifecycle, faults, restarts, TLS, keys
+	$(VENV)/pytest tests/process
+
+test-scripts: ## The repository's own scripts (buf-breaking.sh) in fresh clones
+	$(VENV)/pytest tests/scripts
+
+test-python-client: ## The Python client against the real server
 	$(VENV)/pytest clients/python/tests
 
-test: test-python test-python-client ## Every test in every language
-	@for s in scripts/ci/*.sh; do [ -e "$$s" ] || continue; echo "==> $$s"; bash "$$s" || exit 1; done
+test-go: ## The Go client: vet and go test against the real server
+	bash scripts/ci/go.sh
+
+test-typescript: ## The TypeScript client: type check, build, tests against the real server
+	bash scripts/ci/typescript.sh
+
+test-java: ## The Java client: Maven verify against the real server, and its conformance runner
+	bash scripts/ci/java.sh
+
+test-conformance: ## Every client runs the shared scenario (after the clients' suites build them)
+	bash scripts/ci/conformance.sh
+
+test-monitoring: ## Rules, alert tests, Alertmanager, Dockerfile, Kubernetes, e2e with a real Prometheus
+	bash scripts/ci/monitoring.sh
+
+test-readme-walk: ## Each client README's first example in a fresh clone (when scripts/ci/readme-walk.sh exists)
+	@if [ -e scripts/ci/readme-walk.sh ]; then bash scripts/ci/readme-walk.sh; fi
+
+# In this order: the server first, then each client, then what needs every client built.
+test: ## Every test in every language
+	$(MAKE) test-server
+	$(MAKE) test-process
+	$(MAKE) test-scripts
+	$(MAKE) test-python-client
+	$(MAKE) test-go
+	$(MAKE) test-typescript
+	$(MAKE) test-java
+	$(MAKE) test-conformance
+	$(MAKE) test-monitoring
+	$(MAKE) test-readme-walk
 
 check: install check-generate lint test ## Install, then everything CI checks
 
-monitoring-check: ## Rules, alert tests, Alertmanager, Dockerfile, compose, Kubernetes, dashboard, e2e with Prometheus
-	bash scripts/ci/monitoring.sh
+monitoring-check: test-monitoring ## The same as test-monitoring
 
 bench: install ## Server benchmarks; writes bench/results/
 	$(VENV)/python bench/run_server_bench.py

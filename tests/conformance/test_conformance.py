@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar_metrics_client import Client
-from tests.serverproc import ServerProcess, launch
+from tests.support.serverproc import ServerProcess, launch
 
 pytestmark = pytest.mark.conformance
 

@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.hardening.auth.helpers import Keys
-from tests.serverproc import ServerProcess, launch
+from tests.server.auth.helpers import Keys
+from tests.support.serverproc import ServerProcess, launch
 
 pytestmark = pytest.mark.conformance
 

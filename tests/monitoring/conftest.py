@@ -33,7 +33,7 @@ from tests.monitoring.promstack import (
     wait_for,
 )
 from tests.monitoring.traffic import PHASE, Driver
-from tests.serverproc import stop_process
+from tests.support.serverproc import stop_process
 
 if os.environ.get("CUGAR_MONITORING_TESTS") != "1":
     collect_ignore_glob = ["test_*.py"]
@@ -108,11 +108,13 @@ def traffic(stack: Stack) -> Iterator[Driver]:
         driver.send_phase(0, PHASE)
         driver.send_invalid(0, "a")
         stack.wait_scraped("sum(cugar_executions_total)", sum(driver.tally.executions.values()))
+        driver.baseline = len(driver.accepted)
         driver.send_phase(PHASE, PHASE)
         driver.send_duplicates([PHASE, PHASE + 1, PHASE + 2])
         driver.send_invalid(1, "b")
         stack.wait_scraped("sum(cugar_executions_total)", sum(driver.tally.executions.values()))
         stack.wait_scraped('sum(cugar_ingest_executions_total{result="duplicate"})', 3)
+        driver.phase_end = len(driver.accepted)
         stack.wait_evaluated_after(time.time(), rounds=2)
         yield driver
     finally:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.serverproc import ServerProcess, launch
+from tests.support.serverproc import ServerProcess, launch
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = ROOT / "monitoring" / "prometheus" / "rules"
@@ -87,9 +87,11 @@ class PromAPI:
         assert body["status"] == "success", body
         return body["data"]
 
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        """Instant query; raises (HTTP 400) on a query Prometheus cannot parse or run."""
-        data = self.get("/api/v1/query", query=expr)
+    def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+        """Instant query (now, or at Unix time `at`); raises (HTTP 400) on a query Prometheus
+        cannot parse or run."""
+        params = {"query": expr} if at is None else {"query": expr, "time": f"{at:.3f}"}
+        data = self.get("/api/v1/query", **params)
         result = data["result"]
         if data["resultType"] == "scalar":
             return [{"metric": {}, "value": result}]
@@ -105,6 +107,10 @@ class PromAPI:
 
     def by(self, expr: str, label: str) -> dict[str, float]:
         return {r["metric"].get(label, ""): float(r["value"][1]) for r in self.query(expr)}
+
+    def by_at(self, expr: str, at: float, label: str = "instance") -> dict[str, float]:
+        """`by`, evaluated at Unix time `at`."""
+        return {r["metric"].get(label, ""): float(r["value"][1]) for r in self.query(expr, at)}
 
     def alerts(self) -> list[dict[str, Any]]:
         return self.get("/api/v1/alerts")["alerts"]  # type: ignore[no-any-return]

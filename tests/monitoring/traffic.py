@@ -102,12 +102,18 @@ class Driver:
         self.channels = [grpc.insecure_channel(t) for t in targets]
         self.stubs = [pb_grpc.MetricsServiceStub(c) for c in self.channels]
         self.tally = Tally()
+        #: Every accepted execution, in order, with the replica that recorded it.
+        self.accepted: list[tuple[int, pb.Execution]] = []
+        #: `accepted[baseline:phase_end]` is what `rate()` sees (see the module's docstring).
+        self.baseline = 0
+        self.phase_end = 0
 
     def close(self) -> None:
         for c in self.channels:
             c.close()
 
-    def _count(self, facts: dict[str, object], replica: int) -> None:
+    def _count(self, ex: pb.Execution, facts: dict[str, object], replica: int) -> None:
+        self.accepted.append((replica, ex))
         t = self.tally
         t.executions["failure" if facts["failed"] else "success"] += 1
         for _, domain, status, _ in facts["calls"]:  # type: ignore[attr-defined]
@@ -132,8 +138,8 @@ class Driver:
                 0,
                 0,
             ), resp
-            for _, facts in items:
-                self._count(facts, replica)
+            for ex, facts in items:
+                self._count(ex, facts, replica)
 
     def send_duplicates(self, ids: list[int], prefix: str = "e2e") -> None:
         """Re-sends executions to the replica that recorded them: each is a duplicate."""
@@ -155,7 +161,7 @@ class Driver:
         )
         assert (resp.accepted_count, resp.rejected_count) == (1, 1), resp
         assert resp.rejected_executions[0].field_violations[0].field == "executions[0].profile"
-        self._count(facts, replica)
+        self._count(good, facts, replica)
         self.tally.ingest["rejected"] += 1
         self.tally.rejections["required"] += 1
 
@@ -188,6 +194,7 @@ class Driver:
                 pb.RecordExecutionsRequest(executions=items), timeout=10
             )
             assert resp.accepted_count == len(items), resp
+            self.accepted += [(replica, ex) for ex in items]
             self.tally.executions["failure"] += len(items)
             self.tally.ingest["accepted"] += len(items)
             self.tally.per_replica[replica] += len(items)

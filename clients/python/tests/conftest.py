@@ -3,7 +3,7 @@
 here, with a keys file and certificates.
 
 This directory has no `__init__.py`: as a package its name, `tests`, would shadow the
-repository's `tests` package (tests.serverproc, ...). The repository root is on the import
+repository's `tests` package (tests.support.serverproc, ...). The repository root is on the import
 path through `pythonpath` in pyproject.toml.
 """
 
@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import server, server_config
-from tests.hardening.auth.helpers import Keys, sample
-from tests.serverproc import ServerProcess, launch
+from tests.server.auth.helpers import Keys, sample
+from tests.support.serverproc import ServerProcess, launch
 
 __all__ = ["server", "server_config"]  # fixtures shared with the server's tests
 

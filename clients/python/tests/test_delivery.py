@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cugar_metrics_client import BatchRecorder, Client, Execution
-from tests.serverproc import launch
+from tests.support.serverproc import launch
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:

@@ -1,7 +1,7 @@
 """The client's api_key over mutual TLS (call credentials on the secure channel), and
 `cugar-metrics demo` / `cugar-metrics dashboard` with --api-key and --tls-* against a
 `cugar-metrics serve` process with --auth-keys-file, --tls-cert/--tls-key and --tls-client-ca.
-TLS handshakes themselves are tested in tests/hardening/tls."""
+TLS handshakes themselves are tested in tests/server/tls."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from conftest import AuthServer, auth_process
 
 from cugar_metrics import dashboard_view, demo
 from cugar_metrics_client import Client, Execution, RecordResult, TlsConfig, UnauthenticatedError
-from tests.hardening.tls.certs import CA, Leaf
+from tests.support.certs import CA, Leaf
 
 KEYS: dict[str, tuple[str, str | None]] = {"rec": ("recorder", None), "read": ("reader", None)}
 

@@ -10,8 +10,8 @@ import grpc
 from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar.metrics.v1 import metrics_service_pb2_grpc as pb_grpc
 from tests.conftest import pb_execution
-from tests.hardening.auth.helpers import bearer
-from tests.serverproc import ServerProcess
+from tests.server.auth.helpers import bearer
+from tests.support.serverproc import ServerProcess
 
 SERVICE = "/cugar.metrics.v1.MetricsService"
 

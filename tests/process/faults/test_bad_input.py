@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar.metrics.v1 import metrics_service_pb2_grpc as pb_grpc
 from tests.conftest import pb_execution
-from tests.hardening.auth.helpers import bearer, make_keys
 from tests.process.faults.helpers import accepted, raw_call, record, scrape, value
-from tests.serverproc import launch
+from tests.server.auth.helpers import bearer, make_keys
+from tests.support.serverproc import launch
 
 GARBAGE = bytes(range(256)) * 64
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)

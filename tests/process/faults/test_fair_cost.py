@@ -17,9 +17,9 @@ from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar.metrics.v1 import metrics_service_pb2_grpc as pb_grpc
 from cugar_metrics.server import MAX_MESSAGE_BYTES
 from tests.conftest import pb_execution
-from tests.hardening.auth.helpers import bearer, make_keys
 from tests.process.faults.helpers import record, scrape, value
-from tests.serverproc import launch
+from tests.server.auth.helpers import bearer, make_keys
+from tests.support.serverproc import launch
 
 
 def test_rate_limits_count_executions_not_rpcs(tmp_path: Path) -> None:

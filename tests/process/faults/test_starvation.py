@@ -17,9 +17,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from cugar.metrics.v1 import metrics_service_pb2 as pb
-from tests.hardening.auth.helpers import make_keys
 from tests.process.faults.helpers import accepted, raw_call, record, scrape, value
-from tests.serverproc import launch
+from tests.server.auth.helpers import make_keys
+from tests.support.serverproc import launch
 
 WATCHES = 1000
 PER_CONNECTION = 3

@@ -20,7 +20,7 @@ from cugar.metrics.v1 import metrics_service_pb2_grpc as pb_grpc
 from cugar_metrics.validation import MAX_BUDGET, MIN_BUDGET_LIMIT
 from tests.conftest import pb_execution
 from tests.process.faults.helpers import scrape, value
-from tests.serverproc import launch
+from tests.support.serverproc import launch
 
 ORDINARY = 100
 

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar_metrics.validation import Limits, validate_execution, validate_executions
-from tests.unit.test_validation_properties import NOW, executions
+from tests.server.validation.test_validation_properties import NOW, executions
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)

@@ -1,1 +1,0 @@
-"""Authentication, authorisation, rate limits and connection limits."""

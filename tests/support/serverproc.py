@@ -1,0 +1,126 @@
+"""A real `cugar-metrics serve` process on free ports, for tests that need the whole program.
+
+The process binds port 0 for gRPC and metrics and reports the ports in its ready file; it is
+stopped with SIGTERM, which must drain it to exit code 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = ROOT / ".venv" / "bin" / "cugar-metrics"
+
+
+@dataclass
+class ServerProcess:
+    proc: subprocess.Popen[bytes]
+    grpc_port: int
+    metrics_port: int
+    log: Path
+    host: str = "127.0.0.1"
+
+    @property
+    def target(self) -> str:
+        """HOST:PORT of the gRPC port."""
+        return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def metrics_target(self) -> str:
+        """HOST:PORT of the metrics port, as Prometheus names a target."""
+        return f"{self.host}:{self.metrics_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.metrics_target}/metrics"
+
+    def output(self) -> str:
+        """What the server logged so far."""
+        return self.log.read_text()
+
+    def stop(self, timeout: float = 20) -> int:
+        """SIGTERM, wait for the drain, return the exit code (killed after `timeout`)."""
+        return stop_process(self.proc, timeout)
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def launch(
+    directory: Path,
+    *args: str,
+    name: str = "test",
+    env: dict[str, str] | None = None,
+    timeout: float = 30.0,
+    host: str = "127.0.0.1",
+    grpc_port: int = 0,
+) -> ServerProcess:
+    """Starts `cugar-metrics serve` (extra flags in `args`) and waits for its ready file.
+
+    It listens on `host` (gRPC on `grpc_port`, 0 for a free one; metrics on a free port).
+    The log and the ready file are written to `directory` under `name`. Without
+    `--auth-keys-file` in `args` the server is started with `--no-auth`.
+    """
+    if "--auth-keys-file" not in args:
+        args = ("--no-auth", *args)
+    ready = directory / f"{name}.ready.json"
+    log = directory / f"{name}.log"
+    ready.unlink(missing_ok=True)  # a restart under the same name waits for its own file
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                str(CLI),
+                "serve",
+                "--host",
+                host,
+                "--grpc-port",
+                str(grpc_port),
+                "--metrics-port",
+                "0",
+                "--ready-file",
+                str(ready),
+                "--replica",
+                name,
+                *args,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(f"server {name} exited with {proc.returncode}: {log.read_text()}")
+        try:
+            info = json.loads(ready.read_text())
+            break
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+        if time.monotonic() > deadline:
+            stop_process(proc)
+            raise AssertionError(f"server {name} wrote no ready file in {timeout:.0f}s")
+        time.sleep(0.05)
+    assert info["pid"] == proc.pid
+    return ServerProcess(proc, int(info["grpc_port"]), int(info["metrics_port"]), log, host)
+
+
+def tool(name: str) -> str:
+    """A tool installed by scripts/install-tools.sh; its absence fails the test."""
+    path = shutil.which(name, path=f"{ROOT / '.tools' / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    assert path, f"{name} is not installed: run scripts/install-tools.sh"
+    return path
