@@ -4,7 +4,7 @@ VENV := .venv/bin
 BUF := tools/node_modules/.bin/buf
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV):$(PATH)
 
-.PHONY: help install run generate check-generate lint test test-python check bench monitoring-check load soak
+.PHONY: help install run generate check-generate readme-options lint test test-python check bench monitoring-check load soak
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ check-generate: generate ## Fail when the committed generated code differs from 
 	@if [ -n "$$(git status --porcelain -- clients/python/gen clients/go/gen clients/typescript/src/gen docs/api)" ]; then \
 	  git status --porcelain -- clients/python/gen clients/go/gen clients/typescript/src/gen docs/api; \
 	  echo "generated code is stale: run 'make generate' and commit the result" >&2; exit 1; fi
+
+readme-options: ## Rewrite README.md's configuration table from the option declarations
+	$(VENV)/python scripts/readme_options.py
 
 lint: ## buf format/lint/breaking, ruff, mypy
 	$(BUF) format -d --exit-code

@@ -161,45 +161,10 @@ def grpc_server_credentials(
     )
 
 
-def check_options(
-    *,
-    tls_cert: str | None,
-    tls_key: str | None,
-    tls_client_ca: str | None,
-    metrics_tls_cert: str | None,
-    metrics_tls_key: str | None,
-    metrics_basic_auth_file: str | None,
-) -> None:
-    """Checks the TLS and basic-auth options together and loads their files once, so a bad
-    file stops start-up (and ``--check-config``). Raises ``TlsError`` naming the flag."""
-    from cugar_metrics.http_auth import AuthFileError, read_users
-
-    for cert_flag, cert, key_flag, key in (
-        ("--tls-cert", tls_cert, "--tls-key", tls_key),
-        ("--metrics-tls-cert", metrics_tls_cert, "--metrics-tls-key", metrics_tls_key),
-    ):
-        if (cert is None) != (key is None):
-            given, missing = (cert_flag, key_flag) if key is None else (key_flag, cert_flag)
-            raise TlsError(f"{given} needs {missing} too (the certificate and its private key)")
-        if cert is not None and key is not None:
-            try:
-                load_pem(cert, key)
-            except TlsError as e:
-                raise TlsError(f"{cert_flag}/{key_flag}: {e}") from None
-    if tls_client_ca is not None:
-        if tls_cert is None:
-            raise TlsError(
-                "--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is TLS first)"
-            )
-        try:
-            _check_ca(_read(tls_client_ca, "client CA"), tls_client_ca)
-        except TlsError as e:
-            raise TlsError(f"--tls-client-ca: {e}") from None
-    if metrics_basic_auth_file is not None:
-        try:
-            read_users(metrics_basic_auth_file)
-        except AuthFileError as e:
-            raise TlsError(f"--metrics-basic-auth-file: {e}") from None
+def check_ca_file(path: str) -> None:
+    """Reads the client CA file and checks that it holds certificates (start-up and
+    ``--check-config``, see ``config.preflight``). Raises ``TlsError`` naming the file."""
+    _check_ca(_read(path, "client CA"), path)
 
 
 class ServerContext:
@@ -277,7 +242,7 @@ __all__ = [
     "ServerContext",
     "TlsError",
     "TlsHttpServer",
-    "check_options",
+    "check_ca_file",
     "grpc_server_credentials",
     "load_pem",
     "metrics_server_class",
