@@ -19,21 +19,19 @@ the role's limit for that key.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import hashlib
 import hmac
 import json
 import logging
-import os
 import re
 import secrets
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
+from cugar_metrics.files import FileWatch, write_atomically
 from cugar_metrics.ratelimit import RateLimit, parse_rate
 
 log = logging.getLogger("cugar_metrics.auth")
@@ -245,28 +243,11 @@ def load_keys(path: str) -> KeySet:
 
 
 def save_keys(path: str, entries: Iterable[KeyEntry]) -> None:
-    """Writes the keys file atomically (a temporary file in the same directory, fsync,
-    rename), readable and writable by its owner only."""
+    """Writes the keys file atomically (see `files.write_atomically`): through a symlink to
+    its target, keeping an existing file's owner, group and mode; a new file gets mode
+    0600."""
     doc = {"version": FILE_VERSION, "keys": [asdict(e) for e in entries]}
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".keys-", suffix=".tmp", dir=directory)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomically(path, (json.dumps(doc, indent=2) + "\n").encode("utf-8"), mode=0o600)
 
 
 def create_key(
@@ -317,27 +298,20 @@ class KeyStore:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._signature = self._stat()
+        self._watch = FileWatch(path)
         self.keys = load_keys(path)
         self.reloads = {"success": 0, "failure": 0}
 
-    def _stat(self) -> tuple[int, int, int, int] | None:
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return None
-        return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
-
     def reload_if_changed(self) -> bool:
-        """Reloads when the file's mtime, size or inode changed; True if keys were replaced."""
-        signature = self._stat()
-        if signature == self._signature:
-            return False
-        return self.reload(signature)
+        """Reloads when the file changed (see `files.FileWatch`); True if keys were replaced."""
+        return self._watch.changed() and self._load()
 
-    def reload(self, signature: tuple[int, int, int, int] | None = None) -> bool:
+    def reload(self) -> bool:
         """Reloads now (SIGHUP); True if the keys were replaced."""
-        self._signature = self._stat() if signature is None else signature
+        self._watch.mark()
+        return self._load()
+
+    def _load(self) -> bool:
         try:
             keys = load_keys(self.path)
         except KeysFileError as e:

@@ -30,6 +30,7 @@ from cugar_metrics.auth_interceptor import Security, build_security
 from cugar_metrics.config import Config
 from cugar_metrics.connection_limits import connection_options
 from cugar_metrics.exposition import AggregatorCollector
+from cugar_metrics.files import write_atomically
 from cugar_metrics.http_auth import BasicAuthUsers, require_basic_auth
 from cugar_metrics.interceptors import MetricsInterceptor, RpcMetrics
 from cugar_metrics.service import MAX_BATCH, MetricsService
@@ -230,17 +231,12 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
 
 
 def _write_ready_file(path: str, running: RunningServer) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(
-            {
-                "grpc_port": running.grpc_port,
-                "metrics_port": running.metrics_port,
-                "pid": os.getpid(),
-            },
-            f,
-        )
-    os.replace(tmp, path)
+    info = {
+        "grpc_port": running.grpc_port,
+        "metrics_port": running.metrics_port,
+        "pid": os.getpid(),
+    }
+    write_atomically(path, json.dumps(info).encode(), mode=0o644)
 
 
 async def serve(config: Config) -> None:

@@ -1,8 +1,9 @@
 """The state file: restore at start-up, checkpoint at an interval and on drain.
 
-File I/O only; the bytes come from `aggregator.persist`. A checkpoint is written to
-`<file>.tmp`, fsynced, renamed over the file with `os.replace` and the directory fsynced, so the
-file is always either the previous checkpoint or the new one, never a mix. A file that cannot
+File I/O only; the bytes come from `aggregator.persist`. A checkpoint is written with
+`files.write_atomically` (a new temporary file under a random name, fsynced, renamed over the
+file, the directory fsynced), so the file is always either the previous checkpoint or the new
+one, never a mix. A file that cannot
 be restored (damaged, truncated, another format version or bucket layout) is renamed to
 `<file>.corrupt-<UTC time>` with one log line, and the server starts fresh: never a crash loop.
 """
@@ -26,31 +27,13 @@ from prometheus_client.registry import Collector
 from cugar_metrics.aggregator import Aggregator
 from cugar_metrics.aggregator.core import SavedState
 from cugar_metrics.aggregator.persist import StateFormatError, decode, encode
+from cugar_metrics.files import write_atomically
 
 log = logging.getLogger("cugar_metrics.state")
 
 
 def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replaces `path` by `data` so that a crash leaves the old or the new content."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def move_aside(path: Path, now: float) -> Path:

@@ -2,7 +2,7 @@
 
 gRPC port: ``grpc_server_credentials`` builds ``grpc.dynamic_ssl_server_credentials`` whose
 fetcher gRPC calls before each new connection; it re-reads the PEM files only when one of
-them changed (modification time, size or inode), so a rotated certificate is served to the
+them changed (see ``files.FileWatch``), so a rotated certificate is served to the
 next connection while open connections keep theirs. With a client CA, clients must present a
 certificate signed by it (mutual TLS).
 
@@ -19,7 +19,6 @@ validate the files without loading it.
 from __future__ import annotations
 
 import logging
-import os
 import ssl
 import threading
 from collections.abc import Callable
@@ -27,6 +26,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.exposition import ThreadingWSGIServer
+
+from cugar_metrics.files import FileWatch
 
 if TYPE_CHECKING:
     import grpc
@@ -36,19 +37,9 @@ log = logging.getLogger("cugar_metrics.tls")
 #: How long a client of the metrics port has to complete the TLS handshake.
 HANDSHAKE_TIMEOUT = 10.0
 
-_Stamp = tuple[tuple[int, int, int], ...]
-
 
 class TlsError(ValueError):
     """A certificate, key or CA file cannot be used; the message says which and why."""
-
-
-def _stamp(paths: tuple[str, ...]) -> _Stamp:
-    out = []
-    for path in paths:
-        st = os.stat(path)
-        out.append((st.st_mtime_ns, st.st_size, st.st_ino))
-    return tuple(out)
 
 
 def _read(path: str, what: str) -> bytes:
@@ -107,26 +98,22 @@ class _Watched:
         self._load = load
         self._name = name
         self._lock = threading.Lock()
-        self._stamp = _stamp(paths)
+        self._watch = FileWatch(*paths)
         self.value: Any = load()
         self.reloads = 0
 
     def refresh(self) -> bool:
-        """Reloads if the files changed; True when a new value was loaded."""
+        """Reloads if the files changed (see `files.FileWatch`); True when a new value was
+        loaded. A version that fails to load is logged once and not retried until it changes."""
         with self._lock:
-            try:
-                stamp = _stamp(self._paths)
-            except OSError as e:
-                log.warning("%s: cannot stat %s; keeping the loaded certificate", self._name, e)
-                return False
-            if stamp == self._stamp:
+            if not self._watch.changed():
                 return False
             try:
                 value = self._load()
             except (TlsError, ssl.SSLError, OSError) as e:
                 log.warning("%s: not reloaded, keeping the previous certificate: %s", self._name, e)
                 return False
-            self._stamp, self.value = stamp, value
+            self.value = value
             self.reloads += 1
             log.info("%s: certificate reloaded from %s", self._name, ", ".join(self._paths))
             return True
