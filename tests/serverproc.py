@@ -69,10 +69,13 @@ def launch(
     """Starts `cugar-metrics serve` (extra flags in `args`) and waits for its ready file.
 
     The log and the ready file are written to `directory` under `name`. Without
-    `--auth-keys-file` in `args` the server is started with `--no-auth`.
+    `--auth-keys-file` in `args` the server is started with `--no-auth`; with it and without
+    `--metrics-basic-auth-file`, with `--metrics-open`.
     """
     if "--auth-keys-file" not in args:
         args = ("--no-auth", *args)
+    elif "--metrics-basic-auth-file" not in args and "--metrics-open" not in args:
+        args = ("--metrics-open", *args)
     ready = directory / f"{name}.ready.json"
     log = directory / f"{name}.log"
     with log.open("wb") as out:

@@ -6,7 +6,8 @@ enough and no salt or slow hash is needed. A presented key is hashed, looked up 
 and the stored hash is compared with `hmac.compare_digest`; the lookup can only reveal
 timing about the hash, which says nothing usable about any key.
 
-The keys file (JSON, written atomically with mode 0600):
+The keys file (JSON, written atomically; a new file gets mode 0600, an existing one keeps its
+owner, group and mode):
 
     {"version": 1, "keys": [{"id": "3f9c0a1b2c4d", "name": "sales-agent", "role": "recorder",
       "sha256": "<64 hex>", "created_time": "2025-01-01T00:00:00Z", "revoked": false,
@@ -24,8 +25,10 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import re
 import secrets
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -250,6 +253,22 @@ def save_keys(path: str, entries: Iterable[KeyEntry]) -> None:
     write_atomically(path, (json.dumps(doc, indent=2) + "\n").encode("utf-8"), mode=0o600)
 
 
+def exposure_warning(path: str) -> str | None:
+    """A warning when the keys file can be read by its group or by others (it holds hashes
+    of live keys and the names of every agent), with the fix; None when it cannot."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return None
+    readers = [who for who, bit in (("group", 0o040), ("others", 0o004)) if mode & bit]
+    if not readers:
+        return None
+    return (
+        f"keys file {path} is readable by {' and '.join(readers)} (mode {mode:04o}): "
+        f"run 'chmod 600 {path}' (or 640 with a group only the server's user is in)"
+    )
+
+
 def create_key(
     entries: Iterable[KeyEntry], name: str, role: str, rate_limit: str | None = None
 ) -> tuple[str, list[KeyEntry]]:
@@ -365,6 +384,7 @@ __all__ = [
     "access_for",
     "create_key",
     "current_agent",
+    "exposure_warning",
     "hash_key",
     "load_keys",
     "new_key",

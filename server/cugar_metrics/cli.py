@@ -17,6 +17,7 @@ from cugar_metrics.config import (
     OPTIONS,
     Config,
     ConfigError,
+    exposure_problems,
     from_text,
     markdown_table,
     preflight,
@@ -137,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(2)
     # The start-up step: every file the options name, then the authentication policy; each
     # problem names its flag, and all of them are reported at once.
-    problems = preflight(config)
+    problems = preflight(config) + exposure_problems(config)
     if config.auth_keys_file is None and not config.no_auth:
         problems.append(
             "authentication is not configured: pass --auth-keys-file FILE (create keys with "

@@ -319,6 +319,12 @@ class Config:
         "when it changes)",
         shown="— (open)",
     )
+    metrics_open: bool = option(
+        False,
+        BOOL,
+        "with --auth-keys-file, serve `/metrics` without --metrics-basic-auth-file anyway "
+        "(logged as a WARNING); without either the server refuses to start",
+    )
     auth_keys_file: str | None = option(
         None,
         PATH,
@@ -618,6 +624,24 @@ def preflight(config: Config) -> list[str]:
     return problems
 
 
+def exposure_problems(config: Config) -> list[str]:
+    """The start-up policy on who may read what: with --auth-keys-file, /metrics (the same
+    profiles, tools and agent names) needs --metrics-basic-auth-file, or an explicit
+    --metrics-open."""
+    problems = []
+    if (
+        config.auth_keys_file is not None
+        and config.metrics_basic_auth_file is None
+        and not config.metrics_open
+    ):
+        problems.append(
+            "--auth-keys-file guards the gRPC port, but /metrics would serve the same profiles, "
+            "tools and agent names to anyone: pass --metrics-basic-auth-file FILE, or "
+            f"--metrics-open to serve it open anyway [env {ENV_PREFIX}METRICS_OPEN=true]"
+        )
+    return problems
+
+
 __all__ = [
     "BY_NAME",
     "ENV_PREFIX",
@@ -626,6 +650,7 @@ __all__ = [
     "ConfigError",
     "Kind",
     "Option",
+    "exposure_problems",
     "format_duration",
     "from_text",
     "markdown_table",

@@ -26,6 +26,7 @@ from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar.metrics.v1 import metrics_service_pb2_grpc as pb_grpc
 from cugar_metrics import __version__
 from cugar_metrics.aggregator import Aggregator
+from cugar_metrics.auth import exposure_warning
 from cugar_metrics.auth_interceptor import Security, build_security
 from cugar_metrics.config import Config
 from cugar_metrics.connection_limits import connection_options
@@ -134,6 +135,16 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
             aggregator, path, config.checkpoint_interval, clock, restored=restored
         )
         registry.register(CheckpointCollector(checkpointer))
+    if config.auth_keys_file is not None:
+        exposed = exposure_warning(config.auth_keys_file)
+        if exposed is not None:
+            log.warning("%s", exposed)
+        if config.metrics_basic_auth_file is None:
+            log.warning(
+                "--metrics-open: /metrics serves profiles, tools and agent names to anyone who "
+                "reaches the metrics port, while API keys guard the gRPC port; give it "
+                "--metrics-basic-auth-file (or bind it to loopback with --metrics-host)"
+            )
     security = build_security(config, registry, clock)
 
     server = grpc.aio.server(
@@ -251,9 +262,25 @@ async def serve(config: Config) -> None:
         received.append(sig.name)
         stop.set()
 
+    started: list[RunningServer] = []
+
+    def on_hangup() -> None:
+        # SIGHUP's default action ends the process with no drain; it means "reload" here.
+        if not started:
+            log.info("SIGHUP during start-up: the files are read as the server starts")
+        elif started[0].security is not None:
+            started[0].security.reload()
+        else:
+            log.info(
+                "SIGHUP: nothing to reload without --auth-keys-file (certificates and the "
+                "metrics users file are re-read when they change)"
+            )
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     running = await create_server(config)
+    started.append(running)
     transport = "mutual TLS" if config.tls_client_ca else "TLS" if config.tls_cert else "plaintext"
     log.info(
         "cugar-metrics %s serving: gRPC %s:%d (%s, reflection %s), metrics %s://%s:%d/metrics,"
@@ -270,8 +297,6 @@ async def serve(config: Config) -> None:
     )
     if config.ready_file:
         _write_ready_file(config.ready_file, running)
-    if running.security is not None:
-        loop.add_signal_handler(signal.SIGHUP, running.security.reload)
     await stop.wait()
     log.info(
         "%s received: NOT_SERVING; serving %gs more, then draining in-flight RPCs (grace %gs)",

@@ -64,6 +64,11 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       readyFile,
       // The server refuses to start without an explicit authentication choice.
       ...((options.args ?? []).includes("--auth-keys-file") ? [] : ["--no-auth"]),
+      // With API keys, /metrics must be guarded too or left open explicitly.
+      ...((options.args ?? []).includes("--auth-keys-file") &&
+      !(options.args ?? []).includes("--metrics-basic-auth-file")
+        ? ["--metrics-open"]
+        : []),
       ...(options.args ?? []),
     ],
     { stdio: ["ignore", "pipe", "pipe"] },

@@ -80,6 +80,9 @@ func Start(timeout time.Duration, args ...string) (*Server, error) {
 	if !slices.Contains(args, "--auth-keys-file") {
 		// The server refuses to start without an explicit authentication choice.
 		base = append(base, "--no-auth")
+	} else if !slices.Contains(args, "--metrics-basic-auth-file") {
+		// With API keys, /metrics must be guarded too or left open explicitly.
+		base = append(base, "--metrics-open")
 	}
 	cmd := exec.Command(bin, append(base, args...)...)
 	cmd.Stdout = logFile

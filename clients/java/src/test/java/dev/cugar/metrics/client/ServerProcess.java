@@ -106,6 +106,9 @@ final class ServerProcess {
     if (!List.of(extraArgs).contains("--auth-keys-file")) {
       // The server refuses to start without an explicit authentication choice.
       command.add("--no-auth");
+    } else if (!List.of(extraArgs).contains("--metrics-basic-auth-file")) {
+      // With API keys, /metrics must be guarded too or left open explicitly.
+      command.add("--metrics-open");
     }
     command.addAll(List.of(extraArgs));
     ProcessBuilder pb =
