@@ -12,8 +12,8 @@ help: ## List the targets
 install: ## Install every pinned tool and dependency (idempotent)
 	bash scripts/install-tools.sh
 
-run: install ## Install, then start the server on the defaults (gRPC :50051, metrics :9464)
-	$(VENV)/cugar-metrics serve --no-auth
+run: install ## Install, then start the server on the defaults (loopback: gRPC :50051, metrics :9464)
+	$(VENV)/cugar-metrics serve
 
 generate: ## Regenerate every client's code and the API reference from protos/
 	$(BUF) generate

@@ -139,12 +139,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     # The start-up step: every file the options name, then the authentication policy; each
     # problem names its flag, and all of them are reported at once.
     problems = preflight(config) + exposure_problems(config)
-    if config.auth_keys_file is None and not config.no_auth:
-        problems.append(
-            "authentication is not configured: pass --auth-keys-file FILE (create keys with "
-            "'cugar-metrics keys create'), or --no-auth to let anyone who reaches the port "
-            f"record and read [env {ENV_PREFIX}AUTH_KEYS_FILE or {ENV_PREFIX}NO_AUTH=true]"
-        )
     if problems:
         for problem in problems:
             print(f"cugar-metrics: error: {problem}", file=sys.stderr)

@@ -9,11 +9,12 @@ option, add one field here; the CLI and the README follow.
 
 Checks that read files (keys file, certificates, state file) are not made when a `Config` is
 built: `preflight(config)` makes them all at start-up and returns every problem, each naming
-its flag.
+its flag. `exposure_problems(config)` holds the start-up policy on who may reach the ports.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -219,7 +220,8 @@ class Config:
     host: str = option(
         "127.0.0.1",
         TEXT,
-        "address of the gRPC port (0.0.0.0: every interface)",
+        "address of the gRPC port; 0.0.0.0 (every interface) or any non-loopback address needs "
+        "--auth-keys-file or --no-auth",
     )
     grpc_port: int = option(50051, INT, "gRPC port (0: a free one)", low=0, high=65535)
     metrics_host: str | None = option(None, TEXT, "address of the metrics port", shown="`--host`")
@@ -330,15 +332,15 @@ class Config:
         PATH,
         "API keys file (see 'cugar-metrics keys'): MetricsService calls need "
         "'authorization: Bearer <key>'; reloaded when it changes and on SIGHUP",
-        shown="— (required unless `--no-auth`)",
+        shown="— (loopback only, unless `--no-auth`)",
         see="Authentication",
     )
     no_auth: bool = option(
         False,
         BOOL,
-        "serve without authentication: anyone who reaches the gRPC port can record and read "
-        "(logged as a WARNING). Without --auth-keys-file the server refuses to start unless "
-        "this is given",
+        "serve without authentication on any address: anyone who reaches the gRPC port can "
+        "record and read (logged as a WARNING). With neither this nor --auth-keys-file the "
+        "server serves on loopback only and refuses a non-loopback --host or --metrics-host",
     )
     auth_reload_interval: float = option(
         2.0,
@@ -624,11 +626,46 @@ def preflight(config: Config) -> list[str]:
     return problems
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` names only this machine (127.0.0.0/8, ::1, or a name resolving to
+    loopback addresses only). An empty host, 0.0.0.0 or :: is every interface."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    addresses = {info[4][0] for info in infos}
+    return bool(addresses) and all(
+        ipaddress.ip_address(str(a).split("%")[0]).is_loopback for a in addresses
+    )
+
+
 def exposure_problems(config: Config) -> list[str]:
-    """The start-up policy on who may read what: with --auth-keys-file, /metrics (the same
-    profiles, tools and agent names) needs --metrics-basic-auth-file, or an explicit
-    --metrics-open."""
+    """The start-up policy on who may reach the ports (protected mode):
+
+    - no --auth-keys-file and no --no-auth: both ports must be on loopback;
+    - --auth-keys-file: /metrics needs --metrics-basic-auth-file, or an explicit
+      --metrics-open."""
     problems = []
+    if config.auth_keys_file is None and not config.no_auth:
+        exposed = [
+            f"{flag} {host or repr(host)}"
+            for flag, host in (("--host", config.host), ("--metrics-host", config.metrics_host))
+            if host is not None and not is_loopback(host)
+        ]
+        if exposed:
+            problems.append(
+                f"{' and '.join(exposed)} would serve beyond this machine without "
+                "authentication: pass --auth-keys-file FILE (create keys with 'cugar-metrics "
+                "keys create'), or --no-auth to let anyone who reaches the port record and read "
+                f"[env {ENV_PREFIX}AUTH_KEYS_FILE or {ENV_PREFIX}NO_AUTH=true]; without either, "
+                "keep the default --host 127.0.0.1 (protected mode: loopback only)"
+            )
     if (
         config.auth_keys_file is not None
         and config.metrics_basic_auth_file is None
@@ -653,6 +690,7 @@ __all__ = [
     "exposure_problems",
     "format_duration",
     "from_text",
+    "is_loopback",
     "markdown_table",
     "option",
     "parse_duration",

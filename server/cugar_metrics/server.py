@@ -135,6 +135,13 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
             aggregator, path, config.checkpoint_interval, clock, restored=restored
         )
         registry.register(CheckpointCollector(checkpointer))
+    if config.auth_keys_file is None and not config.no_auth:
+        log.warning(
+            "protected mode: neither --auth-keys-file nor --no-auth, so the server serves on "
+            "loopback only (%s); anyone on this machine can record and read. Create keys "
+            "with 'cugar-metrics keys create' and pass --auth-keys-file to serve other hosts",
+            config.host,
+        )
     if config.auth_keys_file is not None:
         exposed = exposure_warning(config.auth_keys_file)
         if exposed is not None:

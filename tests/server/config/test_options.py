@@ -167,3 +167,36 @@ def test_check_config_lists_every_problem_and_exits_2(tmp_path: Path) -> None:
     assert len(lines) == 2, lines
     assert lines[0].startswith("cugar-metrics: error: --metrics-basic-auth-file: cannot read")
     assert lines[1].startswith("cugar-metrics: error: --state-file: directory")
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.3.4.5", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("", False),
+        ("10.1.2.3", False),
+        ("no-such-host.invalid", False),
+    ],
+)
+def test_loopback_addresses(host: str, loopback: bool) -> None:
+    from cugar_metrics.config import is_loopback
+
+    assert is_loopback(host) is loopback
+
+
+def test_exposure_policy_names_the_flags() -> None:
+    from cugar_metrics.config import exposure_problems
+
+    assert exposure_problems(Config()) == []
+    assert exposure_problems(Config(host="0.0.0.0", no_auth=True)) == []
+    (problem,) = exposure_problems(Config(host="0.0.0.0", metrics_host="127.0.0.1"))
+    assert problem.startswith("--host 0.0.0.0 would serve beyond this machine")
+    (problem,) = exposure_problems(Config(auth_keys_file="k", host="0.0.0.0"))
+    assert "--metrics-basic-auth-file" in problem and "--metrics-open" in problem
+    assert exposure_problems(Config(auth_keys_file="k", host="0.0.0.0", metrics_open=True)) == []
