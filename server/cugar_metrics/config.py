@@ -548,6 +548,21 @@ def _readable_file(flag: str, path: str, what: str) -> str | None:
     return None
 
 
+def _special_file(flag: str, path: str | None) -> str | None:
+    """A problem when `path` exists but is not a regular file (a FIFO, socket or device),
+    which reading would block on or misread; None otherwise (a missing file is the
+    loader's to report)."""
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if stat.S_ISREG(st.st_mode):
+        return None
+    return f"{flag}: {path!r} is not a regular file; give the path of a regular file"
+
+
 def _state_file_problem(path_text: str) -> str | None:
     path = Path(path_text)
     if not path.parent.is_dir():
@@ -597,6 +612,20 @@ def preflight(config: Config) -> list[str]:
             except KeysFileError as e:
                 problem = f"--auth-keys-file: {e}"
         add(problem)
+    # Files that exist but are not regular (a FIFO would block the read) are refused first.
+    special = {
+        flag: _special_file(flag, path)
+        for flag, path in (
+            ("--tls-cert", config.tls_cert),
+            ("--tls-key", config.tls_key),
+            ("--tls-client-ca", config.tls_client_ca),
+            ("--metrics-tls-cert", config.metrics_tls_cert),
+            ("--metrics-tls-key", config.metrics_tls_key),
+            ("--metrics-basic-auth-file", config.metrics_basic_auth_file),
+        )
+    }
+    for problem in special.values():
+        add(problem)
     for cert_flag, cert, key_flag, key in (
         ("--tls-cert", config.tls_cert, "--tls-key", config.tls_key),
         (
@@ -606,17 +635,17 @@ def preflight(config: Config) -> list[str]:
             config.metrics_tls_key,
         ),
     ):
-        if cert is not None and key is not None:
+        if cert is not None and key is not None and not (special[cert_flag] or special[key_flag]):
             try:
                 load_pem(cert, key)
             except TlsError as e:
                 add(f"{cert_flag}/{key_flag}: {e}")
-    if config.tls_client_ca is not None:
+    if config.tls_client_ca is not None and not special["--tls-client-ca"]:
         try:
             check_ca_file(config.tls_client_ca)
         except TlsError as e:
             add(f"--tls-client-ca: {e}")
-    if config.metrics_basic_auth_file is not None:
+    if config.metrics_basic_auth_file is not None and not special["--metrics-basic-auth-file"]:
         try:
             read_users(config.metrics_basic_auth_file)
         except AuthFileError as e:

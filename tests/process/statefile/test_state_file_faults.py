@@ -7,6 +7,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.serverproc import CLI
 
 
@@ -62,3 +64,28 @@ def test_a_directory_or_a_fifo_behind_a_symlink_is_refused_the_same_way(tmp_path
     )
     assert result.returncode == 2
     assert "--state-file:" in result.stderr and "is not a regular file" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--metrics-basic-auth-file", "{fifo}"],
+        ["--auth-keys-file", "{fifo}", "--metrics-open"],
+        ["--tls-cert", "{fifo}", "--tls-key", "{fifo}"],
+    ],
+)
+def test_a_fifo_as_any_file_option_is_refused_without_blocking(
+    tmp_path: Path, flags: list[str]
+) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    args = [a.format(fifo=fifo) for a in flags]
+    result = subprocess.run(
+        [str(CLI), "serve", "--check-config", *args],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert f"{flags[0]}: {str(fifo)!r} is not a regular file" in result.stderr, result.stderr
