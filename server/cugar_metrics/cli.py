@@ -45,9 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
         "a flag wins over the variable.",
     )
     for spec in OPTIONS:
-        help_text = (
-            f"{spec.help} (default: {spec.default_text().replace('`', '')}) [env {spec.env}]"
-        )
+        accepted = f"; accepted: {spec.range_text()}" if spec.low is not None else ""
+        default = spec.default_text()
+        help_text = f"{spec.help}{accepted} (default: {default}) [env {spec.env}]".replace("`", "")
         if spec.switch:
             serve.add_argument(
                 spec.flag,

@@ -5,7 +5,12 @@ typed value), how its text is read (`Kind`), its range and its help text. The fl
 (`--name-with-dashes`, or `--no-name` for an option that is on by default), the environment
 variable (`CUGAR_METRICS_NAME`), the `serve` parser, the README table
 (`cugar-metrics options --markdown`) and the range checks are all derived from it. To add an
-option, add one field here; the CLI and the README follow.
+option, add one field here, then run `make readme-options`; the CLI follows. For example:
+
+    max_widgets: int = option(10, INT, "widgets kept per agent", low=1, high=1000)
+
+gives `--max-widgets N`, `CUGAR_METRICS_MAX_WIDGETS`, the check "must be between 1 and 1000"
+and a README row. A bool option is a switch: `--name` (or `--no-name` when on by default).
 
 Checks that read files (keys file, certificates, state file) are not made when a `Config` is
 built: `preflight(config)` makes them all at start-up and returns every problem, each naming
