@@ -3,7 +3,8 @@
 #   docker build -t cugar-metrics:0.1.0 .
 #   docker run --rm -p 127.0.0.1:50051:50051 -e CUGAR_METRICS_NO_AUTH=true cugar-metrics:0.1.0
 # The server needs an authentication choice: CUGAR_METRICS_AUTH_KEYS_FILE (a mounted keys
-# file) or CUGAR_METRICS_NO_AUTH=true.
+# file, with CUGAR_METRICS_METRICS_BASIC_AUTH_FILE or CUGAR_METRICS_METRICS_OPEN=true for the
+# metrics port) or CUGAR_METRICS_NO_AUTH=true.
 # Ports: 50051 gRPC (MetricsService, grpc.health.v1, reflection), 9464 Prometheus /metrics.
 
 # --- grpc_health_probe, for the HEALTHCHECK (Kubernetes uses its native gRPC probes) -------

@@ -4,9 +4,9 @@ VENV := .venv/bin
 BUF := tools/node_modules/.bin/buf
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV):$(PATH)
 
-.PHONY: help install run generate check-generate lint test test-server test-process test-scripts \
-	test-python-client test-go test-typescript test-java test-conformance test-monitoring test-readme-walk check \
-	bench bench-speed monitoring-check load soak
+.PHONY: help install run generate check-generate readme-options lint test test-server test-process \
+	test-scripts test-python-client test-go test-typescript test-java test-conformance test-monitoring \
+	test-readme-walk check bench bench-speed monitoring-check load soak
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -14,8 +14,8 @@ help: ## List the targets
 install: ## Install every pinned tool and dependency (idempotent)
 	bash scripts/install-tools.sh
 
-run: install ## Install, then start the server on the defaults (gRPC :50051, metrics :9464)
-	$(VENV)/cugar-metrics serve --no-auth
+run: install ## Install, then start the server on the defaults (loopback: gRPC :50051, metrics :9464)
+	$(VENV)/cugar-metrics serve
 
 generate: ## Regenerate every client's code and the API reference from protos/
 	$(BUF) generate
@@ -25,6 +25,9 @@ check-generate: generate ## Fail when the committed generated code differs from 
 	@if [ -n "$$(git status --porcelain -- clients/python/gen clients/go/gen clients/typescript/src/gen docs/api)" ]; then \
 	  git status --porcelain -- clients/python/gen clients/go/gen clients/typescript/src/gen docs/api; \
 	  echo "generated code is stale: run 'make generate' and commit the result" >&2; exit 1; fi
+
+readme-options: ## Rewrite README.md's configuration table from the option declarations
+	$(VENV)/python scripts/readme_options.py
 
 lint: ## buf format/lint/breaking, ruff, mypy
 	$(BUF) format -d --exit-code

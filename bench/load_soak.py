@@ -162,7 +162,7 @@ def start_server(
         "WARNING",
     ]
     if security and kind in ("secured", "auth"):
-        argv += ["--auth-keys-file", str(security.keys_file)]
+        argv += ["--auth-keys-file", str(security.keys_file), "--metrics-open"]
     else:
         argv += ["--no-auth"]
     if security and kind in ("secured", "tls"):

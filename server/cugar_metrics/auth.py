@@ -6,7 +6,8 @@ enough and no salt or slow hash is needed. A presented key is hashed, looked up 
 and the stored hash is compared with `hmac.compare_digest`; the lookup can only reveal
 timing about the hash, which says nothing usable about any key.
 
-The keys file (JSON, written atomically with mode 0600):
+The keys file (JSON, written atomically; a new file gets mode 0600, an existing one keeps its
+owner, group and mode):
 
     {"version": 1, "keys": [{"id": "3f9c0a1b2c4d", "name": "sales-agent", "role": "recorder",
       "sha256": "<64 hex>", "created_time": "2025-01-01T00:00:00Z", "revoked": false,
@@ -19,7 +20,6 @@ the role's limit for that key.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import hashlib
 import hmac
@@ -28,12 +28,13 @@ import logging
 import os
 import re
 import secrets
-import tempfile
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
+from cugar_metrics.files import FileWatch, write_atomically
 from cugar_metrics.ratelimit import RateLimit, parse_rate
 
 log = logging.getLogger("cugar_metrics.auth")
@@ -245,28 +246,27 @@ def load_keys(path: str) -> KeySet:
 
 
 def save_keys(path: str, entries: Iterable[KeyEntry]) -> None:
-    """Writes the keys file atomically (a temporary file in the same directory, fsync,
-    rename), readable and writable by its owner only."""
+    """Writes the keys file atomically (see `files.write_atomically`): through a symlink to
+    its target, keeping an existing file's owner, group and mode; a new file gets mode
+    0600."""
     doc = {"version": FILE_VERSION, "keys": [asdict(e) for e in entries]}
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".keys-", suffix=".tmp", dir=directory)
+    write_atomically(path, (json.dumps(doc, indent=2) + "\n").encode("utf-8"), mode=0o600)
+
+
+def exposure_warning(path: str) -> str | None:
+    """A warning when the keys file can be read by its group or by others (it holds hashes
+    of live keys and the names of every agent), with the fix; None when it cannot."""
     try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return None
+    readers = [who for who, bit in (("group", 0o040), ("others", 0o004)) if mode & bit]
+    if not readers:
+        return None
+    return (
+        f"keys file {path} is readable by {' and '.join(readers)} (mode {mode:04o}): "
+        f"run 'chmod 600 {path}' (or 640 with a group only the server's user is in)"
+    )
 
 
 def create_key(
@@ -317,27 +317,20 @@ class KeyStore:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._signature = self._stat()
+        self._watch = FileWatch(path)
         self.keys = load_keys(path)
         self.reloads = {"success": 0, "failure": 0}
 
-    def _stat(self) -> tuple[int, int, int, int] | None:
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return None
-        return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
-
     def reload_if_changed(self) -> bool:
-        """Reloads when the file's mtime, size or inode changed; True if keys were replaced."""
-        signature = self._stat()
-        if signature == self._signature:
-            return False
-        return self.reload(signature)
+        """Reloads when the file changed (see `files.FileWatch`); True if keys were replaced."""
+        return self._watch.changed() and self._load()
 
-    def reload(self, signature: tuple[int, int, int, int] | None = None) -> bool:
+    def reload(self) -> bool:
         """Reloads now (SIGHUP); True if the keys were replaced."""
-        self._signature = self._stat() if signature is None else signature
+        self._watch.mark()
+        return self._load()
+
+    def _load(self) -> bool:
         try:
             keys = load_keys(self.path)
         except KeysFileError as e:
@@ -391,6 +384,7 @@ __all__ = [
     "access_for",
     "create_key",
     "current_agent",
+    "exposure_warning",
     "hash_key",
     "load_keys",
     "new_key",

@@ -15,11 +15,12 @@ import binascii
 import hashlib
 import hmac
 import logging
-import os
 import re
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from cugar_metrics.files import FileWatch
 
 log = logging.getLogger("cugar_metrics.http_auth")
 
@@ -59,28 +60,22 @@ def read_users(path: str) -> tuple[tuple[bytes, bytes], ...]:
 
 
 class BasicAuthUsers:
-    """The users of a file, reloaded when the file's modification time, size or inode change."""
+    """The users of a file, reloaded when the file changes (see `files.FileWatch`)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._stamp = self._stat()
+        self._watch = FileWatch(path)
         self._users = read_users(path)
-
-    def _stat(self) -> tuple[int, int, int]:
-        st = os.stat(self.path)
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def _current(self) -> tuple[tuple[bytes, bytes], ...]:
         with self._lock:
-            try:
-                stamp = self._stat()
-                if stamp != self._stamp:
+            if self._watch.changed():
+                try:
                     self._users = read_users(self.path)
-                    self._stamp = stamp
                     log.info("metrics basic auth: %s reloaded", self.path)
-            except (OSError, AuthFileError) as e:
-                log.warning("metrics basic auth: keeping the previous users: %s", e)
+                except AuthFileError as e:
+                    log.warning("metrics basic auth: keeping the previous users: %s", e)
             return self._users
 
     def check(self, authorization: str | None) -> bool:

@@ -26,10 +26,12 @@ from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar.metrics.v1 import metrics_service_pb2_grpc as pb_grpc
 from cugar_metrics import __version__
 from cugar_metrics.aggregator import Aggregator
+from cugar_metrics.auth import exposure_warning
 from cugar_metrics.auth_interceptor import Security, build_security
 from cugar_metrics.config import Config
 from cugar_metrics.connection_limits import StreamCaps, connection_options
 from cugar_metrics.exposition import AggregatorCollector
+from cugar_metrics.files import write_atomically
 from cugar_metrics.http_auth import BasicAuthUsers, require_basic_auth
 from cugar_metrics.interceptors import MetricsInterceptor, RequestGuard, RpcMetrics
 from cugar_metrics.service import MAX_BATCH, MetricsService
@@ -133,6 +135,23 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
             aggregator, path, config.checkpoint_interval, clock, restored=restored
         )
         registry.register(CheckpointCollector(checkpointer))
+    if config.auth_keys_file is None and not config.no_auth:
+        log.warning(
+            "protected mode: neither --auth-keys-file nor --no-auth, so the server serves on "
+            "loopback only (%s); anyone on this machine can record and read. Create keys "
+            "with 'cugar-metrics keys create' and pass --auth-keys-file to serve other hosts",
+            config.host,
+        )
+    if config.auth_keys_file is not None:
+        exposed = exposure_warning(config.auth_keys_file)
+        if exposed is not None:
+            log.warning("%s", exposed)
+        if config.metrics_basic_auth_file is None:
+            log.warning(
+                "--metrics-open: /metrics serves profiles, tools and agent names to anyone who "
+                "reaches the metrics port, while API keys guard the gRPC port; give it "
+                "--metrics-basic-auth-file (or bind it to loopback with --metrics-host)"
+            )
     security = build_security(config, registry, clock)
     guard = RequestGuard(
         SERVICE_NAME,
@@ -237,17 +256,12 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
 
 
 def _write_ready_file(path: str, running: RunningServer) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(
-            {
-                "grpc_port": running.grpc_port,
-                "metrics_port": running.metrics_port,
-                "pid": os.getpid(),
-            },
-            f,
-        )
-    os.replace(tmp, path)
+    info = {
+        "grpc_port": running.grpc_port,
+        "metrics_port": running.metrics_port,
+        "pid": os.getpid(),
+    }
+    write_atomically(path, json.dumps(info).encode(), mode=0o644)
 
 
 async def serve(config: Config) -> None:
@@ -262,9 +276,25 @@ async def serve(config: Config) -> None:
         received.append(sig.name)
         stop.set()
 
+    started: list[RunningServer] = []
+
+    def on_hangup() -> None:
+        # SIGHUP's default action ends the process with no drain; it means "reload" here.
+        if not started:
+            log.info("SIGHUP during start-up: the files are read as the server starts")
+        elif started[0].security is not None:
+            started[0].security.reload()
+        else:
+            log.info(
+                "SIGHUP: nothing to reload without --auth-keys-file (certificates and the "
+                "metrics users file are re-read when they change)"
+            )
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     running = await create_server(config)
+    started.append(running)
     transport = "mutual TLS" if config.tls_client_ca else "TLS" if config.tls_cert else "plaintext"
     log.info(
         "cugar-metrics %s serving: gRPC %s:%d (%s, reflection %s), metrics %s://%s:%d/metrics,"
@@ -281,8 +311,6 @@ async def serve(config: Config) -> None:
     )
     if config.ready_file:
         _write_ready_file(config.ready_file, running)
-    if running.security is not None:
-        loop.add_signal_handler(signal.SIGHUP, running.security.reload)
     await stop.wait()
     log.info(
         "%s received: NOT_SERVING; serving %gs more, then draining in-flight RPCs (grace %gs)",

@@ -1,8 +1,11 @@
 """The state file: restore at start-up, checkpoint at an interval and on drain.
 
-File I/O only; the bytes come from `aggregator.persist`. A checkpoint is written to
-`<file>.tmp`, fsynced, renamed over the file with `os.replace` and the directory fsynced, so the
-file is always either the previous checkpoint or the new one, never a mix. A file that cannot
+File I/O only; the bytes come from `aggregator.persist`. A checkpoint is written with
+`files.write_atomically` (a new temporary file under a random name, fsynced, renamed over the
+file, the directory fsynced), so the file is always either the previous checkpoint or the new
+one, never a mix. Before that, the checkpoint is decoded and re-encoded, and must give the same
+bytes: one that would not restore is not written (the failure is logged and counted in
+`cugar_state_checkpoints_total{result="failure"}`) and the previous file stays. A file that cannot
 be restored (damaged, truncated, another format version or bucket layout) is renamed to
 `<file>.corrupt-<UTC time>` with one log line, and the server starts fresh: never a crash loop.
 """
@@ -11,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,31 +31,13 @@ from prometheus_client.registry import Collector
 from cugar_metrics.aggregator import Aggregator
 from cugar_metrics.aggregator.core import SavedState
 from cugar_metrics.aggregator.persist import StateFormatError, decode, encode
+from cugar_metrics.files import write_atomically
 
 log = logging.getLogger("cugar_metrics.state")
 
 
 def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replaces `path` by `data` so that a crash leaves the old or the new content."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def move_aside(path: Path, now: float) -> Path:
@@ -65,14 +52,31 @@ def move_aside(path: Path, now: float) -> Path:
     return target
 
 
+def _read_regular(path: Path) -> bytes:
+    """The bytes of `path`, refusing (OSError) anything but a regular file without blocking:
+    a FIFO opened for reading would wait for a writer forever."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    finally:
+        os.close(fd)
+
+
 def load(path: Path, now: float) -> SavedState | None:
     """The saved state in `path`, or None (no file, or one that was moved aside)."""
     try:
-        data = path.read_bytes()
+        data = _read_regular(path)
     except FileNotFoundError:
         log.info("no state file at %s: starting fresh", path)
         return None
     except OSError as e:
+        if e.errno == errno.EINVAL:  # not a regular file: left where it is, never moved
+            log.error("state file %s is not a regular file: starting fresh", path)
+            return None
         problem = f"cannot be read ({e.strerror})"
     else:
         try:
@@ -116,6 +120,22 @@ def restore(aggregator: Aggregator, path: Path, now: float) -> SavedState | None
     return state
 
 
+class RoundTripError(ValueError):
+    """A checkpoint's bytes do not decode to the state they were made from."""
+
+
+def verify_round_trip(data: bytes, encoder: Callable[[SavedState], bytes] = encode) -> None:
+    """Decodes `data` and encodes the result again, which must give the same bytes: a
+    checkpoint that would not restore, or not to the same state, never replaces the previous
+    one. Raises RoundTripError."""
+    try:
+        back = decode(data)
+    except StateFormatError as e:
+        raise RoundTripError(f"the new checkpoint would not restore: {e}") from None
+    if encoder(back) != data:
+        raise RoundTripError("the new checkpoint does not decode to the state it was made from")
+
+
 @dataclass
 class CheckpointStats:
     successes: int = 0
@@ -135,8 +155,10 @@ class Checkpointer:
         interval: float,
         clock: Callable[[], float] = time.time,
         restored: SavedState | None = None,
+        encoder: Callable[[SavedState], bytes] = encode,
     ) -> None:
         self.aggregator = aggregator
+        self.encoder = encoder
         self.path = path
         self.interval = interval
         self.clock = clock
@@ -150,11 +172,12 @@ class Checkpointer:
             t0 = time.monotonic()
             state = self.aggregator.export_state(self.clock())
             try:
-                data = encode(state)
+                data = self.encoder(state)
+                verify_round_trip(data, self.encoder)
                 write_atomically(self.path, data)
             except (OSError, ValueError) as e:
                 self.stats.failures += 1
-                log.warning("checkpoint to %s failed: %s", self.path, e)
+                log.error("checkpoint to %s failed, the previous one is kept: %s", self.path, e)
                 return False
             self.stats.successes += 1
             self.stats.last_success = state.saved_at
@@ -233,8 +256,10 @@ class CheckpointCollector(Collector):
 __all__ = [
     "CheckpointCollector",
     "Checkpointer",
+    "RoundTripError",
     "load",
     "move_aside",
     "restore",
+    "verify_round_trip",
     "write_atomically",
 ]

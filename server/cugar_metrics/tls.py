@@ -2,7 +2,7 @@
 
 gRPC port: ``grpc_server_credentials`` builds ``grpc.dynamic_ssl_server_credentials`` whose
 fetcher gRPC calls before each new connection; it re-reads the PEM files only when one of
-them changed (modification time, size or inode), so a rotated certificate is served to the
+them changed (see ``files.FileWatch``), so a rotated certificate is served to the
 next connection while open connections keep theirs. With a client CA, clients must present a
 certificate signed by it (mutual TLS).
 
@@ -19,7 +19,6 @@ validate the files without loading it.
 from __future__ import annotations
 
 import logging
-import os
 import ssl
 import threading
 from collections.abc import Callable
@@ -27,6 +26,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.exposition import ThreadingWSGIServer
+
+from cugar_metrics.files import FileWatch
 
 if TYPE_CHECKING:
     import grpc
@@ -36,19 +37,9 @@ log = logging.getLogger("cugar_metrics.tls")
 #: How long a client of the metrics port has to complete the TLS handshake.
 HANDSHAKE_TIMEOUT = 10.0
 
-_Stamp = tuple[tuple[int, int, int], ...]
-
 
 class TlsError(ValueError):
     """A certificate, key or CA file cannot be used; the message says which and why."""
-
-
-def _stamp(paths: tuple[str, ...]) -> _Stamp:
-    out = []
-    for path in paths:
-        st = os.stat(path)
-        out.append((st.st_mtime_ns, st.st_size, st.st_ino))
-    return tuple(out)
 
 
 def _read(path: str, what: str) -> bytes:
@@ -107,26 +98,22 @@ class _Watched:
         self._load = load
         self._name = name
         self._lock = threading.Lock()
-        self._stamp = _stamp(paths)
+        self._watch = FileWatch(*paths)
         self.value: Any = load()
         self.reloads = 0
 
     def refresh(self) -> bool:
-        """Reloads if the files changed; True when a new value was loaded."""
+        """Reloads if the files changed (see `files.FileWatch`); True when a new value was
+        loaded. A version that fails to load is logged once and not retried until it changes."""
         with self._lock:
-            try:
-                stamp = _stamp(self._paths)
-            except OSError as e:
-                log.warning("%s: cannot stat %s; keeping the loaded certificate", self._name, e)
-                return False
-            if stamp == self._stamp:
+            if not self._watch.changed():
                 return False
             try:
                 value = self._load()
             except (TlsError, ssl.SSLError, OSError) as e:
                 log.warning("%s: not reloaded, keeping the previous certificate: %s", self._name, e)
                 return False
-            self._stamp, self.value = stamp, value
+            self.value = value
             self.reloads += 1
             log.info("%s: certificate reloaded from %s", self._name, ", ".join(self._paths))
             return True
@@ -161,45 +148,10 @@ def grpc_server_credentials(
     )
 
 
-def check_options(
-    *,
-    tls_cert: str | None,
-    tls_key: str | None,
-    tls_client_ca: str | None,
-    metrics_tls_cert: str | None,
-    metrics_tls_key: str | None,
-    metrics_basic_auth_file: str | None,
-) -> None:
-    """Checks the TLS and basic-auth options together and loads their files once, so a bad
-    file stops start-up (and ``--check-config``). Raises ``TlsError`` naming the flag."""
-    from cugar_metrics.http_auth import AuthFileError, read_users
-
-    for cert_flag, cert, key_flag, key in (
-        ("--tls-cert", tls_cert, "--tls-key", tls_key),
-        ("--metrics-tls-cert", metrics_tls_cert, "--metrics-tls-key", metrics_tls_key),
-    ):
-        if (cert is None) != (key is None):
-            given, missing = (cert_flag, key_flag) if key is None else (key_flag, cert_flag)
-            raise TlsError(f"{given} needs {missing} too (the certificate and its private key)")
-        if cert is not None and key is not None:
-            try:
-                load_pem(cert, key)
-            except TlsError as e:
-                raise TlsError(f"{cert_flag}/{key_flag}: {e}") from None
-    if tls_client_ca is not None:
-        if tls_cert is None:
-            raise TlsError(
-                "--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is TLS first)"
-            )
-        try:
-            _check_ca(_read(tls_client_ca, "client CA"), tls_client_ca)
-        except TlsError as e:
-            raise TlsError(f"--tls-client-ca: {e}") from None
-    if metrics_basic_auth_file is not None:
-        try:
-            read_users(metrics_basic_auth_file)
-        except AuthFileError as e:
-            raise TlsError(f"--metrics-basic-auth-file: {e}") from None
+def check_ca_file(path: str) -> None:
+    """Reads the client CA file and checks that it holds certificates (start-up and
+    ``--check-config``, see ``config.preflight``). Raises ``TlsError`` naming the file."""
+    _check_ca(_read(path, "client CA"), path)
 
 
 class ServerContext:
@@ -277,7 +229,7 @@ __all__ = [
     "ServerContext",
     "TlsError",
     "TlsHttpServer",
-    "check_options",
+    "check_ca_file",
     "grpc_server_credentials",
     "load_pem",
     "metrics_server_class",

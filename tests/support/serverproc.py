@@ -74,10 +74,13 @@ def launch(
 
     It listens on `host` (gRPC on `grpc_port`, 0 for a free one; metrics on a free port).
     The log and the ready file are written to `directory` under `name`. Without
-    `--auth-keys-file` in `args` the server is started with `--no-auth`.
+    `--auth-keys-file` in `args` the server is started with `--no-auth`; with it and without
+    `--metrics-basic-auth-file`, with `--metrics-open`.
     """
     if "--auth-keys-file" not in args:
         args = ("--no-auth", *args)
+    elif "--metrics-basic-auth-file" not in args and "--metrics-open" not in args:
+        args = ("--metrics-open", *args)
     ready = directory / f"{name}.ready.json"
     log = directory / f"{name}.log"
     ready.unlink(missing_ok=True)  # a restart under the same name waits for its own file

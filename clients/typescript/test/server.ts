@@ -62,8 +62,13 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       "0",
       "--ready-file",
       readyFile,
-      // The server refuses to start without an explicit authentication choice.
+      // An explicit authentication choice (without one the server is in protected mode).
       ...((options.args ?? []).includes("--auth-keys-file") ? [] : ["--no-auth"]),
+      // With API keys, /metrics must be guarded too or left open explicitly.
+      ...((options.args ?? []).includes("--auth-keys-file") &&
+      !(options.args ?? []).includes("--metrics-basic-auth-file")
+        ? ["--metrics-open"]
+        : []),
       ...(options.args ?? []),
     ],
     { stdio: ["ignore", "pipe", "pipe"] },

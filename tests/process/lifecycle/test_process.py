@@ -230,7 +230,7 @@ def test_port_in_use_is_a_one_line_error(tmp_path: Path) -> None:
     [
         (["--grpc-port", "http"], "--grpc-port: 'http' is not a whole number"),
         (["--shutdown-grace", "soon"], "--shutdown-grace: 'soon' is not a duration"),
-        (["--metrics-port", "70000"], "--metrics-port: 70000 is not a port number"),
+        (["--metrics-port", "70000"], "--metrics-port: must be between 0 and 65535 (got 70000)"),
         (["--bogus"], "unrecognized arguments: --bogus"),
     ],
 )
@@ -253,15 +253,18 @@ def test_check_config_reads_env_and_validates() -> None:
     assert result.returncode == 0, result.stderr
     assert "grpc_port = 6000" in result.stdout
     assert "metrics_port = 6001" in result.stdout
-    assert "'tool': 42" in result.stdout or "tool=42" in result.stdout
+    assert "max_tools = 42" in result.stdout
     assert result.stdout.strip().endswith("configuration is valid")
 
 
-def test_authentication_must_be_configured_or_turned_off_explicitly(tmp_path: Path) -> None:
-    """With neither a keys file nor --no-auth the server refuses to start, naming both."""
+def test_authentication_must_be_configured_or_turned_off_to_leave_loopback(
+    tmp_path: Path,
+) -> None:
+    """With neither a keys file nor --no-auth the server refuses a non-loopback address,
+    naming both (protected mode; tests/process/auth/test_protected_mode.py has the rest)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUGAR_METRICS_")}
     result = subprocess.run(
-        [CLI, "serve", "--grpc-port", "0", "--metrics-port", "0"],
+        [CLI, "serve", "--host", "0.0.0.0", "--grpc-port", "0", "--metrics-port", "0"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -269,7 +272,7 @@ def test_authentication_must_be_configured_or_turned_off_explicitly(tmp_path: Pa
     )
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
-    assert line.startswith("cugar-metrics: error: authentication is not configured")
+    assert line.startswith("cugar-metrics: error: --host 0.0.0.0 would serve beyond this machine")
     assert "--auth-keys-file" in line and "--no-auth" in line
     # The explicit choice, by flag or by environment, starts it (and it says so in its log).
     p = launch(tmp_path, name="no-auth")  # passes --no-auth
@@ -278,7 +281,7 @@ def test_authentication_must_be_configured_or_turned_off_explicitly(tmp_path: Pa
     finally:
         assert p.stop() == 0
     checked = subprocess.run(
-        [CLI, "serve", "--check-config"],
+        [CLI, "serve", "--check-config", "--host", "0.0.0.0"],
         capture_output=True,
         text=True,
         timeout=30,

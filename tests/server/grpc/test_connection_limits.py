@@ -76,7 +76,7 @@ def test_an_idle_connection_is_closed_by_the_server() -> None:
     [
         ({"max_concurrent_rpcs": 0}, "--max-concurrent-rpcs: must be between 1 and 1000000"),
         ({"max_connection_idle": 0.5}, "--max-connection-idle: must be 0 (off) or between"),
-        ({"max_connection_age": 0.0}, "--max-connection-age: must be between 1s and 30 days"),
+        ({"max_connection_age": 0.0}, "--max-connection-age: must be between 1s and 30d"),
         ({"keepalive_max_ping_strikes": -1}, "--keepalive-max-ping-strikes: must be between"),
     ],
 )

@@ -16,7 +16,7 @@ from cugar.metrics.v1 import metrics_service_pb2_grpc as pb_grpc
 from cugar_metrics.aggregator import Aggregator
 from cugar_metrics.aggregator.persist import decode
 from cugar_metrics.cli import build_parser, config_from_args
-from cugar_metrics.config import Config, ConfigError
+from cugar_metrics.config import Config, ConfigError, preflight
 from cugar_metrics.statefile import Checkpointer, load, move_aside, write_atomically
 from tests.conftest import execution, pb_execution, start_server
 
@@ -138,8 +138,6 @@ def test_flags_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         (["--checkpoint-interval", "0.5s"], "--checkpoint-interval: must be between 1s and 1h"),
         (["--checkpoint-interval", "2h"], "--checkpoint-interval: must be between 1s and 1h"),
         (["--checkpoint-interval", "soon"], "--checkpoint-interval: 'soon' is not a duration"),
-        (["--state-file", "/nonexistent-dir/state"], "--state-file: directory '/nonexistent-dir'"),
-        (["--state-file", "/"], "--state-file: give the path of a file"),
     ],
 )
 def test_bad_values_name_the_flag(args: list[str], message: str) -> None:
@@ -148,9 +146,23 @@ def test_bad_values_name_the_flag(args: list[str], message: str) -> None:
     assert str(e.value).startswith(message)
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--state-file", "/nonexistent-dir/state"], "--state-file: directory '/nonexistent-dir'"),
+        (["--state-file", "/"], "--state-file: give the path of a file"),
+    ],
+)
+def test_bad_state_files_are_start_up_problems_naming_the_flag(
+    args: list[str], message: str
+) -> None:
+    problems = preflight(_config(*args))
+    assert len(problems) == 1 and problems[0].startswith(message), problems
+
+
 def test_state_directory_must_exist_even_when_given_by_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("CUGAR_METRICS_STATE_FILE", os.path.join("/nonexistent-dir", "s"))
-    with pytest.raises(ConfigError, match="--state-file"):
-        _config()
+    (problem,) = preflight(_config())
+    assert problem.startswith("--state-file: directory")

@@ -78,8 +78,11 @@ func Start(timeout time.Duration, args ...string) (*Server, error) {
 	base := []string{"serve", "--host", "127.0.0.1", "--grpc-port", "0",
 		"--metrics-port", "0", "--ready-file", ready}
 	if !slices.Contains(args, "--auth-keys-file") {
-		// The server refuses to start without an explicit authentication choice.
+		// An explicit authentication choice (without one the server is in protected mode).
 		base = append(base, "--no-auth")
+	} else if !slices.Contains(args, "--metrics-basic-auth-file") {
+		// With API keys, /metrics must be guarded too or left open explicitly.
+		base = append(base, "--metrics-open")
 	}
 	cmd := exec.Command(bin, append(base, args...)...)
 	cmd.Stdout = logFile

@@ -104,8 +104,11 @@ final class ServerProcess {
                 "--ready-file",
                 ready.toString()));
     if (!List.of(extraArgs).contains("--auth-keys-file")) {
-      // The server refuses to start without an explicit authentication choice.
+      // An explicit authentication choice (without one the server is in protected mode).
       command.add("--no-auth");
+    } else if (!List.of(extraArgs).contains("--metrics-basic-auth-file")) {
+      // With API keys, /metrics must be guarded too or left open explicitly.
+      command.add("--metrics-open");
     }
     command.addAll(List.of(extraArgs));
     ProcessBuilder pb =
