@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.hardening.auth.helpers import make_keys
-from tests.serverproc import CLI, launch
+from tests.server.auth.helpers import make_keys
+from tests.support.serverproc import CLI, launch
 
 
 def test_keys_without_a_metrics_choice_refuse_to_start(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar.metrics.v1 import metrics_service_pb2_grpc as pb_grpc
 from tests.conftest import pb_execution
-from tests.serverproc import CLI, stop_process
+from tests.support.serverproc import CLI, stop_process
 
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("CUGAR_METRICS_")}
 

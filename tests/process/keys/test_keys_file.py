@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.hardening.auth.helpers import make_keys
-from tests.serverproc import CLI, stop_process
+from tests.server.auth.helpers import make_keys
+from tests.support.serverproc import CLI, stop_process
 
 OTHER_UID, OTHER_GID = 4242, 4343
 

@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar.metrics.v1 import metrics_service_pb2_grpc as pb_grpc
 from tests.conftest import pb_execution
-from tests.serverproc import launch
+from tests.support.serverproc import launch
 
 
 def test_sighup_without_auth_keeps_serving_and_drains_normally(tmp_path: Path) -> None:

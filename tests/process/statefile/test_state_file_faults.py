@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serverproc import CLI
+from tests.support.serverproc import CLI
 
 
 def test_a_fifo_as_state_file_is_refused_at_once_with_exit_2(tmp_path: Path) -> None:
