@@ -4,7 +4,7 @@ VENV := .venv/bin
 BUF := tools/node_modules/.bin/buf
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV):$(PATH)
 
-.PHONY: help install run generate check-generate lint test test-python check bench monitoring-check load soak
+.PHONY: help install run generate check-generate lint test test-python check bench monitoring-check load soak windows-memory windows-memory-server
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -51,3 +51,6 @@ load: install ## 10/50/100 concurrent agents and the API keys + TLS overhead (a 
 
 soak: install ## 30 minutes at half the load maximum (MINUTES=2 for a short check); writes bench/results/soak.*
 	$(VENV)/python bench/load_soak.py soak $(if $(MINUTES),--minutes $(MINUTES))
+
+windows-memory: install ## Aggregator at the caps over a simulated hour + 5 M dedup ids: RSS, read p99, ingest cost
+	$(VENV)/python bench/windows_memory.py
