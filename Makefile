@@ -6,7 +6,8 @@ export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV):$(PATH)
 
 .PHONY: help install run generate check-generate readme-options lint test test-server test-process \
 	test-scripts test-python-client test-go test-typescript test-java test-conformance test-monitoring \
-	test-readme-walk check bench bench-speed monitoring-check load soak
+	test-readme-walk check bench bench-speed windows-memory windows-memory-server monitoring-check \
+	load soak
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -95,3 +96,6 @@ load: install ## 10/50/100 concurrent agents and the API keys + TLS overhead (a 
 
 soak: install ## 30 minutes at half the load maximum (MINUTES=2 for a short check); writes bench/results/soak.*
 	$(VENV)/python bench/load_soak.py soak $(if $(MINUTES),--minutes $(MINUTES))
+
+windows-memory: install ## Aggregator at the caps over a simulated hour + 5 M dedup ids: RSS, read p99, ingest cost
+	$(VENV)/python bench/windows_memory.py

@@ -1031,7 +1031,7 @@ def markdown(res: dict[str, Any]) -> str:
                 f"`create_server` with a clock started {b['history_s']:g} s in the past; "
                 f"{b['recorded']:,d} executions recorded into its Aggregator every 10 s of "
                 f"that history (each batch touches every series at the caps), "
-                f"{b['checkpoints']} checkpoints kept; RSS {mib(b['rss_before_backfill'])} "
+                f"{b['window_slots']} window slots kept; RSS {mib(b['rss_before_backfill'])} "
                 f"MiB before the history, {mib(b['rss_after_backfill'])} MiB after."
             )
         lines += [

@@ -80,7 +80,7 @@ async def _main(args: argparse.Namespace) -> None:
         "pid": os.getpid(),
         "history_s": args.history,
         "recorded": recorded,
-        "checkpoints": len(getattr(aggregator, "_checkpoints", ())),
+        "window_slots": aggregator.slot_count(),
         "backfill_s": round(time.perf_counter() - t0, 2),
         "rss_before_backfill": rss_before,
         "rss_after_backfill": rss_bytes(os.getpid()),

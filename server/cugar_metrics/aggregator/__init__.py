@@ -12,6 +12,7 @@ from cugar_metrics.aggregator.core import (
     Caps,
     Snapshot,
     WindowState,
+    merge_windows,
 )
 from cugar_metrics.aggregator.dashboard import Dashboard, build_dashboard
 
@@ -29,4 +30,5 @@ __all__ = [
     "Snapshot",
     "WindowState",
     "build_dashboard",
+    "merge_windows",
 ]

@@ -4,21 +4,33 @@ Pure: no gRPC, no prometheus_client, no I/O; every method takes `now` (seconds s
 epoch) from its caller. State grows with the cardinality caps and the dedup horizon, never
 with the number of executions, and holds no payload.
 
-Windows: every 10 seconds (lazily, on the first call after a boundary) the aggregator freezes
-its cumulative state into a checkpoint; the last 362 are kept. The state of a recent window is
-the state now minus the checkpoint at the window's start, so counters and quantiles of any
-window from 10 s to 1 h cost one subtraction per series.
+Windows: every 10 seconds (lazily, on the first call after a boundary) the aggregator takes
+what changed in the 10 s that ended (the state now minus the state at the previous boundary)
+and keeps it as a *slot*: the counters that changed and, per distribution that changed, its
+count, sum and sketch keys (at most `sketch.SLOT_BINS` of them). Slots grow coarser with age:
+10-s slots for the last 5 minutes, 1-minute slots up to 15 minutes back, 5-minute slots up to
+65 minutes back. Memory is bounded by the caps (series x slots x bins), whatever the traffic.
+A window is the sum of the slots from its start, plus what changed since the last boundary;
+its start is rounded down to a slot boundary (10 s within the last 5 minutes, 1 minute up to
+15 minutes, 5 minutes beyond). Counts are exact; quantiles keep the sketch's 1 % accuracy
+(see sketch.py for collapsed keys).
 """
 
 from __future__ import annotations
 
 import threading
-from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from cugar_metrics.aggregator.dedup import DedupIndex, DedupState, id_hash
-from cugar_metrics.aggregator.sketch import Distribution, FrozenDistribution
+from cugar_metrics.aggregator.sketch import (
+    SLOT_BINS,
+    Distribution,
+    FrozenDistribution,
+    compact,
+    merge,
+)
 from cugar_metrics.model import (
     CAPPED_LABELS,
     DECISIONS,
@@ -32,7 +44,14 @@ from cugar_metrics.model import (
 #: Window granularity (seconds) and the longest window served.
 CHECKPOINT_SECONDS = 10
 MAX_WINDOW_SECONDS = 3600
-_KEEP_CHECKPOINTS = MAX_WINDOW_SECONDS // CHECKPOINT_SECONDS + 2
+#: Slot tiers, in 10-s ticks: a tick older than FINE_TICKS goes into its 1-minute slot, a
+#: 1-minute slot older than MINUTE_UNTIL into its 5-minute slot; 5-minute slots are dropped
+#: once no window of MAX_WINDOW_SECONDS can reach them.
+FINE_TICKS = 30
+MINUTE = 6
+MINUTE_UNTIL = 90
+FIVE_MINUTES = 30
+_KEEP_TICKS = MAX_WINDOW_SECONDS // CHECKPOINT_SECONDS + FIVE_MINUTES
 
 # Histogram buckets (upper bounds, seconds or plain numbers), chosen for agent work.
 EXECUTION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
@@ -100,20 +119,110 @@ class _ProfileSeries:
         self.steps = Distribution(STEP_BUCKETS, sketch=False)
 
 
-@dataclass
-class _Checkpoint:
-    index: int
-    snapshot: Snapshot
-    #: When the first execution after this checkpoint was recorded, overall and per profile.
-    first_execution: float | None = None
-    first_by_profile: dict[str, float] = field(default_factory=dict)
+#: The Snapshot fields that windows keep, by kind: counters (what changed is added up) and
+#: distributions (count, sum and sketch keys added up). The other fields are gauges, read at
+#: the end of the window.
+WINDOWED_COUNTERS = (
+    "executions",
+    "tool_calls",
+    "budget_spent",
+    "budget_exceeded",
+    "ingest",
+    "rejections",
+    "overflow",
+)
+WINDOWED_DISTRIBUTIONS = ("durations", "steps", "tool_durations", "budget_utilization", "approvals")
+
+
+def _empty_part(time: float) -> dict[str, Any]:
+    return {
+        "time": time,
+        "last_execution": {},
+        "label_values": {},
+        "dedup_entries": 0,
+        "dedup_evicted": 0,
+    }
+
+
+def delta(current: Snapshot, earlier: Snapshot) -> Snapshot:
+    """What changed from `earlier` to `current` (two states of one aggregator) in the windowed
+    fields, in the small form a slot keeps (only what changed; sketches compacted). Gauges are
+    left empty."""
+    fields = _empty_part(current.time)
+    for name in WINDOWED_COUNTERS:
+        cur: dict[Any, float] = getattr(current, name)
+        old: dict[Any, float] = getattr(earlier, name)
+        fields[name] = {k: v - old.get(k, 0) for k, v in cur.items() if v != old.get(k, 0)}
+    for name in WINDOWED_DISTRIBUTIONS:
+        curd: dict[Any, FrozenDistribution] = getattr(current, name)
+        oldd: dict[Any, FrozenDistribution] = getattr(earlier, name)
+        out = {}
+        for k, d in curd.items():
+            o = oldd.get(k)
+            if d is not o and (o is None or d.count != o.count):
+                out[k] = compact(d.minus(o), SLOT_BINS)
+        fields[name] = out
+    return Snapshot(**fields)
+
+
+def merge_parts(parts: Sequence[Snapshot], limit: int | None = SLOT_BINS) -> Snapshot:
+    """The sum of window parts (slots, windows, or the windows of several replicas with the
+    same mapping): counters added, distributions merged (sketch keys added, collapsed to
+    `limit` keys if given). Gauges are taken from the last part, the last execution times
+    are the latest of all parts."""
+    last = parts[-1]
+    last_execution: dict[str, float] = {}
+    for p in parts:
+        for k, t in p.last_execution.items():
+            last_execution[k] = max(t, last_execution.get(k, t))
+    fields: dict[str, Any] = {
+        "time": last.time,
+        "last_execution": last_execution,
+        "label_values": last.label_values,
+        "dedup_entries": last.dedup_entries,
+        "dedup_evicted": last.dedup_evicted,
+    }
+    for name in WINDOWED_COUNTERS:
+        acc: dict[Any, float] = {}
+        for p in parts:
+            for k, v in getattr(p, name).items():
+                acc[k] = acc.get(k, 0) + v
+        fields[name] = acc
+    for name in WINDOWED_DISTRIBUTIONS:
+        groups: dict[Any, list[FrozenDistribution]] = {}
+        for p in parts:
+            for k, d in getattr(p, name).items():
+                groups.setdefault(k, []).append(d)
+        fields[name] = {k: merge(g, limit) for k, g in groups.items()}
+    return Snapshot(**fields)
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """What changed in ticks [start, start + span) of 10 s, and when the first executions in
+    them were recorded, overall and per profile."""
+
+    start: int
+    part: Snapshot
+    first_execution: float | None
+    first_by_profile: dict[str, float]
+
+    def absorb(self, later: _Slot, start: int) -> _Slot:
+        first_by_profile = dict(later.first_by_profile)
+        first_by_profile.update(self.first_by_profile)  # the earlier time wins
+        return _Slot(
+            start,
+            merge_parts([self.part, later.part]),
+            self.first_execution if self.first_execution is not None else later.first_execution,
+            first_by_profile,
+        )
 
 
 @dataclass(frozen=True)
 class SavedState:
     """Everything the aggregator needs to continue after a restart (see aggregator.persist).
 
-    The window checkpoints are not part of it: after a restore, windows start at the restore.
+    The window slots are not part of it: after a restore, windows start at the restore.
     """
 
     #: When the state was taken; the snapshot's time.
@@ -130,12 +239,16 @@ class SavedState:
 
 @dataclass(frozen=True)
 class WindowState:
-    """What happened between `start` and `end`: `current` minus `base` (None: since start)."""
+    """What happened between `start` and `end`.
+
+    `current` holds the window's counters and distributions (since start: the cumulative
+    state) and the gauges at `end`. Its windowed fields are plain counts and sketch keys, so
+    the windows of several replicas merge with `merge_windows`.
+    """
 
     start: float
     end: float
     current: Snapshot
-    base: Snapshot | None
     first_execution: float | None
     first_by_profile: dict[str, float]
 
@@ -168,7 +281,17 @@ class Aggregator:
         self._ingest = dict.fromkeys(INGEST_RESULTS, 0)
         self._rejections = dict.fromkeys(REJECTION_REASONS, 0)
         self._overflow = dict.fromkeys(CAPPED_LABELS, 0)
-        self._checkpoints: deque[_Checkpoint] = deque()
+        #: Slots by the tick they start at: 10-s, 1-minute and 5-minute ones.
+        self._fine: dict[int, _Slot] = {}
+        self._minutes: dict[int, _Slot] = {}
+        self._fives: dict[int, _Slot] = {}
+        #: Ticks below _fine_from are in 1-minute slots, below _minutes_from in 5-minute ones.
+        self._fine_from = 0
+        self._minutes_from = 0
+        #: The state at the last boundary, and the first executions since it.
+        self._prev: Snapshot | None = None
+        self._cur_first: float | None = None
+        self._cur_first_by_profile: dict[str, float] = {}
         self._last_index = int(start_time // CHECKPOINT_SECONDS)
         self._tools: dict[tuple[str, str], tuple[str, str]] = {}
         self._profiles: dict[str, _ProfileSeries] = {}
@@ -287,24 +410,72 @@ class Aggregator:
             self._first_ever = now
         if profile not in self._first_ever_by_profile:
             self._first_ever_by_profile[profile] = now
-        cp = self._checkpoints[-1]  # _advance made one
-        if cp.first_execution is None:
-            cp.first_execution = now
-        if profile not in cp.first_by_profile:
-            cp.first_by_profile[profile] = now
+        if self._cur_first is None:
+            self._cur_first = now
+        if profile not in self._cur_first_by_profile:
+            self._cur_first_by_profile[profile] = now
 
-    # --- checkpoints --------------------------------------------------------------------
+    # --- window slots -------------------------------------------------------------------
 
     def _advance(self, now: float) -> None:
         index = int(now // CHECKPOINT_SECONDS)
-        if self._checkpoints and index <= self._last_index:
+        if self._prev is not None and index <= self._last_index:
             return
         # This is the first call since the boundary `index * 10 s`, so the state now is the
-        # state at that boundary (and at every boundary since the previous call).
-        self._checkpoints.append(_Checkpoint(index, self._snapshot(now)))
+        # state at that boundary (and at every boundary since the previous call): what
+        # changed since the previous boundary happened in tick `_last_index`.
+        snap = self._snapshot(now)
+        if self._prev is not None:
+            slot = self._live_slot(snap)
+            if slot is not None:
+                self._fine[slot.start] = slot
+        self._prev = snap
+        self._cur_first = None
+        self._cur_first_by_profile = {}
         self._last_index = index
-        while self._checkpoints[0].index < index - _KEEP_CHECKPOINTS:
-            self._checkpoints.popleft()
+        self._coarsen(index)
+
+    def _live_slot(self, snap: Snapshot) -> _Slot | None:
+        """What changed since the last boundary (None: nothing)."""
+        assert self._prev is not None
+        part = delta(snap, self._prev)
+        if not any(getattr(part, n) for n in WINDOWED_COUNTERS + WINDOWED_DISTRIBUTIONS):
+            return None
+        return _Slot(self._last_index, part, self._cur_first, dict(self._cur_first_by_profile))
+
+    def _coarsen(self, index: int) -> None:
+        """Moves aged 10-s slots into 1-minute ones, aged 1-minute slots into 5-minute ones,
+        and drops 5-minute slots no window reaches."""
+        self._fine_from = index - FINE_TICKS
+        for tick in sorted(t for t in self._fine if t < self._fine_from):
+            self._into(self._minutes, tick - tick % MINUTE, self._fine.pop(tick))
+        self._minutes_from = max(self._minutes_from, (index - MINUTE_UNTIL) // MINUTE * MINUTE)
+        for tick in sorted(t for t in self._minutes if t < self._minutes_from):
+            self._into(self._fives, tick - tick % FIVE_MINUTES, self._minutes.pop(tick))
+        for tick in [t for t in self._fives if t + FIVE_MINUTES <= index - _KEEP_TICKS]:
+            del self._fives[tick]
+
+    @staticmethod
+    def _into(tier: dict[int, _Slot], start: int, slot: _Slot) -> None:
+        held = tier.get(start)
+        tier[start] = (
+            _Slot(start, slot.part, slot.first_execution, slot.first_by_profile)
+            if held is None
+            else held.absorb(slot, start)
+        )
+
+    def _slot_boundary(self, tick: int) -> int:
+        """The start of the slot that holds `tick` (a window's start is rounded down to it)."""
+        if tick >= self._fine_from:
+            return tick
+        if tick >= self._minutes_from:
+            return tick - tick % MINUTE
+        return tick - tick % FIVE_MINUTES
+
+    def slot_count(self) -> int:
+        """Slots held (10-s, 1-minute and 5-minute): bounded, see the module docstring."""
+        with self._lock:
+            return len(self._fine) + len(self._minutes) + len(self._fives)
 
     # --- save and restore ---------------------------------------------------------------
 
@@ -369,8 +540,11 @@ class Aggregator:
             self._dedup.restore(state.dedup, now)
             self.restored_at = now
             self._restored_index = int(now // CHECKPOINT_SECONDS)
-            # Windows start afresh: the first checkpoint is the restored state.
-            self._checkpoints.clear()
+            # Windows start afresh, from the restored state.
+            self._fine.clear()
+            self._minutes.clear()
+            self._fives.clear()
+            self._prev = None
             self._advance(now)
 
     # --- reads --------------------------------------------------------------------------
@@ -381,48 +555,54 @@ class Aggregator:
             return self._snapshot(now)
 
     def window(self, now: float, seconds: float | None) -> WindowState:
-        """The state of the last `seconds` (rounded out to a 10 s boundary), or since start."""
+        """The state of the last `seconds` (its start rounded down to a slot boundary: 10 s
+        within the last 5 minutes, 1 minute up to 15 minutes back, 5 minutes beyond), or since
+        start. `seconds` is at most MAX_WINDOW_SECONDS."""
+        if seconds is not None and seconds > MAX_WINDOW_SECONDS:
+            raise ValueError(f"window of {seconds}s: at most {MAX_WINDOW_SECONDS}s")
         with self._lock:
             self._advance(now)
             current = self._snapshot(now)
-            boundary = None if seconds is None else int((now - seconds) // CHECKPOINT_SECONDS)
+            boundary = (
+                None
+                if seconds is None
+                else self._slot_boundary(int((now - seconds) // CHECKPOINT_SECONDS))
+            )
             if boundary is None or boundary * CHECKPOINT_SECONDS <= self.start_time:
                 return WindowState(
                     self.start_time,
                     now,
                     current,
-                    None,
                     self._first_ever,
                     dict(self._first_ever_by_profile),
                 )
-            # The state at the boundary is the first checkpoint taken at or after it: nothing
-            # was recorded between the boundary and that checkpoint. _advance made sure that
-            # one exists (the one for `now`).
-            later = [cp for cp in self._checkpoints if cp.index >= boundary]
+            slots = [
+                slot
+                for tier in (self._fives, self._minutes, self._fine)
+                for _, slot in sorted(tier.items())
+                if slot.start >= boundary
+            ]
+            live = self._live_slot(current)
+            if live is not None:
+                slots.append(live)
             first: float | None = None
             first_by_profile: dict[str, float] = {}
-            for cp in later:
+            for slot in slots:
                 if first is None:
-                    first = cp.first_execution
-                for profile, t in cp.first_by_profile.items():
+                    first = slot.first_execution
+                for profile, t in slot.first_by_profile.items():
                     first_by_profile.setdefault(profile, t)
+            part = merge_parts([s.part for s in slots] + [_gauges(current)], limit=None)
             start: float = boundary * CHECKPOINT_SECONDS
             if (
                 self.restored_at is not None
                 and self._restored_index is not None
                 and boundary <= self._restored_index
             ):
-                # The window reaches back before a restore, whose window checkpoints were not
+                # The window reaches back before a restore, whose window slots were not
                 # saved: it starts at the restore (what happened since then is exact).
                 start = max(start, self.restored_at)
-            return WindowState(
-                start,
-                now,
-                current,
-                later[0].snapshot,
-                first,
-                first_by_profile,
-            )
+            return WindowState(start, now, part, first, first_by_profile)
 
     def _snapshot(self, now: float) -> Snapshot:
         return Snapshot(
@@ -446,4 +626,45 @@ class Aggregator:
         )
 
 
-__all__ = ["DECISIONS", "Aggregator", "Caps", "SavedState", "Snapshot", "WindowState"]
+def _gauges(s: Snapshot) -> Snapshot:
+    """`s` with its gauges only (the last part of a window)."""
+    fields: dict[str, Any] = {n: {} for n in WINDOWED_COUNTERS + WINDOWED_DISTRIBUTIONS}
+    return Snapshot(
+        time=s.time,
+        last_execution=s.last_execution,
+        label_values=s.label_values,
+        dedup_entries=s.dedup_entries,
+        dedup_evicted=s.dedup_evicted,
+        **fields,
+    )
+
+
+def merge_windows(windows: Iterable[WindowState]) -> WindowState:
+    """One window from the windows of several replicas over the same interval: counters
+    summed, distributions merged by adding sketch keys, the earliest first executions."""
+    ws = list(windows)
+    first_by_profile: dict[str, float] = {}
+    for w in ws:
+        for p, t in w.first_by_profile.items():
+            first_by_profile[p] = min(t, first_by_profile.get(p, t))
+    firsts = [w.first_execution for w in ws if w.first_execution is not None]
+    return WindowState(
+        min(w.start for w in ws),
+        max(w.end for w in ws),
+        merge_parts([w.current for w in ws], limit=None),
+        min(firsts) if firsts else None,
+        first_by_profile,
+    )
+
+
+__all__ = [
+    "DECISIONS",
+    "Aggregator",
+    "Caps",
+    "SavedState",
+    "Snapshot",
+    "WindowState",
+    "delta",
+    "merge_parts",
+    "merge_windows",
+]

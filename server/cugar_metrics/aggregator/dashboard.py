@@ -1,19 +1,18 @@
 """The dashboard: golden signals and breakdowns of one window, computed from snapshots.
 
-Pure functions over `WindowState`. A rate or mean with no data is None (absent), never 0.
+Pure functions over `WindowState` (whose snapshot holds the window's counters and
+distributions). A rate or mean with no data is None (absent), never 0.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from cugar_metrics.aggregator.core import WindowState
 from cugar_metrics.aggregator.sketch import FrozenDistribution, merged_quantiles
 from cugar_metrics.model import DECISIONS
-
-K = TypeVar("K")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,32 +84,16 @@ def _ratio(num: float, den: float) -> float | None:
     return num / den if den else None
 
 
-def _counts(cur: Mapping[K, int], base: Mapping[K, int] | None) -> dict[K, int]:
-    if base is None:
-        return {k: v for k, v in cur.items() if v}
-    out = {k: v - base.get(k, 0) for k, v in cur.items()}
-    return {k: v for k, v in out.items() if v}
-
-
-def _floats(cur: Mapping[K, float], base: Mapping[K, float] | None) -> dict[K, float]:
-    if base is None:
-        return dict(cur)
-    return {k: v - base.get(k, 0.0) for k, v in cur.items()}
-
-
-def _dists(
-    cur: Mapping[K, FrozenDistribution], base: Mapping[K, FrozenDistribution] | None
-) -> dict[K, FrozenDistribution]:
-    out = {k: d.minus(base.get(k)) if base is not None else d for k, d in cur.items()}
-    return {k: d for k, d in out.items() if d.count}
-
-
 def _p95(dists: Iterable[FrozenDistribution]) -> float | None:
     return merged_quantiles(dists, [0.95])[0]
 
 
+def _nonzero(v: object) -> bool:
+    return bool(v.count) if isinstance(v, FrozenDistribution) else bool(v)
+
+
 def build_dashboard(state: WindowState, profile: str = "", domain: str = "") -> Dashboard:
-    cur, base = state.current, state.base
+    cur = state.current
 
     def by_profile(key: str | tuple[str, ...]) -> bool:
         return not profile or (key if isinstance(key, str) else key[0]) == profile
@@ -118,26 +101,20 @@ def build_dashboard(state: WindowState, profile: str = "", domain: str = "") -> 
     def by_domain(key: tuple[str, ...]) -> bool:
         return not domain or key[0] == domain
 
-    def since(name: str, keep: Callable[[Any], bool], subtract: Callable[[Any, Any], Any]) -> Any:
-        """The window's part of one Snapshot field: filtered first, then the base subtracted
-        (the caller annotates the result: one shape per field)."""
-        current = getattr(cur, name)
-        return subtract(
-            {k: v for k, v in current.items() if keep(k)},
-            None if base is None else getattr(base, name),
-        )
+    def part(name: str, keep: Callable[[Any], bool], *, floats: bool = False) -> Any:
+        """The window's series of one Snapshot field that pass the filter, without empty
+        ones (the caller annotates the result: one shape per field)."""
+        return {k: v for k, v in getattr(cur, name).items() if keep(k) and (floats or _nonzero(v))}
 
-    executions: dict[tuple[str, str, str], int] = since("executions", by_profile, _counts)
-    durations: dict[tuple[str, str], FrozenDistribution] = since("durations", by_profile, _dists)
-    steps: dict[str, FrozenDistribution] = since("steps", by_profile, _dists)
-    utilization: dict[str, FrozenDistribution] = since("budget_utilization", by_profile, _dists)
-    spent: dict[str, float] = since("budget_spent", by_profile, _floats)
-    exceeded: dict[str, int] = since("budget_exceeded", by_profile, _counts)
-    approvals: dict[tuple[str, str], FrozenDistribution] = since("approvals", by_profile, _dists)
-    tool_calls: dict[tuple[str, str, str], int] = since("tool_calls", by_domain, _counts)
-    tool_durations: dict[tuple[str, str], FrozenDistribution] = since(
-        "tool_durations", by_domain, _dists
-    )
+    executions: dict[tuple[str, str, str], int] = part("executions", by_profile)
+    durations: dict[tuple[str, str], FrozenDistribution] = part("durations", by_profile)
+    steps: dict[str, FrozenDistribution] = part("steps", by_profile)
+    utilization: dict[str, FrozenDistribution] = part("budget_utilization", by_profile)
+    spent: dict[str, float] = part("budget_spent", by_profile, floats=True)
+    exceeded: dict[str, int] = part("budget_exceeded", by_profile)
+    approvals: dict[tuple[str, str], FrozenDistribution] = part("approvals", by_profile)
+    tool_calls: dict[tuple[str, str, str], int] = part("tool_calls", by_domain)
+    tool_durations: dict[tuple[str, str], FrozenDistribution] = part("tool_durations", by_domain)
 
     succeeded = sum(v for k, v in executions.items() if k[1] == "success")
     failed = sum(v for k, v in executions.items() if k[1] == "failure")
@@ -220,7 +197,7 @@ def build_dashboard(state: WindowState, profile: str = "", domain: str = "") -> 
     if total == 0:
         first = last = None
     seconds = state.end - state.start
-    ingest = _counts(cur.ingest, None if base is None else base.ingest)
+    ingest = cur.ingest
 
     return Dashboard(
         window_start=state.start,

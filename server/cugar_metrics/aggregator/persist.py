@@ -13,7 +13,7 @@ Layout of a state file (format version 1)::
 Nothing is unpickled: the header is JSON and the payload plain integers. A file is refused
 (`StateFormatError`) when its magic, checksum or version is wrong, when its bucket layouts or
 sketch mapping differ from this build's, or when any value is out of shape (a count that does
-not add up, a negative count, an unsorted generation). Window checkpoints are not saved.
+not add up, a negative count, an unsorted generation). Window slots are not saved.
 """
 
 from __future__ import annotations
@@ -343,11 +343,6 @@ def decode(data: bytes) -> SavedState:
         first_by_profile=_map(h.get("first_by_profile"), "first_by_profile", _float),
         dedup=dedup,
     )
-
-
-def executions_total(state: SavedState) -> int:
-    """Executions recorded in a state (for logs)."""
-    return sum(state.snapshot.executions.values())
 
 
 __all__ = ["FORMAT_VERSION", "LAYOUT", "MAGIC", "StateFormatError", "decode", "encode"]

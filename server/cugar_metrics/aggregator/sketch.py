@@ -2,10 +2,18 @@
 
 The sketch is DDSketch's logarithmic key mapping (from the `ddsketch` library) over a dense
 store of counts. Two frozen distributions of the same series can be *subtracted*, because
-the store holds plain counts per key: the difference between the state now and the state at
-the start of a window is the distribution of the window, exactly, with the sketch's relative
-accuracy. That is what makes windowed quantiles cheap (one subtraction, not a merge of
-hundreds of buckets).
+the store holds plain counts per key: the difference between the state at two instants is
+the distribution of what happened in between, exactly, with the sketch's relative accuracy.
+Distributions with the same mapping *merge* by adding counts per key. The aggregator's
+windows are built from both (see core.py).
+
+Bins are bounded, like DDSketch's collapsing-lowest store: a cumulative distribution keeps at
+most `MAX_BINS` keys (2048 keys span a ratio of 6e17 between the smallest and the largest
+value: nothing an accepted duration reaches), and a window slot keeps at most `SLOT_BINS`
+(768 keys, a ratio of 4.7e6: for example 1 ms to 78 min). Counts of lower keys are added to
+the lowest key kept, so the count stays exact; a quantile that falls among collapsed values
+is over-estimated (it reads as the lowest value kept); quantiles above them keep their 1 %
+accuracy.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import math
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -26,7 +35,14 @@ _MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)
 # LogarithmicMapping.key; test_sketch checks that they agree).
 _MULTIPLIER = _MAPPING._multiplier
 _KEY_OFFSET = _MAPPING._offset
-_EMPTY_BINS: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+#: Counts per sketch key: int64 in a cumulative distribution; in a window slot, the smallest
+#: unsigned type that holds them (most 10-s slots need one byte a key).
+Bins = npt.NDArray[np.integer[Any]]
+_EMPTY_BINS: Bins = np.zeros(0, dtype=np.int64)
+
+#: Most keys kept by a cumulative distribution, and by one window slot of a series.
+MAX_BINS = 2048
+SLOT_BINS = 768
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +57,7 @@ class FrozenDistribution:
     zero_count: int = 0
     #: Sketch key of bins[0].
     offset: int = 0
-    bins: npt.NDArray[np.int64] = field(default_factory=lambda: _EMPTY_BINS)
+    bins: Bins = field(default_factory=lambda: _EMPTY_BINS)
 
     def minus(self, earlier: FrozenDistribution | None) -> FrozenDistribution:
         """The observations made after `earlier` (a frozen state of the same series)."""
@@ -65,15 +81,75 @@ class FrozenDistribution:
         return merged_quantiles([self], [q])[0]
 
 
-def _subtract(
-    offset: int, bins: npt.NDArray[np.int64], old_offset: int, old_bins: npt.NDArray[np.int64]
-) -> npt.NDArray[np.int64]:
+def _subtract(offset: int, bins: Bins, old_offset: int, old_bins: Bins) -> Bins:
     if len(old_bins) == 0:
         return bins
-    # A store only grows, so the earlier range lies inside the later one.
-    out = bins.copy()
+    # A store only grows to the right, and a collapse folds its lowest keys into the lowest
+    # key kept: earlier keys below `offset` were folded into bins[0].
+    out = bins.astype(np.int64, copy=True)
     start = old_offset - offset
+    if start < 0:
+        out[0] -= int(old_bins[: min(-start, len(old_bins))].sum())
+        old_bins = old_bins[-start:]
+        start = 0
     out[start : start + len(old_bins)] -= old_bins
+    return out
+
+
+def _small(bins: Bins) -> Bins:
+    """`bins` (counts >= 0) in the smallest unsigned type that holds them."""
+    top = int(bins.max()) if len(bins) else 0
+    if top < 2**8:
+        return bins.astype(np.uint8)
+    if top < 2**16:
+        return bins.astype(np.uint16)
+    return bins.astype(np.uint32 if top < 2**32 else np.int64)
+
+
+def compact(d: FrozenDistribution, limit: int = SLOT_BINS) -> FrozenDistribution:
+    """`d` without Prometheus buckets, its sketch trimmed to the keys with counts and
+    collapsed to at most `limit` keys (lowest keys folded into the lowest kept), in the
+    smallest integer type that holds its counts: the small form a window slot keeps."""
+    bins, offset = d.bins, d.offset
+    if len(bins):
+        nz = np.flatnonzero(bins)
+        if len(nz) == 0:
+            bins = _EMPTY_BINS
+        else:
+            lo, hi = int(nz[0]), int(nz[-1]) + 1
+            if hi - lo > limit:
+                cut = hi - limit
+                kept = bins[cut:hi].astype(np.int64)
+                kept[0] += int(bins[lo:cut].sum())
+                bins, offset = _small(kept), offset + cut
+            else:
+                bins, offset = _small(bins[lo:hi]), offset + lo
+    return FrozenDistribution(d.count, d.sum, (), d.zero_count, offset, bins)
+
+
+def merge(parts: Sequence[FrozenDistribution], limit: int | None = None) -> FrozenDistribution:
+    """The union of distributions with the same mapping: counts, sums, buckets (when all
+    parts have them) and sketch keys added; collapsed to `limit` keys if given."""
+    if len(parts) == 1 and limit is None:
+        return parts[0]
+    count = sum(d.count for d in parts)
+    total = sum(d.sum for d in parts)
+    zero = sum(d.zero_count for d in parts)
+    buckets: tuple[int, ...] = ()
+    if parts and all(d.buckets for d in parts):
+        buckets = tuple(int(x) for x in np.sum([d.buckets for d in parts], axis=0))
+    with_bins = [d for d in parts if len(d.bins)]
+    if not with_bins:
+        return FrozenDistribution(count, total, buckets, zero)
+    lo = min(d.offset for d in with_bins)
+    hi = max(d.offset + len(d.bins) for d in with_bins)
+    acc = np.zeros(hi - lo, dtype=np.int64)
+    for d in with_bins:
+        acc[d.offset - lo : d.offset - lo + len(d.bins)] += d.bins
+    out = FrozenDistribution(count, total, buckets, zero, lo, acc)
+    if limit is not None:
+        out = compact(out, limit)
+        return FrozenDistribution(count, total, buckets, zero, out.offset, out.bins)
     return out
 
 
@@ -154,11 +230,18 @@ class Distribution:
             self._offset = key
             bins.append(1)
         elif i < 0:
-            self._bins = [1] + [0] * (-i - 1) + bins
-            self._offset = key
+            if len(bins) - i > MAX_BINS:
+                bins[0] += 1  # below the keys kept: collapsed into the lowest
+            else:
+                self._bins = [1] + [0] * (-i - 1) + bins
+                self._offset = key
         else:
             bins.extend([0] * (i - len(bins)))
             bins.append(1)
+            if len(bins) > MAX_BINS:
+                cut = len(bins) - MAX_BINS
+                self._bins = [sum(bins[: cut + 1]), *bins[cut + 1 :]]
+                self._offset += cut
 
     @classmethod
     def thaw(
@@ -188,10 +271,6 @@ class Distribution:
                 bins=np.array(self._bins, dtype=np.int64) if self._bins else _EMPTY_BINS,
             )
         return self._frozen
-
-
-def empty(bounds: Sequence[float]) -> FrozenDistribution:
-    return FrozenDistribution(count=0, sum=0.0, buckets=(0,) * (len(bounds) + 1))
 
 
 def merge_buckets(dists: Iterable[FrozenDistribution]) -> FrozenDistribution:

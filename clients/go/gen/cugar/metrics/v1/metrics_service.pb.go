@@ -1390,8 +1390,9 @@ func (x *RecordExecutionsResponse) GetRejectedExecutions() []*RejectedExecution 
 type GetDashboardRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Optional. Unset: everything since the replica started. Set: the most recent `window`,
-	// from 1 minute to 1 hour; the server rounds its start down to a 10-second boundary and
-	// returns the effective window.
+	// from 1 minute to 1 hour; the server rounds its start down to the boundary of the slot
+	// that holds it (10 seconds within the last 5 minutes, 1 minute up to 15 minutes back,
+	// 5 minutes beyond) and returns the effective window.
 	Window *durationpb.Duration `protobuf:"bytes,1,opt,name=window,proto3" json:"window,omitempty"`
 	// Optional. When set, the execution, latency, step, budget and approval figures cover only
 	// this profile. Tool and domain rows are not split by profile.

@@ -573,8 +573,9 @@ export const RecordExecutionsResponseSchema: GenMessage<RecordExecutionsResponse
 export type GetDashboardRequest = Message<"cugar.metrics.v1.GetDashboardRequest"> & {
   /**
    * Optional. Unset: everything since the replica started. Set: the most recent `window`,
-   * from 1 minute to 1 hour; the server rounds its start down to a 10-second boundary and
-   * returns the effective window.
+   * from 1 minute to 1 hour; the server rounds its start down to the boundary of the slot
+   * that holds it (10 seconds within the last 5 minutes, 1 minute up to 15 minutes back,
+   * 5 minutes beyond) and returns the effective window.
    *
    * @generated from field: google.protobuf.Duration window = 1;
    */
