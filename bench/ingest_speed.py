@@ -24,10 +24,8 @@ throughput and by server CPU per execution (the steadier figure on a shared mach
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,64 +54,17 @@ log = rsb.log
 
 
 def batch_run(
-    server: rsb.Proc, templates: str, batches: int, clients: int, workdir: Path, tag: str
+    s: rsb.Settings, server: rsb.Proc, templates: str, batches: int, workdir: Path, tag: str
 ) -> dict[str, Any]:
-    """`batches` batches of 500 unique executions from `clients` processes, 4 in flight each."""
-    procs = []
-    for i in range(clients):
-        argv = [
-            sys.executable,
-            "-m",
-            "server.batch_client",
-            "--target",
-            server.target,
-            "--prefix",
-            f"{tag}{i}-",
-            "--templates",
-            templates,
-            "--inflight",
-            "4",
-        ]
-        err = open(workdir / f"client-{tag}{i}.log", "w")  # noqa: SIM115 (the process's life)
-        procs.append(
-            subprocess.Popen(
-                argv,
-                cwd=BENCH,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-                stderr=err,
-            )
-        )
+    """`batches` batches of 500 unique executions from the benchmark's client processes."""
+    clients = rsb.BatchClients(s, server.target, workdir, templates=templates, prefix=tag)
     try:
-        for p in procs:
-            assert p.stdout is not None
-            if p.stdout.readline().strip() != "ready":
-                raise RuntimeError(f"batch client {tag} did not start")
-
-        def go(n: int) -> list[dict[str, Any]]:
-            for p in procs:
-                assert p.stdin is not None
-                p.stdin.write(f"go {n}\n")
-                p.stdin.flush()
-            out = []
-            for p in procs:
-                assert p.stdout is not None
-                out.append(json.loads(p.stdout.readline()))
-            return out
-
-        go(4)  # warm: connections, code paths, caches
+        clients.go(4)  # warm: connections, code paths, caches
         meter = rsb.CpuMeter(server.pid)
-        results = go(max(1, batches // clients))
+        results = clients.go(batches)
         cpu = meter.stop(sum(r["cpu_s"] for r in results))
     finally:
-        for p in procs:
-            with contextlib.suppress(BrokenPipeError, OSError):
-                assert p.stdin is not None
-                p.stdin.write("quit\n")
-                p.stdin.close()
-        for p in procs:
-            p.wait(timeout=30)
+        clients.close()
     errors = [r["error"] for r in results if r["errors"]]
     if errors:
         raise RuntimeError(f"batch errors: {errors[:3]}")
@@ -213,7 +164,7 @@ def main() -> int:
             f"batches-{templates}",
             rounds,
             workdir,
-            lambda server, tag, t=templates: batch_run(server, t, batches, 2, workdir, tag),
+            lambda server, tag, t=templates: batch_run(settings, server, t, batches, workdir, tag),
             "eps",
             "server_cpu_us_per_execution",
         )

@@ -423,7 +423,17 @@ def section_unary(s: Settings, workdir: Path) -> dict[str, Any]:
 
 
 class BatchClients:
-    def __init__(self, s: Settings, target: str, workdir: Path) -> None:
+    """`clients` load-client processes (bench/server/batch_client.py), driven by `go`."""
+
+    def __init__(
+        self,
+        s: Settings,
+        target: str,
+        workdir: Path,
+        *,
+        templates: str = "realistic",
+        prefix: str = "w",
+    ) -> None:
         self.procs = []
         for i in range(s.clients):
             argv = [
@@ -433,13 +443,16 @@ class BatchClients:
                 "--target",
                 target,
                 "--prefix",
-                f"w{i}-",
+                f"{prefix}{i}-",
                 "--batch-size",
                 "500",
                 "--inflight",
                 str(s.inflight),
+                "--templates",
+                templates,
             ]
-            errors = open(workdir / f"client{i}.log", "w")  # noqa: SIM115 (the process's life)
+            log_file = workdir / f"client-{prefix}{i}.log"
+            errors = open(log_file, "w")  # noqa: SIM115 (the process's life)
             self.procs.append(
                 subprocess.Popen(
                     argv,
