@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from cugar_metrics import errors
 from cugar_metrics.connection_limits import StreamCaps
 from cugar_metrics.validation import Violation
+from cugar_metrics.wire import UndecodableError
 
 _LABELS = ["grpc_type", "grpc_service", "grpc_method"]
 # go-grpc-prometheus' default buckets (prometheus.DefBuckets).
@@ -203,6 +204,15 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             self.in_flight += 1
             try:
                 return await behavior(request, context)
+            except UndecodableError as e:  # an item of a batch decoded one at a time
+                self._refused["undecodable"].inc()
+                await context.abort_with_status(
+                    errors.invalid_argument(
+                        "undecodable request",
+                        [Violation(e.field, str(e), "UNDECODABLE")],
+                        "UNDECODABLE",
+                    )
+                )
             finally:
                 self.in_flight -= 1
 
