@@ -31,7 +31,7 @@ from cugar_metrics.config import Config
 from cugar_metrics.connection_limits import StreamCaps, connection_options
 from cugar_metrics.exposition import AggregatorCollector
 from cugar_metrics.http_auth import BasicAuthUsers, require_basic_auth
-from cugar_metrics.interceptors import MetricsInterceptor, RequestGuard, RpcMetrics
+from cugar_metrics.interceptors import CallTracker, MetricsInterceptor, RequestGuard, RpcMetrics
 from cugar_metrics.service import MAX_BATCH, MetricsService, add_to_server
 from cugar_metrics.statefile import CheckpointCollector, Checkpointer, restore
 from cugar_metrics.tls import grpc_server_credentials, metrics_server_class
@@ -95,13 +95,26 @@ class RunningServer:
     _http_thread: threading.Thread
     checkpointer: Checkpointer | None = None
     security: Security | None = None
+    calls: CallTracker | None = None
 
     async def stop(self, grace: float | None = None, delay: float | None = None) -> None:
         """Drain: NOT_SERVING; keep serving for `delay`; then refuse new RPCs and let the
         in-flight ones finish within `grace`."""
         await self.health.enter_graceful_shutdown()
         await asyncio.sleep(self.config.shutdown_delay if delay is None else delay)
-        await self.grpc_server.stop(self.config.shutdown_grace if grace is None else grace)
+        stopping = asyncio.ensure_future(
+            self.grpc_server.stop(self.config.shutdown_grace if grace is None else grace)
+        )
+        if self.calls is not None:
+            # Once no call is left, what remains are connections without one (e.g. a
+            # handshake that never completes): close them now rather than after the grace.
+            await asyncio.sleep(0.05)
+            while not stopping.done() and self.calls.busy():
+                await asyncio.wait({stopping}, timeout=0.05)
+            if not stopping.done():
+                log.info("no call in flight: closing the remaining connections")
+                await self.grpc_server.stop(0)
+        await stopping
         if self.checkpointer is not None:
             await self.checkpointer.close()  # the in-flight RPCs have finished
         self._http.shutdown()
@@ -119,7 +132,8 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
         dedup_horizon=config.dedup_horizon,
         dedup_max_entries=config.dedup_max_entries,
     )
-    registry = CollectorRegistry(auto_describe=False)
+    # Collectors that describe nothing (built at each scrape) still answer /metrics?name[]=.
+    registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
     rpc_metrics = RpcMetrics(registry)
     rpc_metrics.initialize(
         SERVICE_NAME, list(pb.DESCRIPTOR.services_by_name["MetricsService"].methods_by_name)
@@ -142,9 +156,11 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
         registry,
     )
 
+    calls = CallTracker()
     server = grpc.aio.server(
         interceptors=[
-            MetricsInterceptor(rpc_metrics),  # outermost: refused calls are counted too
+            calls,  # outermost: every call, from its arrival, so a drain knows when none is left
+            MetricsInterceptor(rpc_metrics),  # refused calls are counted too
             *([security.interceptor] if security is not None else []),
             guard,  # innermost: callers without a key were refused before it, undecoded
         ],
@@ -233,6 +249,7 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
         http_thread,
         checkpointer=checkpointer,
         security=security,
+        calls=calls,
     )
 
 
