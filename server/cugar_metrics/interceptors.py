@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from cugar_metrics import errors
 from cugar_metrics.connection_limits import StreamCaps
 from cugar_metrics.validation import Violation
+from cugar_metrics.wire import UndecodableError
 
 _LABELS = ["grpc_type", "grpc_service", "grpc_method"]
 # go-grpc-prometheus' default buckets (prometheus.DefBuckets).
@@ -203,6 +204,15 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             self.in_flight += 1
             try:
                 return await behavior(request, context)
+            except UndecodableError as e:  # an item of a batch decoded one at a time
+                self._refused["undecodable"].inc()
+                await context.abort_with_status(
+                    errors.invalid_argument(
+                        "undecodable request",
+                        [Violation(e.field, str(e), "UNDECODABLE")],
+                        "UNDECODABLE",
+                    )
+                )
             finally:
                 self.in_flight -= 1
 
@@ -259,3 +269,80 @@ def _capped(
     if handler.stream_stream is not None:
         return grpc.stream_stream_rpc_method_handler(wrap(handler.stream_stream), **kwargs)
     return handler
+
+
+class CallTracker(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """The outermost interceptor: which calls have arrived and not finished, so a drain can
+    end as soon as none is left, instead of waiting the whole grace for connections that
+    carry no call (one that never sent its HTTP/2 preface holds gRPC's shutdown).
+
+    A call counts from its arrival (before its body is received) until its handler returns.
+    A call cancelled before its handler started is never seen to finish; it stops counting
+    `STALE_SECONDS` after its arrival.
+    """
+
+    STALE_SECONDS = 60.0
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._waiting: dict[int, float] = {}  # arrived, handler not started: id -> arrival
+        self._running = 0
+        self._next = 0
+
+    def busy(self) -> bool:
+        if self._running:
+            return True
+        oldest = self._monotonic() - self.STALE_SECONDS
+        for key in [k for k, t in self._waiting.items() if t < oldest]:
+            del self._waiting[key]
+        return bool(self._waiting)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:
+            return handler
+        self._next += 1
+        key = self._next
+        self._waiting[key] = self._monotonic()
+        if len(self._waiting) > 100_000:  # bounded even if every call were cancelled early
+            self._waiting.pop(next(iter(self._waiting)))
+
+        def track(behavior: Any) -> Any:
+            if inspect.isasyncgenfunction(behavior):
+
+                async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                    self._waiting.pop(key, None)
+                    self._running += 1
+                    try:
+                        async for response in behavior(request, context):
+                            yield response
+                    finally:
+                        self._running -= 1
+
+                return stream
+
+            async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                self._waiting.pop(key, None)
+                self._running += 1
+                try:
+                    return await behavior(request, context)
+                finally:
+                    self._running -= 1
+
+            return call
+
+        kwargs = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(track(handler.unary_unary), **kwargs)
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(track(handler.unary_stream), **kwargs)
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(track(handler.stream_unary), **kwargs)
+        return grpc.stream_stream_rpc_method_handler(track(handler.stream_stream), **kwargs)

@@ -4,6 +4,7 @@ signal handling and drain. No business logic."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -23,7 +24,6 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
 from cugar.metrics.v1 import metrics_service_pb2 as pb
-from cugar.metrics.v1 import metrics_service_pb2_grpc as pb_grpc
 from cugar_metrics import __version__
 from cugar_metrics.aggregator import Aggregator
 from cugar_metrics.auth import exposure_warning
@@ -33,8 +33,8 @@ from cugar_metrics.connection_limits import StreamCaps, connection_options
 from cugar_metrics.exposition import AggregatorCollector
 from cugar_metrics.files import write_atomically
 from cugar_metrics.http_auth import BasicAuthUsers, require_basic_auth
-from cugar_metrics.interceptors import MetricsInterceptor, RequestGuard, RpcMetrics
-from cugar_metrics.service import MAX_BATCH, MetricsService
+from cugar_metrics.interceptors import CallTracker, MetricsInterceptor, RequestGuard, RpcMetrics
+from cugar_metrics.service import MAX_BATCH, MetricsService, add_to_server
 from cugar_metrics.statefile import CheckpointCollector, Checkpointer, restore
 from cugar_metrics.tls import grpc_server_credentials, metrics_server_class
 from cugar_metrics.validation import Limits
@@ -97,13 +97,26 @@ class RunningServer:
     _http_thread: threading.Thread
     checkpointer: Checkpointer | None = None
     security: Security | None = None
+    calls: CallTracker | None = None
 
     async def stop(self, grace: float | None = None, delay: float | None = None) -> None:
         """Drain: NOT_SERVING; keep serving for `delay`; then refuse new RPCs and let the
         in-flight ones finish within `grace`."""
         await self.health.enter_graceful_shutdown()
         await asyncio.sleep(self.config.shutdown_delay if delay is None else delay)
-        await self.grpc_server.stop(self.config.shutdown_grace if grace is None else grace)
+        stopping = asyncio.ensure_future(
+            self.grpc_server.stop(self.config.shutdown_grace if grace is None else grace)
+        )
+        if self.calls is not None:
+            # Once no call is left, what remains are connections without one (e.g. a
+            # handshake that never completes): close them now rather than after the grace.
+            await asyncio.sleep(0.05)
+            while not stopping.done() and self.calls.busy():
+                await asyncio.wait({stopping}, timeout=0.05)
+            if not stopping.done():
+                log.info("no call in flight: closing the remaining connections")
+                await self.grpc_server.stop(0)
+        await stopping
         if self.checkpointer is not None:
             await self.checkpointer.close()  # the in-flight RPCs have finished
         self._http.shutdown()
@@ -121,7 +134,8 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
         dedup_horizon=config.dedup_horizon,
         dedup_max_entries=config.dedup_max_entries,
     )
-    registry = CollectorRegistry(auto_describe=False)
+    # Collectors that describe nothing (built at each scrape) still answer /metrics?name[]=.
+    registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
     rpc_metrics = RpcMetrics(registry)
     rpc_metrics.initialize(
         SERVICE_NAME, list(pb.DESCRIPTOR.services_by_name["MetricsService"].methods_by_name)
@@ -161,9 +175,11 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
         registry,
     )
 
+    calls = CallTracker()
     server = grpc.aio.server(
         interceptors=[
-            MetricsInterceptor(rpc_metrics),  # outermost: refused calls are counted too
+            calls,  # outermost: every call, from its arrival, so a drain knows when none is left
+            MetricsInterceptor(rpc_metrics),  # refused calls are counted too
             *([security.interceptor] if security is not None else []),
             guard,  # innermost: callers without a key were refused before it, undecoded
         ],
@@ -174,7 +190,7 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
             *connection_options(config),
         ],
     )
-    pb_grpc.add_MetricsServiceServicer_to_server(
+    add_to_server(
         MetricsService(aggregator, Limits(max_duration=config.max_duration), config.replica, clock),
         server,
     )
@@ -252,6 +268,7 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
         http_thread,
         checkpointer=checkpointer,
         security=security,
+        calls=calls,
     )
 
 
@@ -262,6 +279,16 @@ def _write_ready_file(path: str, running: RunningServer) -> None:
         "pid": os.getpid(),
     }
     write_atomically(path, json.dumps(info).encode(), mode=0o644)
+
+
+def _tune_gc() -> None:
+    """Start-up objects are frozen out of collection, and collections are rarer: a batch
+    allocates hundreds of thousands of small objects (mostly freed by reference counting),
+    and with the default thresholds the collections they trigger (full ones walk every
+    object) held the event loop for tens of milliseconds at a time."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 1000)
 
 
 async def serve(config: Config) -> None:
@@ -295,6 +322,7 @@ async def serve(config: Config) -> None:
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
     running = await create_server(config)
     started.append(running)
+    _tune_gc()
     transport = "mutual TLS" if config.tls_client_ca else "TLS" if config.tls_cert else "plaintext"
     log.info(
         "cugar-metrics %s serving: gRPC %s:%d (%s, reflection %s), metrics %s://%s:%d/metrics,"

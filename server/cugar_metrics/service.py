@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf.message import DecodeError
 
 from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar.metrics.v1 import metrics_service_pb2_grpc as pb_grpc
@@ -21,14 +22,21 @@ from cugar_metrics.aggregator import (
     build_dashboard,
 )
 from cugar_metrics.model import Execution, RecordResult
+from cugar_metrics.wire import WireBatch
 
 log = logging.getLogger(__name__)
 
 #: The largest RecordExecutions batch; documented in the proto.
 MAX_BATCH = 1000
 MIN_WINDOW_SECONDS = 60
-#: Batch items validated, and recorded, between two yields to the event loop.
-SLICE = 50
+#: A RecordExecutions body larger than this is decoded item by item (`WireBatch`), with yields
+#: to the event loop; a smaller one is decoded at once and checked in one pass.
+WIRE_THRESHOLD = 256 * 1024
+#: About this many bytes of batch items are decoded and validated (or their equivalent
+#: recorded) between two yields to the event loop: a few milliseconds of work.
+SLICE_BYTES = 16 * 1024
+_EXECUTION_WORK = 160  # bytes of a small execution, as a unit of work
+_CALL_WORK = 40  # bytes of one tool call or approval
 #: A rejected item's execution_id is echoed cut to this many characters (the longest valid
 #: id), so the reply to a batch stays far under the message limit; documented in the proto.
 MAX_ECHOED_ID = 128
@@ -54,6 +62,7 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
         self._limits = limits
         self._replica = replica
         self._clock = clock
+        self._batch_gate = asyncio.Semaphore(1)
 
     async def RecordExecution(
         self, request: pb.RecordExecutionRequest, context: grpc.aio.ServicerContext
@@ -79,7 +88,7 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
         return pb.RecordExecutionResponse(result=_RESULT[result])
 
     async def RecordExecutions(
-        self, request: pb.RecordExecutionsRequest, context: grpc.aio.ServicerContext
+        self, request: pb.RecordExecutionsRequest | WireBatch, context: grpc.aio.ServicerContext
     ) -> pb.RecordExecutionsResponse:
         now = self._clock()
         n = len(request.executions)
@@ -92,21 +101,47 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
             await context.abort_with_status(
                 errors.invalid_argument("invalid batch", [violation], "INVALID_BATCH")
             )
+        # One batch at a time does its work: with several, every await of a health check
+        # would queue behind a slice of each of them.
+        async with self._batch_gate:
+            return await self._record_batch(request, n, now)
+
+    async def _record_batch(
+        self, request: pb.RecordExecutionsRequest | WireBatch, n: int, now: float
+    ) -> pb.RecordExecutionsResponse:
         valid: list[Execution] = []
         positions: list[int] = []
         results = [pb.RECORD_RESULT_REJECTED] * n
         rejected = []
         reasons = []
-        items = request.executions
-        # In slices, yielding to the event loop between them: a batch of 1000 large items
-        # must not hold up health checks and other calls for its whole length.
-        for start in range(0, n, SLICE):
-            if start:
-                await asyncio.sleep(0)
+        if isinstance(request, WireBatch):
+            # A large body, item by item, yielding to the event loop after every SLICE_BYTES:
+            # a batch of 1000 large items must not hold up health checks and other calls for
+            # its whole length. Every item is decoded and checked before anything is recorded.
+            done = 0
+            for i in range(n):
+                if done >= SLICE_BYTES:
+                    done = 0
+                    await asyncio.sleep(0)
+                done += request.size(i)
+                item = request.decode(i)
+                execution, violations = validation.validate_execution(
+                    item, f"executions[{i}]", self._limits, now
+                )
+                if execution is None:
+                    reasons.append(violations[0].metric_reason)
+                    rejected.append(_rejected(i, item.execution_id, violations))
+                else:
+                    valid.append(execution)
+                    positions.append(i)
+        else:
+            # A body of at most WIRE_THRESHOLD bytes: a few milliseconds of work at most, in
+            # one pass over the batch.
+            items = request.executions
             checked, refused = validation.validate_executions(
-                items[start : start + SLICE], "executions", self._limits, now, first=start
+                items, "executions", self._limits, now
             )
-            for i, execution in enumerate(checked, start):
+            for i, execution in enumerate(checked):
                 if execution is not None:
                     valid.append(execution)
                     positions.append(i)
@@ -114,8 +149,12 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
                 reasons.append(violations[0].metric_reason)
                 rejected.append(_rejected(i, items[i].execution_id, violations))
         self._aggregator.reject(reasons, now)
-        # Shielded: a caller that goes away mid-batch cannot leave it half recorded.
-        recorded = await asyncio.shield(self._record(valid, now)) if valid else []
+        recorded: list[RecordResult] = []
+        if valid and isinstance(request, WireBatch):
+            # Shielded: a caller that goes away mid-batch cannot leave it half recorded.
+            recorded = await asyncio.shield(self._record(valid, now))
+        elif valid:
+            recorded = self._aggregator.record(valid, now)
         for i, result in zip(positions, recorded, strict=True):
             results[i] = _RESULT[result]
         accepted = recorded.count("accepted")
@@ -128,11 +167,19 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
         )
 
     async def _record(self, valid: list[Execution], now: float) -> list[RecordResult]:
+        """Records `valid` in slices of about SLICE_BYTES of work, yielding between them."""
         recorded: list[RecordResult] = []
-        for start in range(0, len(valid), SLICE):
+        start = 0
+        while start < len(valid):
             if start:
                 await asyncio.sleep(0)
-            recorded += self._aggregator.record(valid[start : start + SLICE], now)
+            stop, work = start, 0
+            while stop < len(valid) and work < SLICE_BYTES:
+                e = valid[stop]
+                work += _EXECUTION_WORK + _CALL_WORK * (len(e.tool_calls) + len(e.approvals))
+                stop += 1
+            recorded += self._aggregator.record(valid[start:stop], now)
+            start = stop
         return recorded
 
     async def GetDashboard(
@@ -174,6 +221,46 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
         return dashboard_to_proto(
             build_dashboard(state, request.profile, request.domain), self._replica
         )
+
+
+def decode_batch(data: bytes) -> pb.RecordExecutionsRequest | WireBatch:
+    """A RecordExecutions body: decoded at once when small, item by item when large or when
+    it does not decode (the walk then names the item at fault)."""
+    if len(data) <= WIRE_THRESHOLD:
+        try:
+            return pb.RecordExecutionsRequest.FromString(data)
+        except DecodeError:
+            pass
+    return WireBatch(data)
+
+
+def add_to_server(servicer: MetricsService, server: grpc.aio.Server) -> None:
+    """Registers `servicer` as the generated code does, except that a RecordExecutions body
+    larger than WIRE_THRESHOLD becomes a `WireBatch` whose items the servicer decodes one at a
+    time."""
+    handlers = {
+        "RecordExecution": grpc.unary_unary_rpc_method_handler(
+            servicer.RecordExecution,
+            request_deserializer=pb.RecordExecutionRequest.FromString,
+            response_serializer=pb.RecordExecutionResponse.SerializeToString,
+        ),
+        "RecordExecutions": grpc.unary_unary_rpc_method_handler(
+            servicer.RecordExecutions,
+            request_deserializer=decode_batch,
+            response_serializer=pb.RecordExecutionsResponse.SerializeToString,
+        ),
+        "GetDashboard": grpc.unary_unary_rpc_method_handler(
+            servicer.GetDashboard,
+            request_deserializer=pb.GetDashboardRequest.FromString,
+            response_serializer=pb.GetDashboardResponse.SerializeToString,
+        ),
+    }
+    service = pb.DESCRIPTOR.services_by_name["MetricsService"]
+    assert set(handlers) == set(service.methods_by_name), "a method is not registered"
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service.full_name, handlers),)
+    )
+    server.add_registered_method_handlers(service.full_name, handlers)
 
 
 def _rejected(
@@ -291,4 +378,10 @@ def dashboard_to_proto(d: Dashboard, replica: str) -> pb.GetDashboardResponse:
     )
 
 
-__all__ = ["CHECKPOINT_SECONDS", "MAX_BATCH", "MetricsService", "dashboard_to_proto"]
+__all__ = [
+    "CHECKPOINT_SECONDS",
+    "MAX_BATCH",
+    "MetricsService",
+    "add_to_server",
+    "dashboard_to_proto",
+]

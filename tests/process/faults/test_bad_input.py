@@ -57,6 +57,19 @@ def test_bad_input_is_invalid_argument_never_unknown(tmp_path: Path) -> None:
                 assert f"request is not a {method}Request message" in (error.details() or "")
                 assert fields(error) == ["request"]
 
+            # A batch whose second item does not parse: nothing of it is recorded.
+            good = pb.RecordExecutionsRequest(executions=[pb_execution("never-1")])
+            body = good.SerializeToString() + b"\x0a\x03\xff\xff\xff"
+            error = raw_call(channel, "RecordExecutions", body, writer)
+            assert isinstance(error, grpc.RpcError)
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
+            assert fields(error) == ["executions[1]"]
+            # Millions of tiny fields are refused after a bounded walk.
+            error = raw_call(channel, "RecordExecutions", b"\x10\x01" * 4_000_000, writer)
+            assert isinstance(error, grpc.RpcError)
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
+            assert fields(error) == ["request"]
+
             # A window of 2^62 s (and the Duration extremes): INVALID_ARGUMENT on `window`.
             for seconds, nanos in ((2**62, 0), (2**63 - 1, 999_999_999), (-(2**63), 0), (1, -5)):
                 try:
@@ -131,7 +144,7 @@ def test_bad_input_is_invalid_argument_never_unknown(tmp_path: Path) -> None:
             extremes()
             assert record(channel, "kept-2", writer) == pb.RECORD_RESULT_ACCEPTED
         text = scrape(process)
-        assert value(text, 'cugar_rpc_refusals_total{reason="undecodable"}') == 3
+        assert value(text, 'cugar_rpc_refusals_total{reason="undecodable"}') == 5
         assert (
             value(
                 text,

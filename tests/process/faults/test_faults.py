@@ -52,8 +52,9 @@ class Served:
         assert float(line.group(1)) == self.accepted
 
 
-#: The drain's bound. A gRPC connection that never finished its HTTP/2 handshake holds the
-#: drain until the grace ends (gRPC waits for pending handshakes), so it is kept short here.
+#: The drain's bound. Connections that never finished their HTTP/2 handshake are closed
+#: once no call is left (tests/process/faults/test_drain_and_scrape.py); the grace is
+#: kept short here anyway.
 GRACE = 2.0
 
 

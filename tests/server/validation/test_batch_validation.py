@@ -55,3 +55,22 @@ def test_a_slice_reports_indices_and_paths_of_the_whole_batch() -> None:
     assert [item is not None for item in items] == [True, False]
     assert list(refused) == [51]
     assert [v.field for v in refused[51]] == ["executions[51].profile"]
+
+
+def test_small_bodies_decode_at_once_and_large_or_broken_ones_item_by_item() -> None:
+    """decode_batch: one C decode up to WIRE_THRESHOLD; above it, or for a body that does not
+    decode, the item-by-item walk (which names the item at fault)."""
+    from cugar_metrics.service import WIRE_THRESHOLD, decode_batch
+    from cugar_metrics.wire import WireBatch
+
+    good = pb.Execution(execution_id="ok-1", profile="p", outcome=pb.OUTCOME_SUCCESS)
+    good.duration.FromMilliseconds(5)
+    small = pb.RecordExecutionsRequest(executions=[good] * 10).SerializeToString()
+    assert isinstance(decode_batch(small), pb.RecordExecutionsRequest)
+    n = WIRE_THRESHOLD // len(good.SerializeToString()) + 10
+    large = pb.RecordExecutionsRequest(executions=[good] * n).SerializeToString()
+    assert len(large) > WIRE_THRESHOLD
+    batch = decode_batch(large)
+    assert isinstance(batch, WireBatch) and len(batch) == n
+    assert batch.decode(n - 1) == good
+    assert isinstance(decode_batch(small + b"\x0a\x03\xff\xff\xff"), WireBatch)
