@@ -67,10 +67,15 @@ def test_small_bodies_decode_at_once_and_large_or_broken_ones_item_by_item() -> 
     good.duration.FromMilliseconds(5)
     small = pb.RecordExecutionsRequest(executions=[good] * 10).SerializeToString()
     assert isinstance(decode_batch(small), pb.RecordExecutionsRequest)
-    n = WIRE_THRESHOLD // len(good.SerializeToString()) + 10
-    large = pb.RecordExecutionsRequest(executions=[good] * n).SerializeToString()
+    big = pb.Execution()
+    big.CopyFrom(good)
+    big.trace_id = "t" * 128
+    for _ in range(20):
+        big.tool_calls.add(tool="search_accounts", domain="territory", status=1)
+    n = WIRE_THRESHOLD // len(big.SerializeToString()) + 10
+    large = pb.RecordExecutionsRequest(executions=[big] * n).SerializeToString()
     assert len(large) > WIRE_THRESHOLD
     batch = decode_batch(large)
     assert isinstance(batch, WireBatch) and len(batch) == n
-    assert batch.decode(n - 1) == good
+    assert n <= 1000 and batch.decode(n - 1) == big
     assert isinstance(decode_batch(small + b"\x0a\x03\xff\xff\xff"), WireBatch)
