@@ -17,11 +17,11 @@ run: install ## Install, then start the server on the defaults (gRPC :50051, met
 
 generate: ## Regenerate every client's code and the API reference from protos/
 	$(BUF) generate
-	touch clients/python/gen/cugar/metrics/v1/py.typed
+	touch proto-python/gen/cugar/metrics/v1/py.typed
 
 check-generate: generate ## Fail when the committed generated code differs from a fresh generation
-	@if [ -n "$$(git status --porcelain -- clients/python/gen clients/go/gen clients/typescript/src/gen docs/api)" ]; then \
-	  git status --porcelain -- clients/python/gen clients/go/gen clients/typescript/src/gen docs/api; \
+	@if [ -n "$$(git status --porcelain -- proto-python/gen clients/go/gen clients/typescript/src/gen docs/api)" ]; then \
+	  git status --porcelain -- proto-python/gen clients/go/gen clients/typescript/src/gen docs/api; \
 	  echo "generated code is stale: run 'make generate' and commit the result" >&2; exit 1; fi
 
 lint: ## buf format/lint/breaking, ruff, mypy
