@@ -116,7 +116,7 @@ describe("rate limits of the real server (--rate-limit-recorder 2/s:1)", () => {
       await recorder.flush(); // sends -1 (the bucket's one token); -2 is refused and kept
       assert.deepEqual(
         { ...recorder.stats() },
-        { buffered: 1, inFlight: 0, accepted: 1, duplicate: 0, rejected: 0, dropped: 0, failedSends: 1 },
+        { buffered: 1, inFlight: 0, accepted: 1, duplicate: 0, rejected: 0, dropped: 0, droppedFull: 0, droppedFailed: 0, droppedClosed: 0, failedSends: 1 },
       );
       const refused = errors[0];
       assert.ok(refused instanceof ConnectError && refused.code === Code.ResourceExhausted, String(refused));
@@ -131,7 +131,7 @@ describe("rate limits of the real server (--rate-limit-recorder 2/s:1)", () => {
       await recorder.close();
       assert.deepEqual(
         { ...recorder.stats() },
-        { buffered: 0, inFlight: 0, accepted: 2, duplicate: 0, rejected: 0, dropped: 0, failedSends: 1 },
+        { buffered: 0, inFlight: 0, accepted: 2, duplicate: 0, rejected: 0, dropped: 0, droppedFull: 0, droppedFailed: 0, droppedClosed: 0, failedSends: 1 },
       );
       assert.equal(errors.length, 1);
       assert.equal(typeof before, "number");
