@@ -38,8 +38,9 @@ test-python: ## The Python test suite (unit, integration, end-to-end)
 test-python-client: ## The Python client's tests (clients/python/tests)
 	$(VENV)/pytest clients/python/tests
 
-test: test-python test-python-client ## Every test in every language
-	@for s in scripts/ci/*.sh; do [ -e "$$s" ] || continue; echo "==> $$s"; bash "$$s" || exit 1; done
+test: test-python test-python-client ## Every test in every language, then the README walk
+	@for s in scripts/ci/*.sh; do [ -e "$$s" ] || continue; [ "$$s" = scripts/ci/readme-walk.sh ] && continue; echo "==> $$s"; bash "$$s" || exit 1; done
+	bash scripts/ci/readme-walk.sh
 
 check: install check-generate lint test ## Install, then everything CI checks
 

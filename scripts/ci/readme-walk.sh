@@ -38,8 +38,8 @@ cleanup() {
 trap cleanup EXIT
 
 # The example's steps as one bash script (files written by here-documents, in order).
-extract() { # README OUT
-  python3 - "$1" "$2" <<'PY'
+extract() { # README (relative to the clone) OUT
+  (cd "$work/repo" && python3 - "$1" "$2") <<'PY'
 import re, shlex, sys
 readme, out = sys.argv[1], sys.argv[2]
 text = open(readme, encoding="utf-8").read()
@@ -92,7 +92,7 @@ for lang in "${languages[@]}"; do
     echo "readme-walk: $readme does not exist" >&2
     failed+=("$lang"); continue
   fi
-  if ! extract "$work/repo/$readme" "$work/$lang.sh"; then
+  if ! extract "$readme" "$work/$lang.sh"; then
     failed+=("$lang"); continue
   fi
   ready="$work/$lang.ready.json"
