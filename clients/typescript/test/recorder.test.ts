@@ -40,9 +40,9 @@ function batches(failFirst = 0): { interceptor: Interceptor; sizes: number[] } {
 }
 
 async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   while (!condition()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
+    if (performance.now() > deadline) throw new Error("condition not met in time");
     await sleep(10);
   }
 }
@@ -248,7 +248,7 @@ describe("Recorder: the delivery contract", () => {
       const dropped = await recorder.close();
       const tookMs = performance.now() - started;
       assert.equal(dropped, 8);
-      assert.ok(tookMs >= 1000, `close() gave up after ${tookMs.toFixed(0)} ms, before its 1 s timeout`);
+      assert.ok(tookMs >= 1000 - 2, `close() gave up after ${tookMs.toFixed(0)} ms, before its 1 s timeout`);
       const stats = recorder.stats();
       assert.deepEqual(
         [stats.dropped, stats.droppedFull, stats.droppedFailed, stats.droppedClosed, stats.buffered, stats.inFlight],
