@@ -305,7 +305,11 @@ export class Recorder {
       const wait = this.notBefore - performance.now();
       if (wait > 0) {
         if (mode === "full") return; // the retry timer takes over
-        await sleep(Math.min(wait, deadline - performance.now()));
+        // close() ends this wait at its timeout (a flush() may be waiting out a long delay).
+        await sleep(Math.min(wait, deadline - performance.now()), undefined, {
+          signal: this.abort.signal,
+        }).catch(() => undefined);
+        if (this.abort.signal.aborted) return;
       }
       if (performance.now() >= deadline) return;
       const batch = this.buffer.splice(0, this.maxBatchSize);

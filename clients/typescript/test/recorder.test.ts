@@ -273,6 +273,31 @@ describe("Recorder: the delivery contract", () => {
     }
   });
 
+  it("close() ends a flush() that waits out a long backoff at its own timeout", { timeout: 60_000 }, async () => {
+    // A one-hour backoff after the first failure: the flush() below would wait it out.
+    const client = new MetricsClient({ target: `127.0.0.1:${await unusedPort()}`, retry: { maxAttempts: 1 } });
+    const recorder = new Recorder(client, {
+      closeTimeoutMs: 200,
+      retry: { initialBackoffMs: 3_600_000, maxBackoffMs: 3_600_000 },
+      logger: captured(),
+    });
+    try {
+      recorder.record(execution("backoff-1", "demo"));
+      await recorder.flush();
+      assert.deepEqual([recorder.stats().failedSends, recorder.stats().buffered], [1, 1]);
+      const flushing = recorder.flush();
+      assert.equal(await recorder.close(), 1);
+      await flushing;
+      assert.deepEqual(
+        [recorder.stats().failedSends, recorder.stats().droppedClosed, recorder.stats().buffered],
+        [1, 1, 0],
+        "nothing sent during the backoff; the execution dropped at close",
+      );
+    } finally {
+      client.close();
+    }
+  });
+
   it("drops the oldest when the buffer is full, and sends the newest", async () => {
     const server = await startServer();
     const spy = sentIds();
