@@ -83,7 +83,9 @@ export interface RecorderStats {
 export type BatchSender = Pick<MetricsClient, "recordBatch">;
 
 /** Send failures whose batch is kept and retried (spec `recorder.retryable_codes`). */
-const RETRYABLE = new Set<Code>(RECORDER.retryableCodes.map(codeOfName));
+export const RECORDER_RETRYABLE_CODES: ReadonlySet<Code> = new Set(
+  RECORDER.retryableCodes.map((name) => codeOfName(name)),
+);
 
 /**
  * Buffers finished executions and sends them in batches, in the background: when a batch
@@ -104,7 +106,8 @@ export class Recorder {
   readonly flushIntervalMs: number;
   readonly maxBufferSize: number;
   readonly closeTimeoutMs: number;
-  private readonly backoff: Required<RecorderRetryOptions>;
+  /** The backoff between retries of a failed batch. */
+  readonly retry: Required<RecorderRetryOptions>;
   private readonly sender: BatchSender;
   private readonly logger: RecorderLogger;
   private readonly onError: ((error: unknown) => void) | undefined;
@@ -161,12 +164,12 @@ export class Recorder {
     if (!(this.closeTimeoutMs >= 0)) {
       throw new RangeError(`closeTimeoutMs must be >= 0, got ${this.closeTimeoutMs}`);
     }
-    this.backoff = {
+    this.retry = {
       initialBackoffMs: options.retry?.initialBackoffMs ?? RECORDER.retryInitialBackoffMs,
       maxBackoffMs: options.retry?.maxBackoffMs ?? RECORDER.retryMaxBackoffMs,
       multiplier: options.retry?.multiplier ?? RECORDER.retryBackoffMultiplier,
     };
-    const b = this.backoff;
+    const b = this.retry;
     if (!(b.initialBackoffMs >= 0 && b.maxBackoffMs >= b.initialBackoffMs && b.multiplier >= 1)) {
       throw new RangeError(`retry: need 0 <= initialBackoffMs <= maxBackoffMs and multiplier >= 1`);
     }
@@ -349,7 +352,7 @@ export class Recorder {
   /** Sets the next send after the backoff (or the capped RetryInfo delay when longer). */
   private scheduleRetry(error: ConnectError): void {
     this.failures += 1;
-    const b = this.backoff;
+    const b = this.retry;
     const backoff = Math.min(b.initialBackoffMs * b.multiplier ** (this.failures - 1), b.maxBackoffMs);
     const delay = Math.max(backoff, Math.min(retryDelayOf(error) ?? 0, RATE_LIMIT.retryInfoCapMs));
     this.notBefore = performance.now() + delay;
@@ -371,5 +374,5 @@ export class Recorder {
 
 /** Whether a failed send keeps its batch: the spec's retryable codes. */
 function isRetryable(error: unknown): boolean {
-  return error instanceof ConnectError && RETRYABLE.has(error.code);
+  return error instanceof ConnectError && RECORDER_RETRYABLE_CODES.has(error.code);
 }
