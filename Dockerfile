@@ -16,14 +16,16 @@ RUN CGO_ENABLED=0 GOBIN=/out go install \
 # --- the server and its runtime dependencies, in a virtualenv ------------------------------
 FROM python:3.11.13-slim-bookworm AS build
 WORKDIR /src
-# requirements.lock pins every version; as a constraint it installs only what the server
-# and the client library need at run time (no test or lint tools).
+# requirements.lock pins every version; as a constraint it installs only what the server,
+# its generated stubs and the client library (for `cugar-metrics demo` and `dashboard`) need
+# at run time (no test or lint tools).
 COPY requirements.lock pyproject.toml README.md ./
+COPY proto-python ./proto-python
 COPY clients/python ./clients/python
 COPY server ./server
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check \
-      --constraint requirements.lock ./clients/python .
+      --constraint requirements.lock ./proto-python ./clients/python ".[client]"
 
 # --- runtime -------------------------------------------------------------------------------
 FROM python:3.11.13-slim-bookworm

@@ -20,11 +20,11 @@ run: install ## Install, then start the server on the defaults (loopback: gRPC :
 
 generate: ## Regenerate every client's code and the API reference from protos/
 	$(BUF) generate
-	touch clients/python/gen/cugar/metrics/v1/py.typed
+	touch proto-python/gen/cugar/metrics/v1/py.typed
 
 check-generate: generate ## Fail when the committed generated code differs from a fresh generation
-	@if [ -n "$$(git status --porcelain -- clients/python/gen clients/go/gen clients/typescript/src/gen docs/api)" ]; then \
-	  git status --porcelain -- clients/python/gen clients/go/gen clients/typescript/src/gen docs/api; \
+	@if [ -n "$$(git status --porcelain -- proto-python/gen clients/go/gen clients/typescript/src/gen docs/api)" ]; then \
+	  git status --porcelain -- proto-python/gen clients/go/gen clients/typescript/src/gen docs/api; \
 	  echo "generated code is stale: run 'make generate' and commit the result" >&2; exit 1; fi
 
 readme-options: ## Rewrite README.md's configuration table from the option declarations
@@ -47,7 +47,8 @@ test-process: ## The real `cugar-metrics serve` process: lifecycle, faults, rest
 test-scripts: ## The repository's own scripts (buf-breaking.sh) in fresh clones
 	$(VENV)/pytest tests/scripts
 
-test-python-client: ## The Python client against the real server
+test-python-client: ## The Python client: install and lint it, then its tests against the real server
+	bash scripts/ci/python-client.sh
 	$(VENV)/pytest clients/python/tests
 
 test-go: ## The Go client: vet and go test against the real server

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs every tool the build and the tests use, at pinned versions, into the work tree:
-#   .venv/            Python (server, Python client, test and lint tools) from requirements.lock
+#   .venv/            Python (stubs, server, Python client, test and lint tools) from requirements.lock
 #   tools/node_modules buf and protoc-gen-es (tools/package-lock.json)
 #   .tools/bin/       Go tools: grpcurl, grpc_health_probe, ghz, protoc-gen-go, protoc-gen-go-grpc,
 #                     protoc-gen-doc
@@ -32,8 +32,10 @@ if ! cmp -s requirements.lock .venv/.installed-lock 2>/dev/null; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
   cp requirements.lock .venv/.installed-lock
 fi
+# Editable, from this checkout: the generated stubs (cugar-metrics-proto), the Python client,
+# and the server, which depends on the stubs only (the client for its demo/dashboard commands).
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
-  -e clients/python -e .
+  -e proto-python -e clients/python -e .
 
 step "Code generation tools (tools/package-lock.json)"
 if [ ! -x tools/node_modules/.bin/buf ] || ! cmp -s tools/package-lock.json tools/node_modules/.package-lock.json 2>/dev/null; then

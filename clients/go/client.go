@@ -4,21 +4,52 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	metricsv1 "github.com/cugar-metrics/cugar-metrics/clients/go/gen/cugar/metrics/v1"
 )
 
-// DefaultTimeout is the deadline given to a call whose context has none.
-const DefaultTimeout = 5 * time.Second
+// The defaults of a call and of the connection, as clients/spec.yaml gives them for every
+// client (spec_internal_test.go checks each one against that file).
+const (
+	// DefaultTimeout is the deadline given to a call whose context has none; it covers every
+	// attempt and every wait between them (spec: call.deadline_seconds).
+	DefaultTimeout = 10 * time.Second
+	// DefaultAttemptTimeout is the deadline of one attempt inside a call; the last attempt
+	// gets what is left of the call's deadline (spec: call.attempt_deadline_seconds).
+	DefaultAttemptTimeout = 5 * time.Second
+	// DefaultMaxAttempts is how many times a call is tried in all (the first try and its
+	// retries) while the server answers UNAVAILABLE (spec: call.max_attempts).
+	DefaultMaxAttempts = 5
+	// DefaultInitialBackoff, DefaultMaxBackoff and DefaultBackoffMultiplier bound the wait
+	// before each retry of a call: the n-th retry waits a random time up to
+	// min(DefaultInitialBackoff × DefaultBackoffMultiplier^(n-1), DefaultMaxBackoff), as
+	// gRPC's own retry policy does (spec: call.*_backoff_*).
+	DefaultInitialBackoff    = 100 * time.Millisecond
+	DefaultMaxBackoff        = 2 * time.Second
+	DefaultBackoffMultiplier = 2.0
+	// DefaultInitialReconnectBackoff and DefaultMaxReconnectBackoff bound the wait of the
+	// connection before it tries again to reach a server that refused it or went away
+	// (spec: connection.*_reconnect_backoff_seconds).
+	DefaultInitialReconnectBackoff = 100 * time.Millisecond
+	DefaultMaxReconnectBackoff     = 5 * time.Second
+	// LoadBalancingPolicy spreads calls over every address the target resolves to, such as
+	// the pods behind a headless Service (spec: connection.load_balancing_policy).
+	LoadBalancingPolicy = "round_robin"
+)
 
-// DefaultMaxAttempts is how many times a call is tried in all (the first try and its
-// retries) while the server answers UNAVAILABLE.
-const DefaultMaxAttempts = 4
+// retryableCodes are the status codes a direct call retries (spec: call.retryable_codes).
+// The Record RPCs are idempotent by execution_id and GetDashboard only reads.
+var retryableCodes = []codes.Code{codes.Unavailable}
 
 // MaxBatchSize is the largest number of executions the server takes in one RecordBatch.
 const MaxBatchSize = 1000
@@ -43,14 +74,17 @@ const serviceName = "cugar.metrics.v1.MetricsService"
 type Option func(*clientOptions)
 
 type clientOptions struct {
-	timeout     time.Duration
-	maxAttempts int
-	creds       credentials.TransportCredentials
-	tls         *TLSConfig
-	apiKey      *string
-	dialOptions []grpc.DialOption
+	timeout        time.Duration
+	attemptTimeout time.Duration
+	maxAttempts    int
+	creds          credentials.TransportCredentials
+	tls            *TLSConfig
+	apiKey         *string
+	dialOptions    []grpc.DialOption
 	// rateLimitRetries: see WithRateLimitRetries.
 	rateLimitRetries int
+	// retryInfoCap: see WithRetryInfoCap.
+	retryInfoCap time.Duration
 }
 
 // WithTimeout sets the deadline given to each call whose context has none (default
@@ -59,8 +93,15 @@ func WithTimeout(d time.Duration) Option {
 	return func(o *clientOptions) { o.timeout = d }
 }
 
+// WithAttemptTimeout sets the deadline of each attempt of a call (default
+// DefaultAttemptTimeout); an attempt never outlives the call's own deadline. Zero or less
+// leaves attempts bounded by the call's deadline only.
+func WithAttemptTimeout(d time.Duration) Option {
+	return func(o *clientOptions) { o.attemptTimeout = d }
+}
+
 // WithMaxAttempts sets how many times a call is tried in all while the server answers
-// UNAVAILABLE (default DefaultMaxAttempts; gRPC caps it at 5). 1 disables retries.
+// UNAVAILABLE (default DefaultMaxAttempts). 1 disables retries.
 func WithMaxAttempts(n int) Option {
 	return func(o *clientOptions) { o.maxAttempts = n }
 }
@@ -80,16 +121,19 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 type Client struct {
 	conn *grpc.ClientConn
 	stub metricsv1.MetricsServiceClient
+	// retryInfoCap: see WithRetryInfoCap; a Recorder waits at most this long too.
+	retryInfoCap time.Duration
 }
 
 // NewClient creates a client of the server at target ("host:port", or any gRPC target such
 // as "dns:///metrics.example:50051"). It does not connect until the first call.
 func NewClient(target string, opts ...Option) (*Client, error) {
 	o := clientOptions{
-		timeout:     DefaultTimeout,
-		maxAttempts: DefaultMaxAttempts,
-
+		timeout:          DefaultTimeout,
+		attemptTimeout:   DefaultAttemptTimeout,
+		maxAttempts:      DefaultMaxAttempts,
 		rateLimitRetries: DefaultRateLimitRetries,
+		retryInfoCap:     MaxRetryDelay,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -99,6 +143,9 @@ func NewClient(target string, opts ...Option) (*Client, error) {
 	}
 	if o.rateLimitRetries < 0 {
 		return nil, fmt.Errorf("cugarmetrics: rate limit retries must be at least 0, got %d", o.rateLimitRetries)
+	}
+	if o.retryInfoCap < 0 {
+		return nil, fmt.Errorf("cugarmetrics: RetryInfo cap must be at least 0, got %s", o.retryInfoCap)
 	}
 	switch {
 	case o.tls != nil && o.creds != nil:
@@ -114,7 +161,8 @@ func NewClient(target string, opts ...Option) (*Client, error) {
 	}
 	dialOpts := []grpc.DialOption{
 		grpc.WithTransportCredentials(o.creds),
-		grpc.WithDefaultServiceConfig(serviceConfig(o.maxAttempts)),
+		grpc.WithDefaultServiceConfig(serviceConfig()),
+		grpc.WithConnectParams(connectParams()),
 	}
 	if o.apiKey != nil {
 		private := o.creds.Info().SecurityProtocol == "tls"
@@ -125,30 +173,76 @@ func NewClient(target string, opts ...Option) (*Client, error) {
 		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(callCreds))
 	}
 	// The default deadline is outermost: it covers every rate-limited retry, and each of
-	// those covers gRPC's own retries on UNAVAILABLE.
+	// those covers the retries on UNAVAILABLE, each attempt with its own deadline.
 	if o.timeout > 0 {
 		dialOpts = append(dialOpts, grpc.WithChainUnaryInterceptor(defaultDeadline(o.timeout)))
 	}
 	if o.rateLimitRetries > 0 {
-		dialOpts = append(dialOpts, grpc.WithChainUnaryInterceptor(retryRateLimited(o.rateLimitRetries)))
+		dialOpts = append(dialOpts, grpc.WithChainUnaryInterceptor(retryRateLimited(o.rateLimitRetries, o.retryInfoCap)))
 	}
+	dialOpts = append(dialOpts, grpc.WithChainUnaryInterceptor(retryUnavailable(o.maxAttempts, o.attemptTimeout)))
 	dialOpts = append(dialOpts, o.dialOptions...)
 	conn, err := grpc.NewClient(target, dialOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("cugarmetrics: %w", err)
 	}
-	return &Client{conn: conn, stub: metricsv1.NewMetricsServiceClient(conn)}, nil
+	return &Client{conn: conn, stub: metricsv1.NewMetricsServiceClient(conn), retryInfoCap: o.retryInfoCap}, nil
 }
 
-// serviceConfig retries every RPC of the service on UNAVAILABLE with exponential backoff.
-// Safe: the Record RPCs are idempotent by execution_id and GetDashboard only reads.
-func serviceConfig(maxAttempts int) string {
-	if maxAttempts == 1 {
-		return `{}`
+// serviceConfig balances calls over every address the target resolves to. Retries are the
+// client's own (retryUnavailable), since gRPC's retry policy cannot bound each attempt.
+func serviceConfig() string {
+	return fmt.Sprintf(`{"loadBalancingConfig":[{%q:{}}]}`, LoadBalancingPolicy)
+}
+
+// connectParams is the reconnect backoff of the spec; the multiplier, jitter and connect
+// timeout are gRPC's defaults.
+func connectParams() grpc.ConnectParams {
+	b := backoff.DefaultConfig
+	b.BaseDelay = DefaultInitialReconnectBackoff
+	b.MaxDelay = DefaultMaxReconnectBackoff
+	return grpc.ConnectParams{Backoff: b, MinConnectTimeout: 20 * time.Second}
+}
+
+// retryBackoff is the longest wait before the n-th retry (n from 1) of a call.
+func retryBackoff(n int) time.Duration {
+	d := float64(DefaultInitialBackoff)
+	for i := 1; i < n && d < float64(DefaultMaxBackoff); i++ {
+		d *= DefaultBackoffMultiplier
 	}
-	return fmt.Sprintf(`{"methodConfig":[{"name":[{"service":%q}],"retryPolicy":{`+
-		`"maxAttempts":%d,"initialBackoff":"0.1s","maxBackoff":"1s","backoffMultiplier":2,`+
-		`"retryableStatusCodes":["UNAVAILABLE"]}}]}`, serviceName, maxAttempts)
+	return min(time.Duration(d), DefaultMaxBackoff)
+}
+
+// retryUnavailable tries a unary call up to maxAttempts times in all while it fails with a
+// retryable code, each attempt bounded by attemptTimeout (and by the call's deadline), with
+// a random wait of up to retryBackoff(n) before the n-th retry. A wait that would pass the
+// call's deadline is not started: the last error is returned at once.
+func retryUnavailable(maxAttempts int, attemptTimeout time.Duration) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn,
+		invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		for attempt := 1; ; attempt++ {
+			actx, cancel := ctx, context.CancelFunc(func() {})
+			if attemptTimeout > 0 {
+				actx, cancel = context.WithTimeout(ctx, attemptTimeout)
+			}
+			err := invoker(actx, method, req, reply, cc, opts...)
+			cancel()
+			if err == nil || attempt >= maxAttempts || !slices.Contains(retryableCodes, status.Code(err)) {
+				return err
+			}
+			wait := rand.N(retryBackoff(attempt) + 1)
+			if deadline, has := ctx.Deadline(); has && time.Until(deadline) <= wait {
+				return err
+			}
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return err
+			}
+		}
+	}
 }
 
 // defaultDeadline gives a call whose context has no deadline the client's default one.

@@ -183,25 +183,29 @@ func TestRejectedErrorUsesSingleExecutionPaths(t *testing.T) {
 	}
 }
 
-func TestBackoffDoublesUpToMaximum(t *testing.T) {
-	got := []time.Duration{}
-	for n := 1; n <= 8; n++ {
-		got = append(got, backoff(time.Second, n))
+func TestRecorderBackoffDoublesUpToMaximum(t *testing.T) {
+	var got []time.Duration
+	for n := 1; n <= 6; n++ {
+		got = append(got, recorderBackoff(n))
 	}
-	want := []time.Duration{1, 2, 4, 8, 16, 30, 30, 30}
+	want := []time.Duration{200, 400, 800, 1600, 2000, 2000}
 	for i := range want {
-		if got[i] != want[i]*time.Second {
-			t.Errorf("backoff(1s, %d) = %s, want %s", i+1, got[i], want[i]*time.Second)
+		if got[i] != want[i]*time.Millisecond {
+			t.Errorf("recorderBackoff(%d) = %s, want %s", i+1, got[i], want[i]*time.Millisecond)
 		}
 	}
 }
 
-func TestServiceConfigRetriesUnavailableOnly(t *testing.T) {
-	const want = `{"methodConfig":[{"name":[{"service":"cugar.metrics.v1.MetricsService"}],"retryPolicy":{` +
-		`"maxAttempts":4,"initialBackoff":"0.1s","maxBackoff":"1s","backoffMultiplier":2,` +
-		`"retryableStatusCodes":["UNAVAILABLE"]}}]}`
-	if got := serviceConfig(DefaultMaxAttempts); got != want {
-		t.Errorf("serviceConfig = %s\nwant %s", got, want)
+func TestCallBackoffDoublesUpToMaximum(t *testing.T) {
+	var got []time.Duration
+	for n := 1; n <= 7; n++ {
+		got = append(got, retryBackoff(n))
+	}
+	want := []time.Duration{100, 200, 400, 800, 1600, 2000, 2000}
+	for i := range want {
+		if got[i] != want[i]*time.Millisecond {
+			t.Errorf("retryBackoff(%d) = %s, want %s", i+1, got[i], want[i]*time.Millisecond)
+		}
 	}
 	if _, err := NewClient("127.0.0.1:1", WithMaxAttempts(0)); err == nil {
 		t.Error("NewClient with 0 attempts: no error")

@@ -12,11 +12,12 @@ import (
 )
 
 // DefaultRateLimitRetries is how many times a call refused by a rate limit is tried again,
-// after the delay the server asks for.
+// after the delay the server asks for (spec: rate_limit.rate_limit_retries).
 const DefaultRateLimitRetries = 3
 
-// MaxRetryDelay is the longest wait honoured before a retry: a server asking for more is
-// waited for this long.
+// MaxRetryDelay is the default longest wait honoured before a retry: a server asking for
+// more is waited for this long (spec: rate_limit.retry_info_cap_seconds; WithRetryInfoCap
+// changes it).
 const MaxRetryDelay = 30 * time.Second
 
 // ReasonRateLimited is the ErrorInfo reason of a call refused by a rate limit.
@@ -24,11 +25,18 @@ const ReasonRateLimited = "RATE_LIMITED"
 
 // WithRateLimitRetries sets how many times a call the server refuses with RESOURCE_EXHAUSTED
 // and a google.rpc.RetryInfo (a rate limit) is tried again, each time after the delay it
-// asks for, capped at MaxRetryDelay (default DefaultRateLimitRetries; 0 disables it). The
+// asks for, capped by WithRetryInfoCap (default DefaultRateLimitRetries; 0 disables it). The
 // wait never passes the call's deadline: a delay that would returns the *RateLimitError at
 // once. Safe for every method: the Record RPCs are idempotent by execution_id.
 func WithRateLimitRetries(n int) Option {
 	return func(o *clientOptions) { o.rateLimitRetries = n }
+}
+
+// WithRetryInfoCap sets the longest RetryInfo delay waited for before a retry (default
+// MaxRetryDelay): a server asking for more is waited for this long, by direct calls and by
+// a Recorder's rate-limited batches.
+func WithRetryInfoCap(d time.Duration) Option {
+	return func(o *clientOptions) { o.retryInfoCap = d }
 }
 
 // RateLimitError is the error of a call refused by a rate limit (RESOURCE_EXHAUSTED with a
@@ -73,8 +81,8 @@ func retryDelay(st *status.Status) (time.Duration, bool) {
 
 // retryRateLimited tries a unary call again, up to retries times, after each
 // RESOURCE_EXHAUSTED answer that carries a RetryInfo, waiting the delay it gives (at most
-// MaxRetryDelay) unless that wait would pass the call's deadline.
-func retryRateLimited(retries int) grpc.UnaryClientInterceptor {
+// limit) unless that wait would pass the call's deadline.
+func retryRateLimited(retries int, limit time.Duration) grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn,
 		invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		for attempt := 0; ; attempt++ {
@@ -87,7 +95,7 @@ func retryRateLimited(retries int) grpc.UnaryClientInterceptor {
 			if !ok {
 				return err
 			}
-			delay = min(delay, MaxRetryDelay)
+			delay = min(delay, limit)
 			if deadline, has := ctx.Deadline(); has && time.Until(deadline) <= delay {
 				return err
 			}

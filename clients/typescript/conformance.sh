@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Runs the conformance scenario through the TypeScript client:
-#   clients/typescript/conformance.sh --target HOST:PORT --profile P
+# Runs a conformance scenario (clients/CONFORMANCE.md) through the TypeScript client:
+#   clients/typescript/conformance.sh --target HOST:PORT --profile P [--scenario NAME]
+#     [--attempt-deadline S] [--retry-info-cap S] [--buffer-size N] [--close-timeout S]
+#     [--api-key KEY]
+# The last line on stdout is the run's JSON account.
 # Uses the build of scripts/ci/typescript.sh (dist/); builds it first if it is missing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"

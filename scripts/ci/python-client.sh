@@ -11,9 +11,9 @@ if [[ ! -x .venv/bin/python ]]; then
   echo "python-client.sh: .venv missing: run scripts/install-tools.sh first" >&2
   exit 1
 fi
-# Idempotent: make sure the client is installed (editable) from this checkout.
+# Idempotent: make sure the stubs and the client are installed (editable) from this checkout.
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
-  --no-build-isolation -e clients/python
+  --no-build-isolation -e proto-python -e clients/python
 echo "python-client.sh: $(.venv/bin/python --version), grpcio $(.venv/bin/python -c 'import grpc; print(grpc.__version__)')"
 
 .venv/bin/ruff check clients/python/src clients/python/examples clients/python/tests tests/conformance

@@ -164,3 +164,17 @@ def test_retries_resend_the_same_ids(tmp_path: Path) -> None:
         assert totals(server.target) == {"same_ids": 20}
     finally:
         assert server.stop() == 0, server.output()
+
+
+def test_close_cancels_calls_it_does_not_own(silent_target: str) -> None:
+    """On a Client the recorder does not own (so close() does not close its channel), calls
+    still unanswered at the close timeout are cancelled and counted: close() returns the
+    exact number and nothing stays in flight."""
+    with Client(silent_target, timeout=60.0) as client:
+        recorder = BatchRecorder(client, max_batch=5, flush_interval=60.0, timeout=60.0)
+        for execution in numbered("unanswered", 1, 12):
+            recorder.record(execution)
+        wait_for(lambda: recorder.stats().in_flight == 10, "two calls in flight")
+        assert recorder.close(timeout=0.2) == 12
+        stats = recorder.stats()
+        assert (stats.in_flight, stats.buffered, stats.dropped_failed) == (0, 0, 12)

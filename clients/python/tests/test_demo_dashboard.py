@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
+from collections import Counter
 from typing import Any
 
 from cugar.metrics.v1 import metrics_service_pb2 as pb
@@ -19,26 +21,84 @@ def parse(module: Any, argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def test_demo_sends_every_kind_of_data(server: Any, capsys: Any) -> None:
-    """300 simulated executions reach the server; every profile, domain and decision shows."""
+def seeded_run(seed: int, count: int) -> tuple[list[Execution], int, int]:
+    """What `demo --seed SEED --count COUNT` sends, drawn again from the same simulator and
+    generator in the same order: the executions the server accepts, the simulated retries
+    (duplicates) and the clock-as-duration bugs (rejected)."""
+    rng = random.Random(seed)
+    simulator = demo.Simulator(rng)
+    accepted: list[Execution] = []
+    duplicates = rejected = 0
+    for sent in range(count):
+        execution = simulator.execution()
+        buggy = sent % demo.BUGGY_EVERY == demo.BUGGY_EVERY // 10
+        if buggy:
+            rng.random()  # the demo draws the bogus duration from the same generator
+        retried = sent % demo.DUPLICATE_EVERY == demo.DUPLICATE_EVERY // 10
+        if buggy:
+            rejected += 2 if retried else 1
+            continue
+        accepted.append(execution)
+        duplicates += retried
+    return accepted, duplicates, rejected
+
+
+def test_demo_sends_exactly_the_seeded_run(server: Any, capsys: Any) -> None:
+    """`demo --seed 7 --count 300`: the server counts exactly the executions the seeded
+    simulation draws, by profile, domain, approval decision, budget and error type."""
     args = parse(
         demo, ["--target", server.target, "--rate", "5000", "--count", "300", "--seed", "7"]
     )
     assert demo.run(args) == 0
     with Client(server.target) as client:
         d = client.get_dashboard()
-    assert (d.ingest.accepted, d.ingest.rejected) == (299, 1)
-    assert d.executions.total == d.ingest.accepted
-    assert (d.ingest.duplicate, d.ingest.rejected) == (2, 1)  # the 25th and 275th; the 50th
-    assert [p.profile for p in d.profiles] == ["demo", "sales_manager", "sales_rep"]
-    assert [x.domain for x in d.domains] == DOMAINS
-    assert all(x.calls > 0 for x in d.domains)
-    assert sum(x.errors for x in d.domains) > 0 and sum(x.skipped for x in d.domains) > 0
-    assert all(a.count > 0 for a in d.approvals.by_decision), d.approvals
-    assert d.budget.exceeded_count > 0 and d.executions.failed > 0
+    accepted, duplicates, rejected = seeded_run(7, 300)
+    assert (d.ingest.accepted, d.ingest.duplicate, d.ingest.rejected) == (
+        len(accepted),
+        duplicates,
+        rejected,
+    )
+    assert (len(accepted), duplicates, rejected) == (299, 2, 1)  # the 50th; the 25th, 275th
+    failed = [e for e in accepted if e.outcome == "failure"]
+    assert (d.executions.total, d.executions.failed) == (len(accepted), len(failed))
+    assert d.executions.total_steps == sum(e.steps for e in accepted)
+
+    profiles = Counter(e.profile for e in accepted)
+    profile_failures = Counter(e.profile for e in failed)
+    assert [(p.profile, p.total, p.failed) for p in d.profiles] == [
+        (name, profiles[name], profile_failures[name]) for name in sorted(profiles)
+    ]
+    assert len(profiles) == 3
+
+    calls = [c for e in accepted for c in e.tool_calls]
+    by_domain = {
+        domain: [c for c in calls if c.domain == domain] for domain in {c.domain for c in calls}
+    }
+    assert [(x.domain, x.calls, x.errors, x.skipped) for x in d.domains] == [
+        (
+            domain,
+            len(by_domain[domain]),
+            sum(c.status == "error" for c in by_domain[domain]),
+            sum(c.status == "skipped" for c in by_domain[domain]),
+        )
+        for domain in DOMAINS
+    ]
+    decisions = Counter(str(a.decision) for e in accepted for a in e.approvals)
+    assert [(a.decision, a.count) for a in d.approvals.by_decision] == [
+        (pb.APPROVAL_DECISION_APPROVED, decisions["approved"]),
+        (pb.APPROVAL_DECISION_DENIED, decisions["denied"]),
+        (pb.APPROVAL_DECISION_TIMEOUT, decisions["timeout"]),
+        (pb.APPROVAL_DECISION_CANCELLED, decisions["cancelled"]),
+    ]
+    assert all(count > 0 for count in decisions.values()) and len(decisions) == 4
+    exceeded = sum(1 for e in accepted if e.budget is not None and e.budget.exceeded)
+    assert d.budget.exceeded_count == exceeded > 0
+    errors = Counter(e.error_type for e in failed)
+    assert sorted((x.error_type, x.count) for x in d.error_types) == sorted(errors.items())
+
     out = capsys.readouterr()
     assert "demo: 300 executions" in out.out
-    assert f"accepted {d.ingest.accepted}, duplicate {d.ingest.duplicate}" in out.out
+    assert f"accepted {len(accepted)}, duplicate {duplicates}" in out.out
     assert "dropped:    0" in out.out
     assert "sent 300" in out.err
 
@@ -138,4 +198,3 @@ def test_dashboard_window_and_watch_parse() -> None:
     assert parse(dashboard_view, ["--watch"]).watch == 5.0
     assert parse(dashboard_view, ["--watch", "2"]).watch == 2.0
     assert parse(dashboard_view, []).window is None
-    assert pb.DASHBOARD_SCOPE_REPLICA == 1

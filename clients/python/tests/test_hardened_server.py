@@ -41,9 +41,10 @@ class Hardened:
         ]
 
 
-@pytest.fixture(scope="module")
-def hardened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hardened]:
-    directory = tmp_path_factory.mktemp("hardened")
+@pytest.fixture
+def hardened(tmp_path: Path) -> Iterator[Hardened]:
+    """A fresh server per test, so each test's counts are its own."""
+    directory = tmp_path
     server_ca, client_ca = CA(directory, "server-ca"), CA(directory, "client-ca")
     cert = server_ca.issue("server", "localhost", server=True)
     flags = ("--tls-cert", str(cert.cert), "--tls-key", str(cert.key))
@@ -89,7 +90,7 @@ def test_demo_and_dashboard_against_auth_and_mtls(
     assert args.api_key == keys["read"]
     assert dashboard_view.run(args) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["ingest"]["accepted"] == 21  # with the previous test's execution
+    assert data["ingest"] == {"accepted": 20, "duplicate": 0, "rejected": 0}
     assert data["replica"] == "hardened"
 
 

@@ -56,7 +56,7 @@ def test_two_immediate_records_both_succeed_because_the_client_waited(
         started = time.monotonic()
         assert client.record(run("sync-2")) is RecordResult.ACCEPTED
         waited = time.monotonic() - started
-    assert 0.3 <= waited < 2.0, waited
+    assert waited >= 0.3, waited  # at least the server's delay (about 0.5 s)
     assert limited.rate_limited() == before + 1  # type: ignore[operator]
 
 
@@ -72,7 +72,7 @@ def test_async_client_waits_the_delay_too(limited: AuthServer) -> None:
             return time.monotonic() - started
 
     waited = asyncio.run(main())
-    assert 0.3 <= waited < 2.0, waited
+    assert waited >= 0.3, waited  # at least the server's delay (about 0.5 s)
     assert limited.rate_limited() == before + 1  # type: ignore[operator]
 
 
@@ -88,21 +88,24 @@ def test_without_retries_the_error_carries_reason_and_delay(limited: AuthServer)
 
 
 def test_a_delay_beyond_the_deadline_fails_at_once(limited: AuthServer) -> None:
-    """A minute's delay (capped at 30 s) does not fit in a 5 s deadline: no waiting."""
+    """A minute's delay (capped at 30 s) does not fit in a 5 s deadline: the call gives up at
+    once with the rate-limit error (had it slept, the retry would have had no time left and
+    failed with DEADLINE_EXCEEDED), after one refusal."""
+    before = limited.rate_limited()
     with Client(limited.target, api_key=limited.keys["slow"], timeout=5.0) as client:
         client.record(run("slow-1"))
-        started = time.monotonic()
         with pytest.raises(ResourceExhaustedError) as caught:
             client.record(run("slow-2"))
-        assert time.monotonic() - started < 1.0
+    assert caught.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert caught.value.retry_delay is not None and 55 < caught.value.retry_delay <= 60
+    assert limited.rate_limited() == before + 1  # type: ignore[operator]
 
 
 def test_batch_recorder_keeps_the_batch_and_sends_it_after_the_delay(
     limited: AuthServer,
 ) -> None:
-    """The second batch is refused once, kept, and accepted after ~0.5 s; record() never
-    waits meanwhile; nothing is dropped."""
+    """The second batch is refused once, kept, and accepted after ~0.5 s; record() takes a
+    new execution while the refused batch waits; nothing is dropped."""
     before = limited.rate_limited()
     with BatchRecorder(limited.target, api_key=limited.keys["batch"], flush_interval=0.05) as rec:
         rec.record(run("batch-1"))
@@ -111,14 +114,15 @@ def test_batch_recorder_keeps_the_batch_and_sends_it_after_the_delay(
         rec.record(run("batch-2"))
         while rec.stats().batches_rate_limited == 0:
             time.sleep(0.01)
-        took = time.monotonic()
         assert rec.record(run("batch-3"))
-        assert time.monotonic() - took < 0.05
+        held = rec.stats()
+        # batch-2 is still held for its delay (not delivered), and record() took batch-3.
+        assert (held.accepted, held.in_flight, held.buffered + held.in_flight) == (1, 1, 2)
         assert rec.flush(5.0)
         waited = time.monotonic() - started
         stats = rec.stats()
     # batch-2 waited one delay; batch-3, sent right after it, waited another.
-    assert 0.6 <= waited < 3.0, waited
+    assert waited >= 0.6, waited
     assert (stats.accepted, stats.dropped, stats.batches_sent) == (3, 0, 3)
     assert stats.batches_rate_limited == 2
     assert limited.rate_limited() == before + 2  # type: ignore[operator]

@@ -1,15 +1,29 @@
-// The cross-language conformance scenario, run through @cugar-metrics/client.
+// The cross-language conformance scenarios (clients/CONFORMANCE.md), run through
+// @cugar-metrics/client.
 //
-//   node dist/examples/conformance.js --target HOST:PORT --profile P
+//   node dist/examples/conformance.js --target HOST:PORT --profile P [--scenario NAME]
+//     [--attempt-deadline S] [--retry-info-cap S] [--buffer-size N] [--close-timeout S]
+//     [--api-key KEY]
 //
-// Exits 0 when every step matches, non-zero with a message naming the mismatch otherwise.
+// Scenarios: basic (the default), late-server, restart, retry-info-over-cap,
+// short-deadline, two-replicas, overflow. Exits 0 when the scenario ran as specified (even
+// when it is meant to drop), non-zero with a message naming the mismatch otherwise; the
+// last line on stdout is one JSON object, the client's own account of the run.
+import { performance } from "node:perf_hooks";
+import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import {
   ApprovalDecision,
   ApprovalOperation,
+  Code,
+  ConnectError,
+  type ExecutionInit,
   InvalidExecutionError,
   MetricsClient,
+  type MetricsClientOptions,
   Outcome,
+  Recorder,
+  type RecorderOptions,
   ToolCallStatus,
   seconds,
   toSeconds,
@@ -116,34 +130,235 @@ async function scenario(client: MetricsClient, p: string): Promise<void> {
   );
 }
 
-async function main(): Promise<number> {
-  let target: string | undefined;
-  let profile: string | undefined;
+interface Options {
+  readonly target: string;
+  readonly profile: string;
+  readonly scenario: string;
+  readonly attemptDeadline?: number;
+  readonly retryInfoCap?: number;
+  readonly bufferSize?: number;
+  readonly closeTimeout?: number;
+  readonly apiKey?: string;
+}
+
+/** The client's own account of a run: the program's last line. */
+interface Account {
+  scenario: string;
+  recorded: number;
+  delivered: number;
+  dropped: number;
+  rejected: number;
+  rate_limited: number;
+  waited_seconds: number;
+}
+
+function account(scenario: string, fields: Partial<Omit<Account, "scenario">> = {}): Account {
+  return {
+    scenario,
+    recorded: 0,
+    delivered: 0,
+    dropped: 0,
+    rejected: 0,
+    rate_limited: 0,
+    waited_seconds: 0,
+    ...fields,
+  };
+}
+
+/** Execution `<profile>-<n>`: every retry re-sends the same id. */
+function numbered(profile: string, n: number, failed = false): ExecutionInit {
+  return {
+    executionId: `${profile}-${n}`,
+    profile,
+    outcome: failed ? Outcome.FAILURE : Outcome.SUCCESS,
+    errorType: failed ? "ToolError" : "",
+    duration: seconds(0.5),
+    steps: 1,
+  };
+}
+
+function client(options: Options): MetricsClient {
+  const settings: MetricsClientOptions = {
+    target: options.target,
+    ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }),
+    ...(options.attemptDeadline === undefined ? {} : { attemptTimeoutMs: options.attemptDeadline * 1000 }),
+    ...(options.retryInfoCap === undefined ? {} : { retry: { maxRetryDelayMs: options.retryInfoCap * 1000 } }),
+  };
+  return new MetricsClient(settings);
+}
+
+/** Records `executions` through a Recorder (`paceMs` apart), closes it, and accounts for them. */
+async function throughRecorder(
+  options: Options,
+  executions: readonly ExecutionInit[],
+  { paceMs = 0, ready = false, logger }: { paceMs?: number; ready?: boolean; logger?: RecorderOptions["logger"] } = {},
+): Promise<Account> {
+  const direct = client(options);
+  const recorder = new Recorder(direct, {
+    ...(options.bufferSize === undefined ? {} : { maxBufferSize: options.bufferSize }),
+    ...(options.closeTimeout === undefined ? {} : { closeTimeoutMs: options.closeTimeout * 1000 }),
+    ...(logger === undefined ? {} : { logger }),
+  });
   try {
-    ({
-      values: { target, profile },
-    } = parseArgs({
-      options: { target: { type: "string" }, profile: { type: "string" } },
+    if (ready) console.log("ready");
+    for (const execution of executions) {
+      recorder.record(execution);
+      if (paceMs > 0) await sleep(paceMs);
+    }
+    const dropped = await recorder.close();
+    const stats = recorder.stats();
+    if (stats.dropped !== dropped) {
+      throw new Mismatch(`close() reported ${dropped} dropped, stats() ${stats.dropped}`);
+    }
+    return account(options.scenario, {
+      recorded: executions.length,
+      delivered: stats.accepted + stats.duplicate,
+      dropped,
+      rejected: stats.rejected,
+    });
+  } finally {
+    direct.close();
+  }
+}
+
+function range(from: number, to: number): number[] {
+  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
+}
+
+const SCENARIOS: Record<string, (options: Options) => Promise<Account | undefined>> = {
+  async basic(options) {
+    const direct = client(options);
+    try {
+      await scenario(direct, options.profile);
+    } finally {
+      direct.close();
+    }
+    console.log("conformance: all steps passed");
+    return account(options.scenario, { recorded: 6, delivered: 4, rejected: 2 });
+  },
+
+  "late-server": (options) =>
+    throughRecorder(options, range(1, 11).map((n) => numbered(options.profile, n, n > 7))),
+
+  restart: (options) =>
+    throughRecorder(options, range(1, 40).map((n) => numbered(options.profile, n)), { paceMs: 50 }),
+
+  "short-deadline": (options) =>
+    throughRecorder(options, range(1, 20).map((n) => numbered(options.profile, n)), { ready: true }),
+
+  async overflow(options) {
+    const lines: string[] = [];
+    const logger = { warn: (line: string) => (lines.push(line), console.error(line)) };
+    const result = await throughRecorder(options, range(1, 8).map((n) => numbered(options.profile, n)), { logger });
+    const closing = lines.filter((line) => line.includes("recorder closed"));
+    const logged = Number(/recorder closed: (\d+) executions dropped/.exec(closing.at(-1) ?? "")?.[1]);
+    if (logged !== result.dropped) {
+      throw new Mismatch(`the log line says ${closing.at(-1) ?? "nothing"}, close() ${result.dropped} dropped`);
+    }
+    console.log(`log line: ${closing.at(-1)}`);
+    return result;
+  },
+
+  async "retry-info-over-cap"(options) {
+    const direct = client(options);
+    try {
+      expect("1", "first RecordExecution", await direct.record(numbered(options.profile, 1)), "accepted");
+      const started = performance.now();
+      try {
+        const result = await direct.record(numbered(options.profile, 2));
+        throw new Mismatch(`second RecordExecution answered ${result}, want the rate-limit error`);
+      } catch (error) {
+        if (!(error instanceof ConnectError) || error.code !== Code.ResourceExhausted) throw error;
+        const waited = (performance.now() - started) / 1000;
+        console.log(`second call: RESOURCE_EXHAUSTED after ${waited.toFixed(2)} s`);
+        return account(options.scenario, { recorded: 2, delivered: 1, rate_limited: 1, waited_seconds: waited });
+      }
+    } finally {
+      direct.close();
+    }
+  },
+
+  async "two-replicas"(options) {
+    const direct = client(options);
+    let delivered = 0;
+    try {
+      for (const n of range(1, 20)) {
+        expect(String(n), `RecordExecution ${n}`, await direct.record(numbered(options.profile, n)), "accepted");
+        delivered += 1;
+      }
+    } finally {
+      direct.close();
+    }
+    return account(options.scenario, { recorded: 20, delivered });
+  },
+};
+
+const USAGE =
+  "usage: conformance --target HOST:PORT --profile P [--scenario NAME] [--attempt-deadline S] " +
+  "[--retry-info-cap S] [--buffer-size N] [--close-timeout S] [--api-key KEY]";
+
+function parseOptions(): Options | string {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        target: { type: "string" },
+        profile: { type: "string" },
+        scenario: { type: "string", default: "basic" },
+        "attempt-deadline": { type: "string" },
+        "retry-info-cap": { type: "string" },
+        "buffer-size": { type: "string" },
+        "close-timeout": { type: "string" },
+        "api-key": { type: "string" },
+      },
       strict: true,
     }));
   } catch (error) {
-    console.error(`usage: conformance --target HOST:PORT --profile P (${String(error)})`);
-    return 2;
+    return String(error);
   }
-  if (!target || !profile) {
-    console.error("usage: conformance --target HOST:PORT --profile P");
-    return 2;
+  if (!values.target || !values.profile) return "--target and --profile are required";
+  const scenarioName = values.scenario ?? "basic";
+  if (!(scenarioName in SCENARIOS)) {
+    return `unknown scenario ${scenarioName} (one of ${Object.keys(SCENARIOS).join(", ")})`;
   }
-  const client = new MetricsClient({ target });
+  const number = (name: string, text: string | undefined, integer = false): number | undefined => {
+    if (text === undefined) return undefined;
+    const value = Number(text);
+    if (!(value > 0) || (integer && !Number.isInteger(value))) throw new RangeError(`--${name} ${text}`);
+    return value;
+  };
   try {
-    await scenario(client, profile);
-    console.log("conformance: all steps passed");
+    const optional = {
+      attemptDeadline: number("attempt-deadline", values["attempt-deadline"]),
+      retryInfoCap: number("retry-info-cap", values["retry-info-cap"]),
+      bufferSize: number("buffer-size", values["buffer-size"], true),
+      closeTimeout: number("close-timeout", values["close-timeout"]),
+      apiKey: values["api-key"],
+    };
+    return {
+      target: values.target,
+      profile: values.profile,
+      scenario: scenarioName,
+      ...Object.fromEntries(Object.entries(optional).filter(([, v]) => v !== undefined)),
+    };
+  } catch (error) {
+    return `invalid value: ${(error as Error).message}`;
+  }
+}
+
+async function main(): Promise<number> {
+  const options = parseOptions();
+  if (typeof options === "string") {
+    console.error(`${USAGE} (${options})`);
+    return 2;
+  }
+  try {
+    const result = await SCENARIOS[options.scenario]?.(options);
+    if (result !== undefined) console.log(JSON.stringify(result));
     return 0;
   } catch (error) {
     console.error(`conformance FAILED: ${error instanceof Error ? error.message : String(error)}`);
     return 1;
-  } finally {
-    client.close();
   }
 }
 

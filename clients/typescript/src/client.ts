@@ -1,8 +1,8 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { type Client, type Interceptor, type Transport, createClient } from "@connectrpc/connect";
+import { type Client, type Interceptor, createClient } from "@connectrpc/connect";
 import type { SecureClientSessionOptions } from "node:http2";
-import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
 import { performance } from "node:perf_hooks";
+import { RoundRobinTransport } from "./balancer.js";
 import { millis } from "./durations.js";
 import {
   InvalidArgumentError,
@@ -158,7 +158,11 @@ export function bearerAuth(apiKey: string): Interceptor {
  * a refused API key as `UnauthenticatedError` or `PermissionDeniedError`, carrying the
  * server's reason; any other failure is the `ConnectError` of the last attempt.
  *
- * Call `close()` when done to release the HTTP/2 connection.
+ * Calls go round robin over every address the target's name resolves to (a headless
+ * Service), one HTTP/2 connection per address; an address whose connection fails is
+ * skipped for a while, and the name is resolved again every 5 s and after such a failure.
+ *
+ * Call `close()` when done to release the HTTP/2 connections.
  */
 export class MetricsClient {
   /** The generated Connect client, for anything the helpers do not cover. */
@@ -166,7 +170,7 @@ export class MetricsClient {
   readonly timeoutMs: number;
   readonly attemptTimeoutMs: number;
   readonly retry: RetryPolicy;
-  private readonly sessions: Http2SessionManager;
+  private readonly transport: RoundRobinTransport;
 
   constructor(options: MetricsClientOptions) {
     const baseUrl = baseUrlOf(options.target, options.tls !== undefined);
@@ -179,22 +183,17 @@ export class MetricsClient {
       throw new RangeError(`attemptTimeoutMs must be > 0, got ${this.attemptTimeoutMs}`);
     }
     this.retry = retryPolicy(options.retry);
-    // The session manager is the client's own (so close() can end the connection), so the
-    // TLS settings go to it rather than to the transport's nodeOptions, which it overrides.
-    this.sessions = new Http2SessionManager(
+    // Round robin over every address the target's name resolves to (spec
+    // `connection.load_balancing_policy`), one HTTP/2 connection per address.
+    this.transport = new RoundRobinTransport({
       baseUrl,
-      undefined,
-      options.tls === undefined ? undefined : tlsSessionOptions(options.tls),
-    );
-    const transport: Transport = createGrpcTransport({
-      baseUrl,
-      sessionManager: this.sessions,
+      ...(options.tls === undefined ? {} : { tls: tlsSessionOptions(options.tls) }),
       interceptors: [
         ...(options.apiKey === undefined ? [] : [bearerAuth(options.apiKey)]),
         ...(options.interceptors ?? []),
       ],
     });
-    this.rpc = createClient(MetricsService, transport);
+    this.rpc = createClient(MetricsService, this.transport);
   }
 
   /**
@@ -258,9 +257,9 @@ export class MetricsClient {
     );
   }
 
-  /** Closes the HTTP/2 connection. Calls made afterwards open a new one. */
+  /** Closes the HTTP/2 connections. Calls made afterwards open new ones. */
   close(): void {
-    this.sessions.abort();
+    this.transport.close();
   }
 
   private async call<T>(

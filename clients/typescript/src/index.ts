@@ -32,7 +32,9 @@ export {
 export {
   type BatchSender,
   Recorder,
+  type RecorderLogger,
   type RecorderOptions,
+  type RecorderRetryOptions,
   type RecorderStats,
 } from "./recorder.js";
 export { CALL, CONNECTION, RATE_LIMIT, RECORDER } from "./spec.js";

@@ -34,6 +34,11 @@ export interface RetryOptions {
   readonly rateLimitRetries?: number;
 }
 
+/** Status codes a direct call retries with backoff (spec `call.retryable_codes`). */
+export const CALL_RETRYABLE_CODES: ReadonlySet<Code> = new Set(
+  CALL.retryableCodes.map((name) => codeOfName(name)),
+);
+
 /** A `RetryOptions` with every default filled in and checked. */
 export interface RetryPolicy {
   readonly maxAttempts: number;
@@ -128,7 +133,7 @@ export function retryDelayMs(
   random: () => number = Math.random,
 ): number | undefined {
   if (!(error instanceof ConnectError)) return undefined;
-  if (error.code === Code.Unavailable) return backoffMs(policy, retry, random);
+  if (CALL_RETRYABLE_CODES.has(error.code)) return backoffMs(policy, retry, random);
   if (error.code === Code.ResourceExhausted) {
     const delay = retryDelayOf(error);
     if (delay !== undefined) return Math.min(delay, policy.maxRetryDelayMs);

@@ -6,7 +6,7 @@ import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { type RunningServer, sample, startServer } from "./server.js";
+import { type RunningServer, sample, startServer, unusedPort } from "./server.js";
 
 const PROGRAM = join(dirname(fileURLToPath(import.meta.url)), "..", "examples", "conformance.js");
 const run = promisify(execFile);
@@ -38,6 +38,10 @@ describe("conformance program", () => {
     assert.match(result.stdout, /^field violation: execution\.duration: \S.*$/m);
     assert.match(result.stdout, /^dashboard: profile=conf_ts total=3 succeeded=2 failed=1 /m);
     assert.match(result.stdout, /^conformance: all steps passed$/m);
+    const last = result.stdout.trim().split("\n").at(-1) ?? "";
+    assert.deepEqual(JSON.parse(last), {
+      scenario: "basic", recorded: 6, delivered: 4, dropped: 0, rejected: 2, rate_limited: 0, waited_seconds: 0,
+    });
 
     const text = await server.scrape();
     const executions = (outcome: string, errorType: string) =>
@@ -64,5 +68,24 @@ describe("conformance program", () => {
     const result = await conformance("--target", server.target);
     assert.equal(result.code, 2);
     assert.match(result.stderr, /^usage: conformance --target HOST:PORT --profile P/);
+  });
+
+  it("overflow: with no server, reports 8 dropped in its JSON line, as its stats and log line say", async () => {
+    const result = await conformance(
+      "--target", `127.0.0.1:${await unusedPort()}`, "--profile", "conf_overflow",
+      "--scenario", "overflow", "--buffer-size", "5", "--close-timeout", "1",
+    );
+    assert.equal(result.code, 0, result.stderr);
+    const last = result.stdout.trim().split("\n").at(-1) ?? "";
+    assert.deepEqual(JSON.parse(last), {
+      scenario: "overflow", recorded: 8, delivered: 0, dropped: 8, rejected: 0, rate_limited: 0, waited_seconds: 0,
+    });
+    assert.match(result.stdout, /^log line: cugar-metrics: recorder closed: 8 executions dropped \(buffer full 3, refused 0, undelivered at close 5\)$/m);
+  });
+
+  it("exits 2 naming the scenarios when one is unknown", async () => {
+    const result = await conformance("--target", server.target, "--profile", "p", "--scenario", "nope");
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /unknown scenario nope \(one of basic, late-server, restart, short-deadline, overflow, retry-info-over-cap, two-replicas\)/);
   });
 });

@@ -1,5 +1,6 @@
 // The batching Recorder: flush by size, interval and close; bounded, non-blocking when down.
 import assert from "node:assert/strict";
+import { type AddressInfo, type Socket, createServer } from "node:net";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
@@ -15,7 +16,7 @@ import {
   type RejectedExecution,
   seconds,
 } from "../src/index.js";
-import { type RunningServer, freshProfile, startServer, unusedPort } from "./server.js";
+import { type RunningServer, freshProfile, sample, startServer, unusedPort } from "./server.js";
 
 function execution(id: string, profile: string): ExecutionInit {
   return { executionId: id, profile, outcome: Outcome.SUCCESS, duration: seconds(0.25) };
@@ -39,9 +40,9 @@ function batches(failFirst = 0): { interceptor: Interceptor; sizes: number[] } {
 }
 
 async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   while (!condition()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
+    if (performance.now() > deadline) throw new Error("condition not met in time");
     await sleep(10);
   }
 }
@@ -79,6 +80,9 @@ describe("Recorder with the real server", () => {
       duplicate: 0,
       rejected: 0,
       dropped: 0,
+      droppedFull: 0,
+      droppedFailed: 0,
+      droppedClosed: 0,
       failedSends: 0,
     });
     assert.equal((await reader.dashboard({ profile })).executions?.total, 250n);
@@ -169,61 +173,195 @@ describe("Recorder with the real server", () => {
   });
 });
 
-describe("Recorder with the server unreachable", () => {
-  it("never blocks or throws, and counts every execution it could not deliver as dropped", async () => {
-    const unhandled: unknown[] = [];
-    const onUnhandled = (reason: unknown) => unhandled.push(reason);
-    process.on("unhandledRejection", onUnhandled);
-    const client = new MetricsClient({
-      target: `127.0.0.1:${await unusedPort()}`,
-      timeoutMs: 1000,
-      retry: { maxAttempts: 2, initialBackoffMs: 5, maxBackoffMs: 10 },
-    });
+/** Execution ids of every RecordExecutions call; fails the first `failFirst` with UNAVAILABLE. */
+function sentIds(failFirst = 0): { interceptor: Interceptor; calls: string[][] } {
+  const calls: string[][] = [];
+  let failures = 0;
+  const interceptor: Interceptor = (next) => async (req) => {
+    if (req.method.name === "RecordExecutions" && !req.stream) {
+      calls.push((req.message as RecordExecutionsRequest).executions.map((e) => e.executionId));
+      if (failures < failFirst) {
+        failures += 1;
+        throw new ConnectError("injected: draining", Code.Unavailable);
+      }
+    }
+    return next(req);
+  };
+  return { interceptor, calls };
+}
+
+/** A logger that keeps its lines. */
+function captured(): { warn: (message: string) => void; lines: string[] } {
+  const lines: string[] = [];
+  return { warn: (message) => lines.push(message), lines };
+}
+
+describe("Recorder: the delivery contract", () => {
+  it("close() keeps retrying until the server comes up, and delivers everything once", async () => {
+    const port = await unusedPort();
+    const client = new MetricsClient({ target: `127.0.0.1:${port}` });
+    const logger = captured();
+    const recorder = new Recorder(client, { closeTimeoutMs: 60_000, logger });
+    const profile = freshProfile();
+    let server: RunningServer | undefined;
+    try {
+      for (let i = 1; i <= 11; i++) {
+        recorder.record({ ...execution(`${profile}-${i}`, profile), ...(i > 7 ? { outcome: Outcome.FAILURE, errorType: "ToolError" } : {}) });
+      }
+      const closing = recorder.close();
+      await until(() => recorder.stats().failedSends >= 1); // it tried, and nothing listens
+      server = await startServer({ grpcPort: port });
+      const dropped = await closing;
+      const stats = recorder.stats();
+      assert.deepEqual([stats.accepted, stats.duplicate, stats.dropped, stats.buffered], [11, 0, 0, 0]);
+      assert.equal(dropped, 0, "close() reports no drop");
+      assert.deepEqual(logger.lines, []);
+      const text = await server.scrape();
+      assert.equal(sample(text, "cugar_ingest_executions_total", { result: "accepted" }), 11);
+      assert.equal(sample(text, "cugar_executions_total", { profile, outcome: "success", error_type: "" }), 7);
+      assert.equal(sample(text, "cugar_executions_total", { profile, outcome: "failure", error_type: "ToolError" }), 4);
+    } finally {
+      client.close();
+      if (server) assert.equal(await server.stop(), 0);
+    }
+  });
+
+  it("close() gives up at its timeout and reports exactly what it dropped: return value, stats, log line", async () => {
+    // No retries in the client: each of the recorder's own retries is one failed send.
+    const client = new MetricsClient({ target: `127.0.0.1:${await unusedPort()}`, retry: { maxAttempts: 1 } });
+    const logger = captured();
     const errors: unknown[] = [];
     const recorder = new Recorder(client, {
-      maxBatchSize: 5,
-      maxBufferSize: 10,
-      flushIntervalMs: 20,
+      maxBufferSize: 5,
+      closeTimeoutMs: 1000,
+      logger,
       onError: (e) => errors.push(e),
     });
     try {
-      const accepted: boolean[] = [];
+      for (let i = 1; i <= 8; i++) assert.equal(recorder.record(execution(`over-${i}`, "demo")), true);
+      assert.deepEqual(
+        [recorder.stats().buffered, recorder.stats().dropped, recorder.stats().droppedFull],
+        [5, 3, 3],
+        "the 3 oldest made room",
+      );
       const started = performance.now();
-      for (let i = 0; i < 25; i++) accepted.push(recorder.record(execution(`down-${i}`, "demo")));
-      const elapsedMs = performance.now() - started;
-      assert.ok(elapsedMs < 100, `25 record() calls took ${elapsedMs} ms`);
-      assert.deepEqual(accepted, [...Array(10).fill(true), ...Array(15).fill(false)]);
-      assert.deepEqual(recorder.stats(), {
-        buffered: 10,
-        inFlight: 0,
-        accepted: 0,
-        duplicate: 0,
-        rejected: 0,
-        dropped: 15,
-        failedSends: 0,
-      });
-
-      // Sends keep failing in the background; the agent's calls stay instant.
-      await until(() => recorder.stats().failedSends >= 2);
-      const again = performance.now();
-      assert.equal(recorder.record(execution("down-late", "demo")), false);
-      assert.ok(performance.now() - again < 50, "a dropped record() returns at once");
-
-      await recorder.close();
+      const dropped = await recorder.close();
+      const tookMs = performance.now() - started;
+      assert.equal(dropped, 8);
+      assert.ok(tookMs >= 1000 - 2, `close() gave up after ${tookMs.toFixed(0)} ms, before its 1 s timeout`);
       const stats = recorder.stats();
-      assert.equal(stats.accepted, 0);
-      assert.equal(stats.buffered, 0);
-      assert.equal(stats.inFlight, 0);
-      assert.equal(stats.dropped, 26, "15 + 1 over the bound, 10 undelivered at close");
+      assert.deepEqual(
+        [stats.dropped, stats.droppedFull, stats.droppedFailed, stats.droppedClosed, stats.buffered, stats.inFlight],
+        [8, 3, 0, 5, 0, 0],
+      );
+      assert.ok(stats.failedSends >= 2, `close() retried: ${stats.failedSends} failed sends`);
       assert.equal(errors.length, stats.failedSends);
-      for (const e of errors) assert.equal((e as ConnectError).code, Code.Unavailable);
+      // Connection refused each time; the send under way at the timeout is cancelled.
+      const codes = errors.map((e) => (e as ConnectError).code);
+      assert.ok(
+        codes.slice(0, -1).every((c) => c === Code.Unavailable) && [Code.Unavailable, Code.Canceled].includes(codes.at(-1) as Code),
+        `codes ${codes.join(",")}`,
+      );
+      assert.equal(logger.lines.length, 1, logger.lines.join("\n"));
+      assert.match(logger.lines[0] ?? "", /recorder closed: 8 executions dropped \(buffer full 3, refused 0, undelivered at close 5\)/);
+      // After close: dropped at once, counted, and close() answers the same again.
       assert.equal(recorder.record(execution("after-close", "demo")), false);
-      assert.equal(recorder.stats().dropped, 27);
-      await sleep(10);
-      assert.deepEqual(unhandled, []);
+      assert.equal(recorder.stats().dropped, 9);
+      assert.equal(await recorder.close(), 8, "the first close()'s report");
     } finally {
-      process.off("unhandledRejection", onUnhandled);
       client.close();
+    }
+  });
+
+  it("close() ends a flush() that waits out a long backoff at its own timeout", { timeout: 60_000 }, async () => {
+    // A one-hour backoff after the first failure: the flush() below would wait it out.
+    const client = new MetricsClient({ target: `127.0.0.1:${await unusedPort()}`, retry: { maxAttempts: 1 } });
+    const recorder = new Recorder(client, {
+      closeTimeoutMs: 200,
+      retry: { initialBackoffMs: 3_600_000, maxBackoffMs: 3_600_000 },
+      logger: captured(),
+    });
+    try {
+      recorder.record(execution("backoff-1", "demo"));
+      await recorder.flush();
+      assert.deepEqual([recorder.stats().failedSends, recorder.stats().buffered], [1, 1]);
+      const flushing = recorder.flush();
+      assert.equal(await recorder.close(), 1);
+      await flushing;
+      assert.deepEqual(
+        [recorder.stats().failedSends, recorder.stats().droppedClosed, recorder.stats().buffered],
+        [1, 1, 0],
+        "nothing sent during the backoff; the execution dropped at close",
+      );
+    } finally {
+      client.close();
+    }
+  });
+
+  it("drops the oldest when the buffer is full, and sends the newest", async () => {
+    const server = await startServer();
+    const spy = sentIds();
+    const client = new MetricsClient({ target: server.target, interceptors: [spy.interceptor] });
+    const recorder = new Recorder(client, { maxBufferSize: 5, flushIntervalMs: 60_000 });
+    const profile = freshProfile();
+    try {
+      for (let i = 1; i <= 8; i++) recorder.record(execution(`${profile}-${i}`, profile));
+      assert.equal(await recorder.close(), 3);
+      assert.deepEqual(spy.calls, [[4, 5, 6, 7, 8].map((i) => `${profile}-${i}`)]);
+      assert.equal(recorder.stats().accepted, 5);
+    } finally {
+      client.close();
+      assert.equal(await server.stop(), 0);
+    }
+  });
+
+  it("re-sends the same execution ids after a failure, so the server counts each once", async () => {
+    const server = await startServer();
+    const spy = sentIds(2);
+    // No retries in the client: the recorder's own retries are under test.
+    const client = new MetricsClient({ target: server.target, retry: { maxAttempts: 1 }, interceptors: [spy.interceptor] });
+    const recorder = new Recorder(client, { flushIntervalMs: 60_000 });
+    const profile = freshProfile();
+    try {
+      for (let i = 1; i <= 5; i++) recorder.record(execution(`${profile}-${i}`, profile));
+      recorder.flush();
+      await until(() => recorder.stats().accepted === 5); // the recorder's backoff, not a flush
+      const ids = [1, 2, 3, 4, 5].map((i) => `${profile}-${i}`);
+      assert.deepEqual(spy.calls, [ids, ids, ids]);
+      assert.equal(await recorder.close(), 0);
+      assert.deepEqual([recorder.stats().failedSends, recorder.stats().duplicate], [2, 0]);
+      const text = await server.scrape();
+      assert.equal(sample(text, "cugar_ingest_executions_total", { result: "accepted" }), 5);
+      assert.equal(sample(text, "cugar_ingest_executions_total", { result: "duplicate" }), 0);
+    } finally {
+      client.close();
+      assert.equal(await server.stop(), 0);
+    }
+  });
+
+  it("never blocks the agent: record() returns while a send hangs on a server that never answers", async () => {
+    // A TCP server that accepts connections and never says a word: every send hangs.
+    const sockets: Socket[] = [];
+    const silent = createServer((socket) => sockets.push(socket));
+    await new Promise<void>((done) => silent.listen(0, "127.0.0.1", done));
+    const { port } = silent.address() as AddressInfo;
+    const client = new MetricsClient({ target: `127.0.0.1:${port}`, timeoutMs: 600_000, attemptTimeoutMs: 600_000 });
+    const recorder = new Recorder(client, { maxBatchSize: 10, maxBufferSize: 100, flushIntervalMs: 60_000, closeTimeoutMs: 100 });
+    try {
+      for (let i = 0; i < 10; i++) assert.equal(recorder.record(execution(`hang-${i}`, "demo")), true);
+      await until(() => recorder.stats().inFlight === 10 && sockets.length > 0); // the batch is on the wire
+      for (let i = 10; i < 200; i++) recorder.record(execution(`hang-${i}`, "demo"));
+      const stats = recorder.stats();
+      // Every record() returned while the send was still waiting for an answer.
+      assert.deepEqual(
+        [stats.inFlight, stats.buffered, stats.accepted, stats.failedSends, stats.droppedFull],
+        [10, 90, 0, 0, 100],
+      );
+    } finally {
+      client.close();
+      for (const socket of sockets) socket.destroy();
+      silent.close();
+      await recorder.close();
     }
   });
 });

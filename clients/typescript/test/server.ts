@@ -22,7 +22,7 @@ export const SERVER_BIN =
 export interface RunningServer {
   readonly grpcPort: number;
   readonly metricsPort: number;
-  /** `127.0.0.1:<grpc port>`. */
+  /** `<host>:<grpc port>`. */
   readonly target: string;
   /** GET /metrics as text. */
   scrape(): Promise<string>;
@@ -40,6 +40,10 @@ export interface ServerOptions {
   /** More `serve` flags, e.g. `["--auth-keys-file", path]`. */
   readonly args?: readonly string[];
   readonly timeoutMs?: number;
+  /** The address to listen on; default 127.0.0.1. */
+  readonly host?: string;
+  /** The gRPC port; default 0 (any free port). */
+  readonly grpcPort?: number;
 }
 
 /** Starts `cugar-metrics serve` on ports 0 (plus `args`) and waits for its ready file. */
@@ -55,9 +59,9 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     [
       "serve",
       "--host",
-      "127.0.0.1",
+      options.host ?? "127.0.0.1",
       "--grpc-port",
-      "0",
+      String(options.grpcPort ?? 0),
       "--metrics-port",
       "0",
       "--ready-file",
@@ -102,9 +106,9 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   return {
     grpcPort,
     metricsPort,
-    target: `127.0.0.1:${grpcPort}`,
+    target: `${options.host ?? "127.0.0.1"}:${grpcPort}`,
     async scrape() {
-      const response = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+      const response = await fetch(`http://${options.host ?? "127.0.0.1"}:${metricsPort}/metrics`);
       if (!response.ok) throw new Error(`/metrics answered ${response.status}`);
       return response.text();
     },

@@ -7,7 +7,8 @@ import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { parse } from "yaml";
 import { DEFAULT_RETRY, MetricsClient, Recorder } from "../src/index.js";
-import { nameOfCode } from "../src/retry.js";
+import { RECORDER_RETRYABLE_CODES } from "../src/recorder.js";
+import { CALL_RETRYABLE_CODES, nameOfCode } from "../src/retry.js";
 import { CALL, CONNECTION, RATE_LIMIT, RECORDER } from "../src/spec.js";
 
 /** This file runs as clients/typescript/dist/test/spec.test.js. */
@@ -82,6 +83,7 @@ describe("clients/spec.yaml", () => {
         [ms(call["deadline_seconds"] as number), ms(call["attempt_deadline_seconds"] as number)],
       );
       assert.deepEqual({ ...client.retry }, { ...DEFAULT_RETRY });
+      assert.deepEqual([...CALL_RETRYABLE_CODES].map(nameOfCode), call["retryable_codes"]);
     } finally {
       client.close();
     }
@@ -95,6 +97,13 @@ describe("clients/spec.yaml", () => {
         [recorder.maxBufferSize, recorder.maxBatchSize, recorder.flushIntervalMs],
         [r["buffer_size"], r["batch_size"], ms(r["flush_interval_seconds"] as number)],
       );
+      assert.equal(recorder.closeTimeoutMs, ms(r["close_timeout_seconds"] as number));
+      assert.deepEqual(recorder.retry, {
+        initialBackoffMs: ms(r["retry_initial_backoff_seconds"] as number),
+        maxBackoffMs: ms(r["retry_max_backoff_seconds"] as number),
+        multiplier: r["retry_backoff_multiplier"],
+      });
+      assert.deepEqual([...RECORDER_RETRYABLE_CODES].map(nameOfCode), r["retryable_codes"]);
     } finally {
       await recorder.close();
     }

@@ -1,6 +1,6 @@
 // Command basic records a few agent executions with the Go client and prints the dashboard:
 //
-//	go run ./examples/basic --target localhost:50051
+//	go run ./examples/basic --target 127.0.0.1:50051
 package main
 
 import (

@@ -166,10 +166,22 @@ func (s *Server) Log() string {
 	return string(data)
 }
 
+// Pause stops the server process with SIGSTOP: its connections stay open and nothing on
+// them is answered until Resume.
+func (s *Server) Pause() error {
+	return s.cmd.Process.Signal(syscall.SIGSTOP)
+}
+
+// Resume lets a paused server run again (SIGCONT).
+func (s *Server) Resume() error {
+	return s.cmd.Process.Signal(syscall.SIGCONT)
+}
+
 // Stop sends SIGTERM, waits for the server to drain and exit, and removes its files. It
 // returns an error when the server does not exit 0 within timeout.
 func (s *Server) Stop(timeout time.Duration) error {
 	defer os.RemoveAll(s.dir)
+	_ = s.Resume() // a paused server would not see the SIGTERM
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		return fmt.Errorf("signal server: %w", err)
 	}

@@ -187,6 +187,8 @@ class BatchRecorder:
         self._retries: deque[list[Any]] = deque()
         self._resume_at = 0.0
         self._failures = 0
+        # The RecordExecutions calls in flight, cancelled when close() reaches its timeout.
+        self._calls: set[Any] = set()
         self._last_error = ""
         self._last_rejection = ""
         self._logged = (0, 0)
@@ -318,12 +320,17 @@ class BatchRecorder:
         with self._idle:
             while self._unfinished and time.monotonic() < deadline:
                 self._idle.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+        self._abort.set()  # a call that fails from now on is dropped, not kept
         self._drop_buffered()
+        with self._lock:
+            calls = list(self._calls)
+        for call in calls:  # their batches count as undelivered (the server may have them)
+            call.cancel()
+        with self._idle:
+            self._idle.wait_for(lambda: not self._calls, timeout=1.0)
+        self._drop_buffered()  # anything kept by a call that failed meanwhile
         if self._owns_client:
             self._client.close()
-        with self._idle:
-            # Calls cancelled by closing the channel have answered by now or never will.
-            self._idle.wait_for(lambda: not self._unfinished, timeout=1.0)
         return self._log_close()
 
     def _log_close(self) -> int:
@@ -458,6 +465,8 @@ class BatchRecorder:
             self._last_error = repr(error)
             self._finish(sending, failed=sending, batch_failed=True)
             return
+        with self._lock:
+            self._calls.add(future)
         future.add_done_callback(functools.partial(self._on_done, request, sending))
 
     def _backoff(self) -> float:
@@ -507,6 +516,9 @@ class BatchRecorder:
                 batch_sent=True,
             )
         finally:
+            with self._idle:
+                self._calls.discard(future)
+                self._idle.notify_all()
             self._slots.release()
             if self._closing:
                 self._wake.set()  # the loop waits for the last answers before it stops

@@ -7,14 +7,23 @@ import cugar.metrics.v1.MetricsServiceOuterClass.GetDashboardResponse;
 import cugar.metrics.v1.MetricsServiceOuterClass.RecordExecutionRequest;
 import cugar.metrics.v1.MetricsServiceOuterClass.RecordExecutionsRequest;
 import cugar.metrics.v1.MetricsServiceOuterClass.RecordResult;
+import io.grpc.Attributes;
 import io.grpc.CallCredentials;
+import io.grpc.CallOptions;
+import io.grpc.Channel;
 import io.grpc.ChannelCredentials;
+import io.grpc.ClientCall;
+import io.grpc.ClientInterceptor;
+import io.grpc.ClientStreamTracer;
 import io.grpc.CompositeChannelCredentials;
+import io.grpc.ConnectivityState;
 import io.grpc.Deadline;
 import io.grpc.Grpc;
 import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
 import io.grpc.ManagedChannelBuilder;
+import io.grpc.Metadata;
+import io.grpc.MethodDescriptor;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.TlsChannelCredentials;
@@ -23,23 +32,40 @@ import java.io.UncheckedIOException;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
-import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.function.Function;
 
 /**
  * A blocking client of {@code cugar.metrics.v1.MetricsService}.
  *
- * <p>Every call carries a deadline ({@link Builder#deadline}, 5 s by default). Calls that fail
- * with {@code UNAVAILABLE} (server starting, draining or briefly unreachable) are retried by the
- * channel itself, through its default service config ({@code retryPolicy}): safe because the
- * Record RPCs are idempotent by {@code execution_id} and {@code GetDashboard} only reads.
+ * <p>Every call has a deadline ({@link Builder#deadline}, {@link Defaults#CALL_DEADLINE} by
+ * default) that covers all its attempts, and each attempt one of its own ({@link
+ * Builder#attemptDeadline}, {@link Defaults#ATTEMPT_DEADLINE}). The client retries, itself:
+ *
+ * <ul>
+ *   <li>while the server cannot be reached (connection refused or lost, server restarting), it
+ *       reconnects with the spec's reconnect backoff ({@link Defaults#INITIAL_RECONNECT_BACKOFF}
+ *       growing to {@link Defaults#MAX_RECONNECT_BACKOFF}) and sends the call as soon as the
+ *       channel is ready, until the call's deadline; grpc-java's own reconnect backoff (1 s, then
+ *       1.6 times longer, and the channel failing every call at once meanwhile) no longer decides
+ *       when the call gives up;
+ *   <li>when a server answers {@code UNAVAILABLE} (draining, overloaded), up to {@link
+ *       Builder#maxAttempts} attempts in all, {@link Defaults#INITIAL_BACKOFF} apart, doubling up
+ *       to {@link Defaults#MAX_BACKOFF}, never past the deadline.
+ * </ul>
+ *
+ * <p>That is safe: the Record RPCs are idempotent by {@code execution_id} and {@code GetDashboard}
+ * only reads. The channel balances calls over every address of the target's name ({@code
+ * round_robin}), so a headless Service's replicas all get traffic.
  *
  * <p>A call refused by the server's rate limit ({@code RESOURCE_EXHAUSTED} with a {@code
  * google.rpc.RetryInfo}) is retried after the delay the server asks for (at most {@link
- * #MAX_RETRY_DELAY}), up to {@link Builder#rateLimitRetries} times and never past the deadline.
+ * Builder#retryInfoCap}), up to {@link Builder#rateLimitRetries} times and never past the
+ * deadline.
  *
  * <p>An invalid request raises {@link InvalidExecutionException} with the server's field
  * violations; refused credentials raise {@link AuthException}, a rate limit that outlasts the
@@ -49,31 +75,40 @@ import java.util.function.Function;
  * <p>Thread-safe; create one per process and {@link #close()} it on shutdown.
  */
 public final class MetricsClient implements AutoCloseable {
-  /** The fully qualified service name, as it appears in the service config. */
+  /** The fully qualified service name. */
   public static final String SERVICE_NAME = MetricsServiceGrpc.SERVICE_NAME;
 
   /** The largest batch {@link #recordBatch} accepts (the server's limit). */
   public static final int MAX_BATCH_SIZE = 1000;
 
-  /** The longest RetryInfo delay honoured: a server asking for more is waited for this long. */
-  public static final Duration MAX_RETRY_DELAY = Duration.ofSeconds(30);
+  /** The default RetryInfo cap: a server asking for more is waited for this long. */
+  public static final Duration MAX_RETRY_DELAY = Defaults.RETRY_INFO_CAP;
 
   private final ManagedChannel channel;
   private final boolean ownsChannel;
   private final MetricsServiceGrpc.MetricsServiceBlockingStub stub;
   private final Duration deadline;
+  private final Duration attemptDeadline;
+  private final int maxAttempts;
+  private final Duration initialBackoff;
+  private final Duration maxBackoff;
   private final int rateLimitRetries;
+  private final Duration retryInfoCap;
 
-  private MetricsClient(
-      ManagedChannel channel, boolean ownsChannel, Duration deadline, int rateLimitRetries) {
+  private MetricsClient(ManagedChannel channel, boolean ownsChannel, Builder b) {
     this.channel = channel;
     this.ownsChannel = ownsChannel;
     this.stub = MetricsServiceGrpc.newBlockingStub(channel);
-    this.deadline = deadline;
-    this.rateLimitRetries = rateLimitRetries;
+    this.deadline = b.deadline;
+    this.attemptDeadline = b.attemptDeadline;
+    this.maxAttempts = b.maxAttempts;
+    this.initialBackoff = b.initialBackoff;
+    this.maxBackoff = b.maxBackoff;
+    this.rateLimitRetries = b.rateLimitRetries;
+    this.retryInfoCap = b.retryInfoCap;
   }
 
-  /** A client of {@code target} ({@code host:port}) with every default: plaintext, 5 s, 4 attempts. */
+  /** A client of {@code target} ({@code host:port}) with every default of {@link Defaults}. */
   public static MetricsClient create(String target) {
     return newBuilder(target).build();
   }
@@ -84,13 +119,13 @@ public final class MetricsClient implements AutoCloseable {
   }
 
   /**
-   * A client over a channel the caller built and owns ({@link #close()} leaves it open). Retries
-   * on UNAVAILABLE then follow that channel's own service config; rate-limited calls are retried
-   * up to 3 times after the server's RetryInfo delay.
+   * A client over a channel the caller built and owns ({@link #close()} leaves it open), with
+   * {@code deadline} per call and every other default. Its balancing policy and credentials are
+   * the channel's.
    */
   public static MetricsClient forChannel(ManagedChannel channel, Duration deadline) {
-    return new MetricsClient(
-        Objects.requireNonNull(channel, "channel"), false, checkDeadline(deadline), 3);
+    Builder b = new Builder("(caller's channel)").deadline(deadline);
+    return new MetricsClient(Objects.requireNonNull(channel, "channel"), false, b);
   }
 
   /**
@@ -99,12 +134,12 @@ public final class MetricsClient implements AutoCloseable {
    * @return {@link RecordResult#RECORD_RESULT_ACCEPTED} when it was new, {@link
    *     RecordResult#RECORD_RESULT_DUPLICATE} when its {@code execution_id} was already recorded
    * @throws InvalidExecutionException when the server rejects the execution
-   * @throws StatusRuntimeException on any other failure, after retries when it was UNAVAILABLE
+   * @throws StatusRuntimeException on any other failure, after the retries
    */
   public RecordResult record(Execution execution) {
     RecordExecutionRequest request =
         RecordExecutionRequest.newBuilder().setExecution(execution).build();
-    return call(s -> s.recordExecution(request)).getResult();
+    return call(s -> s.recordExecution(request), newDeadline()).getResult();
   }
 
   /**
@@ -113,12 +148,17 @@ public final class MetricsClient implements AutoCloseable {
    * recorded.
    *
    * @throws InvalidExecutionException when the batch as a whole is invalid (empty or too large)
-   * @throws StatusRuntimeException on any other failure, after retries when it was UNAVAILABLE
+   * @throws StatusRuntimeException on any other failure, after the retries
    */
   public BatchResult recordBatch(List<Execution> executions) {
+    return recordBatch(executions, newDeadline());
+  }
+
+  /** {@link #recordBatch(List)} within {@code callDeadline} instead of the client's deadline. */
+  BatchResult recordBatch(List<Execution> executions, Deadline callDeadline) {
     RecordExecutionsRequest request =
         RecordExecutionsRequest.newBuilder().addAllExecutions(executions).build();
-    return new BatchResult(call(s -> s.recordExecutions(request)));
+    return new BatchResult(call(s -> s.recordExecutions(request), callDeadline));
   }
 
   /**
@@ -127,7 +167,7 @@ public final class MetricsClient implements AutoCloseable {
    * @throws InvalidExecutionException when the window or a filter is invalid
    */
   public GetDashboardResponse getDashboard(GetDashboardRequest request) {
-    return call(s -> s.getDashboard(request));
+    return call(s -> s.getDashboard(request), newDeadline());
   }
 
   /** The dashboard over everything since the replica started, for one profile. */
@@ -135,7 +175,7 @@ public final class MetricsClient implements AutoCloseable {
     return getDashboard(GetDashboardRequest.newBuilder().setProfile(profile).build());
   }
 
-  /** The generated blocking stub on this client's channel, without a deadline. */
+  /** The generated blocking stub on this client's channel, without a deadline or retries. */
   public MetricsServiceGrpc.MetricsServiceBlockingStub stub() {
     return stub;
   }
@@ -145,9 +185,29 @@ public final class MetricsClient implements AutoCloseable {
     return channel;
   }
 
-  /** The deadline each call of this client gets. */
+  /** The deadline of each call, all its attempts included. */
   public Duration deadline() {
     return deadline;
+  }
+
+  /** The deadline of each attempt inside a call. */
+  public Duration attemptDeadline() {
+    return attemptDeadline;
+  }
+
+  /** Attempts per call, the first included, while the server answers UNAVAILABLE. */
+  public int maxAttempts() {
+    return maxAttempts;
+  }
+
+  /** Retries of a rate-limited call. */
+  public int rateLimitRetries() {
+    return rateLimitRetries;
+  }
+
+  /** The longest RetryInfo delay this client waits. */
+  public Duration retryInfoCap() {
+    return retryInfoCap;
   }
 
   /**
@@ -169,68 +229,158 @@ public final class MetricsClient implements AutoCloseable {
     }
   }
 
+  private Deadline newDeadline() {
+    return Deadline.after(deadline.toNanos(), TimeUnit.NANOSECONDS);
+  }
+
   /**
-   * Runs {@code rpc} with this client's deadline, retrying after the server's RetryInfo delay
-   * while it is rate limited, and translates a failure into the client's exceptions.
+   * Runs {@code rpc} until it succeeds, fails for good or {@code callDeadline} passes: reconnects
+   * while the server cannot be reached, retries UNAVAILABLE answers with backoff, waits out the
+   * server's RetryInfo delay while rate limited; then translates a failure into the client's
+   * exceptions.
    */
-  private <T> T call(Function<MetricsServiceGrpc.MetricsServiceBlockingStub, T> rpc) {
-    Deadline callDeadline = Deadline.after(deadline.toNanos(), TimeUnit.NANOSECONDS);
-    MetricsServiceGrpc.MetricsServiceBlockingStub withDeadline = stub.withDeadline(callDeadline);
-    for (int retries = 0; ; retries++) {
+  private <T> T call(
+      Function<MetricsServiceGrpc.MetricsServiceBlockingStub, T> rpc, Deadline callDeadline) {
+    int attempts = 0;
+    int rateLimited = 0;
+    long backoff = initialBackoff.toNanos();
+    long reconnectWait = Defaults.INITIAL_RECONNECT_BACKOFF.toNanos();
+    StatusRuntimeException unreachable = null;
+    while (true) {
+      Deadline attempt =
+          Deadline.after(attemptDeadline.toNanos(), TimeUnit.NANOSECONDS).minimum(callDeadline);
+      ReachedServer reached = new ReachedServer();
       try {
-        return rpc.apply(withDeadline);
+        return rpc.apply(stub.withDeadline(attempt).withInterceptors(reached));
       } catch (StatusRuntimeException e) {
-        Optional<Duration> wait =
-            retries < rateLimitRetries ? waitBeforeRetry(e, callDeadline) : Optional.empty();
-        if (wait.isEmpty()) {
-          throw StatusDetails.translate(e);
+        Status.Code code = e.getStatus().getCode();
+        if (code == Status.Code.DEADLINE_EXCEEDED && !reached.get() && unreachable != null) {
+          // The deadline passed while still waiting for a connection: say why there was none.
+          throw StatusDetails.translate(unreachable);
         }
-        try {
-          TimeUnit.NANOSECONDS.sleep(wait.get().toNanos());
-        } catch (InterruptedException interrupted) {
-          Thread.currentThread().interrupt();
+        if (code == Status.Code.RESOURCE_EXHAUSTED) {
+          Optional<Duration> wait =
+              rateLimited < rateLimitRetries
+                  ? waitBeforeRetry(e, callDeadline, retryInfoCap)
+                  : Optional.empty();
+          if (wait.isEmpty()) {
+            throw StatusDetails.translate(e);
+          }
+          rateLimited++;
+          sleep(wait.get().toNanos(), e);
+        } else if (!Defaults.RETRYABLE_CODES.contains(code)) {
           throw StatusDetails.translate(e);
+        } else if (!reached.get()) {
+          // No connection: the attempt never reached a server. Reconnect now, then wait for the
+          // channel to be ready (at most the reconnect backoff) and try again, within the deadline.
+          unreachable = e;
+          if (callDeadline.isExpired()) {
+            throw StatusDetails.translate(e);
+          }
+          awaitReconnect(reconnectWait, callDeadline);
+          reconnectWait =
+              Math.min(
+                  (long) (reconnectWait * Defaults.RECONNECT_BACKOFF_MULTIPLIER),
+                  Defaults.MAX_RECONNECT_BACKOFF.toNanos());
+        } else {
+          // A server answered UNAVAILABLE (or the connection broke during the call).
+          attempts++;
+          if (attempts >= maxAttempts
+              || backoff >= callDeadline.timeRemaining(TimeUnit.NANOSECONDS)) {
+            throw StatusDetails.translate(e);
+          }
+          sleep(backoff, e);
+          backoff = Math.min((long) (backoff * Defaults.BACKOFF_MULTIPLIER), maxBackoff.toNanos());
         }
       }
     }
   }
 
   /**
-   * The wait before retrying a call that failed with {@code e}: its RetryInfo delay, capped at
-   * {@link #MAX_RETRY_DELAY}, when it is RESOURCE_EXHAUSTED and the wait ends before the deadline.
+   * Short-circuits the channel's reconnect backoff (so it connects now, not after grpc-java's
+   * longer one), then waits until the channel is ready, {@code waitNanos} passed or the deadline.
    */
-  static Optional<Duration> waitBeforeRetry(StatusRuntimeException e, Deadline callDeadline) {
+  private void awaitReconnect(long waitNanos, Deadline callDeadline) {
+    channel.resetConnectBackoff();
+    long bound = Math.min(waitNanos, callDeadline.timeRemaining(TimeUnit.NANOSECONDS));
+    if (bound <= 0) {
+      return;
+    }
+    CountDownLatch ready = new CountDownLatch(1);
+    AtomicBoolean done = new AtomicBoolean();
+    watchUntilReady(channel.getState(true), ready, done);
+    try {
+      ready.await(bound, TimeUnit.NANOSECONDS);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    } finally {
+      done.set(true);
+    }
+  }
+
+  private void watchUntilReady(ConnectivityState state, CountDownLatch ready, AtomicBoolean done) {
+    if (state == ConnectivityState.READY) {
+      ready.countDown();
+      return;
+    }
+    if (state == ConnectivityState.SHUTDOWN || done.get()) {
+      return;
+    }
+    channel.notifyWhenStateChanged(
+        state, () -> watchUntilReady(channel.getState(false), ready, done));
+  }
+
+  private static void sleep(long nanos, StatusRuntimeException cause) {
+    try {
+      TimeUnit.NANOSECONDS.sleep(nanos);
+    } catch (InterruptedException interrupted) {
+      Thread.currentThread().interrupt();
+      throw StatusDetails.translate(cause);
+    }
+  }
+
+  /**
+   * The wait before retrying a call that failed with {@code e}: its RetryInfo delay, capped at
+   * {@code cap}, when it is RESOURCE_EXHAUSTED and the wait ends before the deadline.
+   */
+  static Optional<Duration> waitBeforeRetry(
+      StatusRuntimeException e, Deadline callDeadline, Duration cap) {
     if (e.getStatus().getCode() != Status.Code.RESOURCE_EXHAUSTED) {
       return Optional.empty();
     }
     return StatusDetails.retryDelay(e)
-        .map(d -> d.compareTo(MAX_RETRY_DELAY) > 0 ? MAX_RETRY_DELAY : d)
+        .map(d -> d.compareTo(cap) > 0 ? cap : d)
         .filter(d -> d.toNanos() < callDeadline.timeRemaining(TimeUnit.NANOSECONDS));
   }
 
   /**
-   * The default service config: every method of the service is retried on UNAVAILABLE, with
-   * exponential backoff, up to {@code maxAttempts} attempts in all. Numbers are {@code Double}
-   * and durations strings, as grpc-java's JSON-shaped config requires.
+   * Knows whether an attempt reached a server: its stream was created on a connected transport
+   * (a call failed by a channel without a connection never gets one).
    */
-  static Map<String, Object> serviceConfig(
-      int maxAttempts, Duration initialBackoff, Duration maxBackoff) {
-    Map<String, Object> retryPolicy =
-        Map.of(
-            "maxAttempts", (double) maxAttempts,
-            "initialBackoff", seconds(initialBackoff),
-            "maxBackoff", seconds(maxBackoff),
-            "backoffMultiplier", 2.0,
-            "retryableStatusCodes", List.of("UNAVAILABLE"));
-    Map<String, Object> methodConfig =
-        Map.of(
-            "name", List.of(Map.of("service", SERVICE_NAME)),
-            "retryPolicy", retryPolicy);
-    return Map.of("methodConfig", List.of(methodConfig));
-  }
+  private static final class ReachedServer extends ClientStreamTracer.Factory
+      implements ClientInterceptor {
+    private final AtomicBoolean reached = new AtomicBoolean();
 
-  private static String seconds(Duration d) {
-    return java.math.BigDecimal.valueOf(d.toNanos(), 9).stripTrailingZeros().toPlainString() + "s";
+    boolean get() {
+      return reached.get();
+    }
+
+    @Override
+    public ClientStreamTracer newClientStreamTracer(
+        ClientStreamTracer.StreamInfo info, Metadata headers) {
+      return new ClientStreamTracer() {
+        @Override
+        public void streamCreated(Attributes transportAttrs, Metadata headers) {
+          reached.set(true);
+        }
+      };
+    }
+
+    @Override
+    public <Q, R> ClientCall<Q, R> interceptCall(
+        MethodDescriptor<Q, R> method, CallOptions options, Channel next) {
+      return next.newCall(method, options.withStreamTracerFactory(this));
+    }
   }
 
   private static Duration checkDeadline(Duration deadline) {
@@ -244,12 +394,14 @@ public final class MetricsClient implements AutoCloseable {
   /** Options of a {@link MetricsClient}. */
   public static final class Builder {
     private final String target;
-    private Duration deadline = Duration.ofSeconds(5);
-    private int maxAttempts = 4;
-    private Duration initialBackoff = Duration.ofMillis(100);
-    private Duration maxBackoff = Duration.ofSeconds(2);
+    private Duration deadline = Defaults.CALL_DEADLINE;
+    private Duration attemptDeadline = Defaults.ATTEMPT_DEADLINE;
+    private int maxAttempts = Defaults.MAX_ATTEMPTS;
+    private Duration initialBackoff = Defaults.INITIAL_BACKOFF;
+    private Duration maxBackoff = Defaults.MAX_BACKOFF;
     private boolean plaintext = true;
-    private int rateLimitRetries = 3;
+    private int rateLimitRetries = Defaults.RATE_LIMIT_RETRIES;
+    private Duration retryInfoCap = Defaults.RETRY_INFO_CAP;
     private String apiKey;
     private Path rootCertificates;
     private Path clientCertificate;
@@ -260,19 +412,28 @@ public final class MetricsClient implements AutoCloseable {
       this.target = target;
     }
 
-    /** The deadline of every call, including its retries (default 5 s). */
+    /** The deadline of every call, all its attempts and waits included (default 10 s). */
     public Builder deadline(Duration deadline) {
       this.deadline = checkDeadline(deadline);
       return this;
     }
 
     /**
-     * Attempts per call when the server answers UNAVAILABLE, the first included: 1 (no retry) to
-     * 5 (grpc-java's cap). Default 4.
+     * The deadline of each attempt inside a call (default 5 s); the last attempt gets what is
+     * left of the call's deadline.
+     */
+    public Builder attemptDeadline(Duration attemptDeadline) {
+      this.attemptDeadline = checkDeadline(attemptDeadline);
+      return this;
+    }
+
+    /**
+     * Attempts per call while a server answers UNAVAILABLE, the first included (default 5; 1
+     * disables those retries). Waiting for a connection is bounded by the deadline only.
      */
     public Builder maxAttempts(int maxAttempts) {
-      if (maxAttempts < 1 || maxAttempts > 5) {
-        throw new IllegalArgumentException("maxAttempts must be 1 to 5, got " + maxAttempts);
+      if (maxAttempts < 1) {
+        throw new IllegalArgumentException("maxAttempts must be >= 1, got " + maxAttempts);
       }
       this.maxAttempts = maxAttempts;
       return this;
@@ -292,7 +453,7 @@ public final class MetricsClient implements AutoCloseable {
 
     /**
      * Retries of a call refused by the server's rate limit, each after the delay of its {@code
-     * google.rpc.RetryInfo} (capped at {@link #MAX_RETRY_DELAY}, and only when it ends before the
+     * google.rpc.RetryInfo} (capped at {@link #retryInfoCap}, and only when it ends before the
      * deadline); 0 gives up at once with a {@link RateLimitedException}. Default 3.
      */
     public Builder rateLimitRetries(int rateLimitRetries) {
@@ -301,6 +462,12 @@ public final class MetricsClient implements AutoCloseable {
             "rateLimitRetries must be >= 0, got " + rateLimitRetries);
       }
       this.rateLimitRetries = rateLimitRetries;
+      return this;
+    }
+
+    /** The longest RetryInfo delay waited for (default 30 s): a longer one is waited this long. */
+    public Builder retryInfoCap(Duration retryInfoCap) {
+      this.retryInfoCap = positive(retryInfoCap, "retryInfoCap");
       return this;
     }
 
@@ -367,14 +534,13 @@ public final class MetricsClient implements AutoCloseable {
       if (authority != null) {
         builder.overrideAuthority(authority);
       }
-      if (maxAttempts > 1) {
-        builder
-            .defaultServiceConfig(serviceConfig(maxAttempts, initialBackoff, maxBackoff))
-            .enableRetry();
-      } else {
-        builder.disableRetry();
-      }
-      return new MetricsClient(builder.build(), true, deadline, rateLimitRetries);
+      // The client retries itself (see the class comment): grpc-java's retries would stop after
+      // its own backoff, shorter than its reconnect delay.
+      builder.defaultLoadBalancingPolicy(Defaults.LOAD_BALANCING_POLICY).disableRetry();
+      ManagedChannel channel = builder.build();
+      // Connect now, in the background, so that the first call does not wait for the handshake.
+      channel.getState(true);
+      return new MetricsClient(channel, true, this);
     }
 
     private ChannelCredentials tls() {

@@ -3,73 +3,86 @@ package dev.cugar.metrics.client;
 import cugar.metrics.v1.MetricsServiceOuterClass.Execution;
 import cugar.metrics.v1.MetricsServiceOuterClass.FieldViolation;
 import cugar.metrics.v1.MetricsServiceOuterClass.RejectedExecution;
-import io.grpc.Status;
+import io.grpc.Deadline;
 import io.grpc.StatusRuntimeException;
 import java.time.Duration;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
-import java.util.EnumSet;
 import java.util.List;
 import java.util.Objects;
-import java.util.Set;
-import java.util.concurrent.ExecutionException;
-import java.util.concurrent.Executors;
-import java.util.concurrent.Future;
-import java.util.concurrent.LinkedBlockingDeque;
-import java.util.concurrent.RejectedExecutionException;
-import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.TimeoutException;
-import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.locks.Condition;
+import java.util.concurrent.locks.ReentrantLock;
 import java.util.logging.Level;
 import java.util.logging.Logger;
 
 /**
  * Sends executions to the server in batches, in the background, so that recording never slows
- * the agent down or blocks it, even while the server is down.
+ * the agent down or blocks it, even while the server is down. It follows the delivery contract of
+ * {@code clients/README.md}:
  *
- * <p>{@link #submit} puts the execution in a bounded buffer and returns at once. One background
- * thread sends the buffer with {@code RecordExecutions}: as soon as it holds {@code maxBatchSize}
- * executions, every {@code flushInterval}, on {@link #flush()} and on {@link #close()}. When the
- * buffer is full, new executions are dropped (never waited for) and counted in {@link
- * Stats#dropped()}. A batch that fails with a transient status (UNAVAILABLE, DEADLINE_EXCEEDED,
- * RESOURCE_EXHAUSTED, ABORTED), after the client's own retries, goes back to the buffer and is
- * sent again at the next interval (safe: executions are idempotent by id); any other failure
- * drops it. A batch refused by the server's rate limit ({@link RateLimitedException}) is kept
- * too, and nothing is sent until the delay of its {@code google.rpc.RetryInfo} (capped at {@link
- * MetricsClient#MAX_RETRY_DELAY}) has passed. Items the server rejects as invalid are counted in
- * {@link Stats#rejected()} and logged.
+ * <ul>
+ *   <li>{@link #submit} only puts the execution in a buffer and returns: it never waits for the
+ *       network, the server or a full buffer.
+ *   <li>The recorder holds at most {@code bufferCapacity} executions, buffered and in flight. When
+ *       it is full, the oldest buffered execution is dropped to make room, and counted in {@link
+ *       Stats#dropped()}.
+ *   <li>One background thread sends batches of up to {@code maxBatchSize} with {@code
+ *       RecordExecutions} (through the client, with its own retries): as soon as a batch is full,
+ *       when the oldest buffered execution has waited {@code flushInterval}, on {@link #flush()}
+ *       and on {@link #close()}.
+ *   <li>A batch that fails with UNAVAILABLE, DEADLINE_EXCEEDED or RESOURCE_EXHAUSTED ({@link
+ *       Defaults#RECORDER_RETRYABLE_CODES}) goes back to the head of the buffer, in order, and is
+ *       sent again after a backoff ({@link Defaults#RECORDER_RETRY_INITIAL_BACKOFF}, doubling up to
+ *       {@link Defaults#RECORDER_RETRY_MAX_BACKOFF}), or after the server's RetryInfo delay when
+ *       that is longer, until it is delivered, pushed out by newer executions, or close() gives
+ *       up. Retries send the same executions, so the same execution ids: the server counts each
+ *       once.
+ *   <li>Any other failure drops the batch, counted and logged. Items the server rejects as invalid
+ *       are counted in {@link Stats#rejected()} and logged.
+ *   <li>{@link #close()} (or {@link #shutdown()}, which returns the count) keeps sending and
+ *       retrying for up to {@code closeTimeout}, then counts what is left as dropped and logs one
+ *       WARNING line with the exact number dropped over the recorder's life.
+ * </ul>
  *
- * <p>Close the recorder before the client: close sends what is buffered, waiting at most {@code
- * closeTimeout}, and counts what could not be sent as dropped. Thread-safe.
+ * <p>Close the recorder before the client. Thread-safe.
  */
 public final class Recorder implements AutoCloseable {
   private static final Logger LOG = Logger.getLogger(Recorder.class.getName());
-  private static final Set<Status.Code> TRANSIENT =
-      EnumSet.of(
-          Status.Code.UNAVAILABLE,
-          Status.Code.DEADLINE_EXCEEDED,
-          Status.Code.RESOURCE_EXHAUSTED,
-          Status.Code.ABORTED);
 
   private final MetricsClient client;
   private final int maxBatchSize;
   private final long flushIntervalNanos;
   private final Duration closeTimeout;
-  private final LinkedBlockingDeque<Execution> buffer;
-  private final ScheduledExecutorService sender;
-  private final ScheduledFuture<?> periodicFlush;
-  private final AtomicBoolean sizeFlushQueued = new AtomicBoolean();
-  private final AtomicBoolean closed = new AtomicBoolean();
-  private volatile long sizeFlushPausedUntil = System.nanoTime();
-  private volatile long sendPausedUntil = System.nanoTime();
+  private final int capacity;
+  private final Thread sender;
+
+  private final ReentrantLock lock = new ReentrantLock();
+  /** Signalled when the sender may have something to do. */
+  private final Condition work = lock.newCondition();
+  /** Signalled when a send settles (for flush()). */
+  private final Condition settled = lock.newCondition();
+  // Guarded by lock:
+  private final ArrayDeque<Execution> buffer = new ArrayDeque<>();
+  private int inFlight;
+  private long oldestBufferedAt;
+  private long nextSendAt = System.nanoTime();
+  private long backoffNanos = Defaults.RECORDER_RETRY_INITIAL_BACKOFF.toNanos();
+  private int flushWaiters;
+  private boolean closed;
+  private long closeDeadline;
+  private boolean overflowing;
+  private Long droppedReport;
 
   private final AtomicLong submitted = new AtomicLong();
   private final AtomicLong accepted = new AtomicLong();
   private final AtomicLong duplicate = new AtomicLong();
   private final AtomicLong rejected = new AtomicLong();
   private final AtomicLong dropped = new AtomicLong();
+  private final AtomicLong droppedOnOverflow = new AtomicLong();
+  private final AtomicLong droppedOnFailure = new AtomicLong();
+  private final AtomicLong droppedAtClose = new AtomicLong();
   private final AtomicLong failedSends = new AtomicLong();
 
   private Recorder(Builder b) {
@@ -77,17 +90,10 @@ public final class Recorder implements AutoCloseable {
     this.maxBatchSize = b.maxBatchSize;
     this.flushIntervalNanos = b.flushInterval.toNanos();
     this.closeTimeout = b.closeTimeout;
-    this.buffer = new LinkedBlockingDeque<>(b.bufferCapacity);
-    this.sender =
-        Executors.newSingleThreadScheduledExecutor(
-            r -> {
-              Thread t = new Thread(r, "cugar-metrics-recorder");
-              t.setDaemon(true);
-              return t;
-            });
-    this.periodicFlush =
-        sender.scheduleWithFixedDelay(
-            this::flushAll, flushIntervalNanos, flushIntervalNanos, TimeUnit.NANOSECONDS);
+    this.capacity = b.bufferCapacity;
+    this.sender = new Thread(this::sendLoop, "cugar-metrics-recorder");
+    this.sender.setDaemon(true);
+    this.sender.start();
   }
 
   /** A builder of a recorder that sends through {@code client}. */
@@ -95,43 +101,56 @@ public final class Recorder implements AutoCloseable {
     return new Builder(Objects.requireNonNull(client, "client"));
   }
 
-  /** A recorder with every default: batches of 100, every second, buffer of 10000. */
+  /** A recorder with every default of {@link Defaults}. */
   public static Recorder create(MetricsClient client) {
     return newBuilder(client).build();
   }
 
   /**
-   * Buffers {@code execution} for sending; never blocks.
+   * Buffers {@code execution} for sending; never blocks. When the recorder is full, the oldest
+   * buffered execution is dropped to make room (counted in {@link Stats#dropped()}).
    *
-   * @return true when buffered, false when dropped because the buffer is full or the recorder is
-   *     closed (counted in {@link Stats#dropped()})
+   * @return true when buffered, false when dropped itself: the recorder is closed, or every
+   *     execution it holds is in flight
    */
   public boolean submit(Execution execution) {
     Objects.requireNonNull(execution, "execution");
     submitted.incrementAndGet();
-    if (closed.get() || !buffer.offer(execution)) {
-      dropped.incrementAndGet();
-      return false;
-    }
-    if (closed.get() && buffer.remove(execution)) {
-      // Lost a race with close(): it may already have drained the buffer for the last time.
-      dropped.incrementAndGet();
-      return false;
-    }
-    if (buffer.size() >= maxBatchSize
-        && System.nanoTime() - sizeFlushPausedUntil >= 0
-        && sizeFlushQueued.compareAndSet(false, true)) {
-      try {
-        sender.execute(
-            () -> {
-              sizeFlushQueued.set(false);
-              flushAll();
-            });
-      } catch (RejectedExecutionException shuttingDown) {
-        sizeFlushQueued.set(false);
+    lock.lock();
+    try {
+      if (closed) {
+        dropped.incrementAndGet();
+        droppedAtClose.incrementAndGet();
+        return false;
       }
+      if (buffer.size() + inFlight >= capacity) {
+        dropped.incrementAndGet();
+        droppedOnOverflow.incrementAndGet();
+        if (!overflowing) {
+          overflowing = true;
+          LOG.warning(
+              () ->
+                  "cugar-metrics recorder full ("
+                      + capacity
+                      + " executions): dropping the oldest until the server takes them");
+        }
+        if (buffer.isEmpty()) {
+          return false;
+        }
+        buffer.pollFirst();
+      }
+      boolean wasEmpty = buffer.isEmpty();
+      if (wasEmpty) {
+        oldestBufferedAt = System.nanoTime();
+      }
+      buffer.addLast(execution);
+      if (wasEmpty || buffer.size() >= maxBatchSize) {
+        work.signal(); // the flush interval starts now, or a batch is full
+      }
+      return true;
+    } finally {
+      lock.unlock();
     }
-    return true;
   }
 
   /** Starts timing an execution of {@code profile}; it is submitted here when it ends. */
@@ -157,21 +176,37 @@ public final class Recorder implements AutoCloseable {
   }
 
   /**
-   * Sends everything buffered now and waits for it, at most {@code closeTimeout}.
+   * Sends everything buffered now and waits for it, at most {@code closeTimeout} (a retry backoff
+   * or a rate limit's delay is waited out within it).
    *
-   * @return true when the buffer was emptied, false when a send failed or the wait timed out
+   * @return true when everything was delivered, false when a send failed or the wait timed out
+   *     (what failed with a retryable code is still kept)
    */
   public boolean flush() {
-    Future<?> done;
+    long deadline = System.nanoTime() + closeTimeout.toNanos();
+    long failuresBefore = failedSends.get();
+    lock.lock();
     try {
-      done = sender.submit(() -> flushAll(true));
-    } catch (RejectedExecutionException closedAlready) {
-      return buffer.isEmpty();
+      flushWaiters++;
+      work.signal();
+      try {
+        while (!buffer.isEmpty() || inFlight > 0) {
+          long left = deadline - System.nanoTime();
+          if (closed || left <= 0 || failedSends.get() > failuresBefore) {
+            return false;
+          }
+          settled.awaitNanos(left);
+        }
+        return failedSends.get() == failuresBefore;
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        return false;
+      } finally {
+        flushWaiters--;
+      }
+    } finally {
+      lock.unlock();
     }
-    if (!await(done)) {
-      return false;
-    }
-    return buffer.isEmpty();
   }
 
   /** The counters so far. */
@@ -188,131 +223,234 @@ public final class Recorder implements AutoCloseable {
         submittedNow, acceptedNow, duplicateNow, rejectedNow, droppedNow, pending, failedNow);
   }
 
-  /**
-   * Stops accepting executions, sends what is buffered (one attempt per batch, at most {@code
-   * closeTimeout} in all) and stops the background thread. What could not be sent is counted as
-   * dropped. Does not close the client.
-   */
+  /** Executions in the batch being sent now (0 between sends). */
+  int inFlight() {
+    lock.lock();
+    try {
+      return inFlight;
+    } finally {
+      lock.unlock();
+    }
+  }
+
+  /** {@link #shutdown()}, for try-with-resources. */
   @Override
   public void close() {
-    if (!closed.compareAndSet(false, true)) {
-      return;
-    }
-    periodicFlush.cancel(false);
+    shutdown();
+  }
+
+  /**
+   * Stops accepting executions, keeps sending and retrying what is held for up to {@code
+   * closeTimeout}, counts what is left as dropped, logs the exact number dropped (one WARNING line
+   * when it is not 0) and stops the background thread. Does not close the client. Calling it again
+   * returns the same number.
+   *
+   * @return the executions dropped over the recorder's life (full buffer, failures, close)
+   */
+  public long shutdown() {
+    lock.lock();
     try {
-      sender.execute(() -> flushAll(true));
-    } catch (RejectedExecutionException alreadyStopped) {
-      // Nothing more can be sent.
+      if (droppedReport != null) {
+        return droppedReport;
+      }
+      if (!closed) {
+        closed = true;
+        closeDeadline = System.nanoTime() + closeTimeout.toNanos();
+        work.signalAll();
+        settled.signalAll();
+      }
+    } finally {
+      lock.unlock();
     }
-    sender.shutdown();
     boolean interrupted = false;
     try {
-      if (!sender.awaitTermination(closeTimeout.toNanos(), TimeUnit.NANOSECONDS)) {
-        sender.shutdownNow();
-        sender.awaitTermination(1, TimeUnit.SECONDS);
+      long left = closeDeadline - System.nanoTime();
+      sender.join(Math.max(1, TimeUnit.NANOSECONDS.toMillis(left)) + 1);
+      if (sender.isAlive()) {
+        // A send (or a wait inside the client) outlives the close timeout: interrupting the
+        // sender cancels it, and the batch goes back to the buffer.
+        sender.interrupt();
+        sender.join(TimeUnit.SECONDS.toMillis(5));
       }
     } catch (InterruptedException e) {
-      sender.shutdownNow();
       interrupted = true;
+      sender.interrupt();
     }
-    List<Execution> unsent = new ArrayList<>();
-    buffer.drainTo(unsent);
-    if (!unsent.isEmpty()) {
-      dropped.addAndGet(unsent.size());
+    long report;
+    Duration timeout = closeTimeout;
+    lock.lock();
+    try {
+      if (droppedReport != null) {
+        return droppedReport;
+      }
+      int unsent = buffer.size() + (sender.isAlive() ? inFlight : 0);
+      buffer.clear();
+      dropped.addAndGet(unsent);
+      droppedAtClose.addAndGet(unsent);
+      report = dropped.get();
+      droppedReport = report;
+    } finally {
+      lock.unlock();
+    }
+    if (report > 0) {
       LOG.warning(
-          () -> "cugar-metrics recorder closed with " + unsent.size() + " executions unsent");
+          "cugar-metrics recorder closed: "
+              + report
+              + " executions dropped ("
+              + droppedOnOverflow.get()
+              + " on a full buffer, "
+              + droppedOnFailure.get()
+              + " refused by the server, "
+              + droppedAtClose.get()
+              + " undelivered within the close timeout of "
+              + timeout.toMillis() / 1000.0
+              + " s)");
+    } else {
+      LOG.fine("cugar-metrics recorder closed: every execution delivered");
     }
     if (interrupted) {
       Thread.currentThread().interrupt();
     }
+    return report;
   }
 
-  /** Sends batches until the buffer is empty or a send fails. Runs on the sender thread only. */
-  private void flushAll() {
-    flushAll(false);
+  /** The background thread: waits for a batch to send, sends it, settles it; until closed. */
+  private void sendLoop() {
+    while (true) {
+      List<Execution> batch = new ArrayList<>(maxBatchSize);
+      Deadline deadline;
+      lock.lock();
+      try {
+        if (!awaitBatch()) {
+          return;
+        }
+        for (int i = 0; i < maxBatchSize && !buffer.isEmpty(); i++) {
+          batch.add(buffer.pollFirst());
+        }
+        inFlight = batch.size();
+        oldestBufferedAt = System.nanoTime();
+        deadline = Deadline.after(client.deadline().toNanos(), TimeUnit.NANOSECONDS);
+        if (closed) {
+          deadline =
+              deadline.minimum(
+                  Deadline.after(closeDeadline - System.nanoTime(), TimeUnit.NANOSECONDS));
+        }
+      } finally {
+        lock.unlock();
+      }
+      send(batch, deadline);
+    }
   }
 
   /**
-   * Like {@link #flushAll()}; while a rate limit's delay runs, sends nothing, or, for {@code
-   * flush()} and {@code close()} ({@code waitOutPause}), waits for the delay to pass first.
+   * Waits, holding the lock, until a batch is due: the buffer holds a full batch, its oldest has
+   * waited the flush interval, or flush() or close() asks, and no backoff runs. False when the
+   * recorder is closed and empty, or its close timeout has passed.
    */
-  private void flushAll(boolean waitOutPause) {
-    long pause = sendPausedUntil - System.nanoTime();
-    if (pause > 0) {
-      if (!waitOutPause) {
-        return;
+  private boolean awaitBatch() {
+    while (true) {
+      long now = System.nanoTime();
+      if (closed && (buffer.isEmpty() || now - closeDeadline >= 0)) {
+        return false;
+      }
+      long wakeAt;
+      if (buffer.isEmpty()) {
+        wakeAt = now + TimeUnit.HOURS.toNanos(1);
+      } else {
+        boolean due =
+            buffer.size() >= maxBatchSize
+                || flushWaiters > 0
+                || closed
+                || now - oldestBufferedAt >= flushIntervalNanos;
+        if (due && now - nextSendAt >= 0) {
+          return true;
+        }
+        wakeAt = due ? nextSendAt : Math.max(nextSendAt, oldestBufferedAt + flushIntervalNanos);
+      }
+      if (closed && wakeAt - closeDeadline > 0) {
+        wakeAt = closeDeadline;
       }
       try {
-        TimeUnit.NANOSECONDS.sleep(pause);
+        work.awaitNanos(Math.max(1, wakeAt - now));
       } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-        return;
-      }
-    }
-    while (!buffer.isEmpty()) {
-      if (!sendOneBatch()) {
-        return;
+        // Only shutdown() interrupts the sender, after the close timeout.
+        return false;
       }
     }
   }
 
-  private boolean sendOneBatch() {
-    List<Execution> batch = new ArrayList<>(maxBatchSize);
-    buffer.drainTo(batch, maxBatchSize);
-    if (batch.isEmpty()) {
-      return true;
-    }
+  /** Sends one batch and settles it: counted, kept for a retry, or dropped. */
+  private void send(List<Execution> batch, Deadline deadline) {
+    BatchResult response = null;
+    RuntimeException failure = null;
     try {
-      BatchResult response = client.recordBatch(batch);
-      accepted.addAndGet(response.accepted());
-      duplicate.addAndGet(response.duplicate());
-      rejected.addAndGet(response.rejected());
-      if (response.rejected() > 0) {
-        logRejected(response);
-      }
-      return true;
-    } catch (InvalidExecutionException e) {
-      // The batch as a whole was refused (never expected: batches are 1..1000 items).
-      failedSends.incrementAndGet();
-      dropped.addAndGet(batch.size());
-      LOG.log(Level.WARNING, "cugar-metrics refused a batch of " + batch.size(), e);
-      return true;
-    } catch (StatusRuntimeException e) {
-      failedSends.incrementAndGet();
-      long now = System.nanoTime();
-      sizeFlushPausedUntil = now + flushIntervalNanos;
-      if (e instanceof RateLimitedException limited) {
-        Duration delay = limited.retryDelay();
-        if (delay.compareTo(MetricsClient.MAX_RETRY_DELAY) > 0) {
-          delay = MetricsClient.MAX_RETRY_DELAY;
-        }
-        sendPausedUntil = now + delay.toNanos();
-        sizeFlushPausedUntil = Math.max(sizeFlushPausedUntil - now, delay.toNanos()) + now;
-      }
-      if (TRANSIENT.contains(e.getStatus().getCode())) {
-        // Kept for the next flush; close() counts what is still buffered as dropped.
-        requeue(batch);
-        LOG.log(Level.FINE, "cugar-metrics unreachable; batch kept for the next flush", e);
-      } else {
-        dropped.addAndGet(batch.size());
-        LOG.log(Level.WARNING, "cugar-metrics batch of " + batch.size() + " dropped", e);
-      }
-      return false;
+      response = client.recordBatch(batch, deadline);
     } catch (RuntimeException e) {
-      failedSends.incrementAndGet();
-      dropped.addAndGet(batch.size());
-      LOG.log(Level.WARNING, "cugar-metrics batch of " + batch.size() + " dropped", e);
-      return false;
+      failure = e;
+    }
+    lock.lock();
+    try {
+      inFlight = 0;
+      long now = System.nanoTime();
+      if (response != null) {
+        accepted.addAndGet(response.accepted());
+        duplicate.addAndGet(response.duplicate());
+        rejected.addAndGet(response.rejected());
+        if (response.rejected() > 0) {
+          logRejected(response);
+        }
+        backoffNanos = Defaults.RECORDER_RETRY_INITIAL_BACKOFF.toNanos();
+        nextSendAt = now;
+        overflowing = false;
+      } else {
+        failedSends.incrementAndGet();
+        if (keeps(failure)) {
+          // Back to the head, in order; it fits: it was counted in the capacity while in flight.
+          for (int i = batch.size() - 1; i >= 0; i--) {
+            buffer.addFirst(batch.get(i));
+          }
+          long wait = backoffNanos;
+          if (failure instanceof RateLimitedException limited) {
+            Duration delay = limited.retryDelay();
+            if (delay.compareTo(client.retryInfoCap()) > 0) {
+              delay = client.retryInfoCap();
+            }
+            wait = Math.max(wait, delay.toNanos());
+          }
+          nextSendAt = now + wait;
+          backoffNanos =
+              Math.min(
+                  (long) (backoffNanos * Defaults.RECORDER_RETRY_BACKOFF_MULTIPLIER),
+                  Defaults.RECORDER_RETRY_MAX_BACKOFF.toNanos());
+          LOG.log(
+              Level.FINE,
+              "cugar-metrics batch of " + batch.size() + " kept for a retry",
+              failure);
+        } else {
+          dropped.addAndGet(batch.size());
+          droppedOnFailure.addAndGet(batch.size());
+          LOG.log(Level.WARNING, "cugar-metrics batch of " + batch.size() + " dropped", failure);
+        }
+      }
+      settled.signalAll();
+    } finally {
+      lock.unlock();
     }
   }
 
-  /** Puts a failed batch back at the head of the buffer, in order; what does not fit is dropped. */
-  private void requeue(List<Execution> batch) {
-    for (int i = batch.size() - 1; i >= 0; i--) {
-      if (!buffer.offerFirst(batch.get(i))) {
-        dropped.incrementAndGet();
-      }
+  /** True when a batch that failed with {@code failure} is kept for a retry. */
+  private boolean keeps(RuntimeException failure) {
+    if (failure instanceof InvalidExecutionException) {
+      return false; // the batch as a whole was refused (never expected: 1..1000 items)
     }
+    if (failure instanceof StatusRuntimeException e) {
+      if (Defaults.RECORDER_RETRYABLE_CODES.contains(e.getStatus().getCode())) {
+        return true;
+      }
+      // Cancelled by shutdown() after the close timeout: kept, then counted as dropped at close.
+      return closed && Thread.currentThread().isInterrupted();
+    }
+    return false;
   }
 
   private static void logRejected(BatchResult response) {
@@ -330,18 +468,6 @@ public final class Recorder implements AutoCloseable {
       }
     }
     LOG.warning(sb.toString());
-  }
-
-  private boolean await(Future<?> done) {
-    try {
-      done.get(closeTimeout.toNanos(), TimeUnit.NANOSECONDS);
-      return true;
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      return false;
-    } catch (ExecutionException | TimeoutException e) {
-      return false;
-    }
   }
 
   /**
@@ -375,16 +501,36 @@ public final class Recorder implements AutoCloseable {
   /** Options of a {@link Recorder}. */
   public static final class Builder {
     private final MetricsClient client;
-    private int maxBatchSize = 100;
-    private Duration flushInterval = Duration.ofSeconds(1);
-    private int bufferCapacity = 10_000;
-    private Duration closeTimeout = Duration.ofSeconds(10);
+    private int maxBatchSize = Defaults.RECORDER_BATCH_SIZE;
+    private Duration flushInterval = Defaults.RECORDER_FLUSH_INTERVAL;
+    private int bufferCapacity = Defaults.RECORDER_BUFFER_SIZE;
+    private Duration closeTimeout = Defaults.RECORDER_CLOSE_TIMEOUT;
 
     private Builder(MetricsClient client) {
       this.client = client;
     }
 
-    /** Executions per RecordExecutions call, 1 to 1000 (default 100); a full batch is sent at once. */
+    /** The batch size set so far. */
+    public int maxBatchSize() {
+      return maxBatchSize;
+    }
+
+    /** The flush interval set so far. */
+    public Duration flushInterval() {
+      return flushInterval;
+    }
+
+    /** The buffer capacity set so far. */
+    public int bufferCapacity() {
+      return bufferCapacity;
+    }
+
+    /** The close timeout set so far. */
+    public Duration closeTimeout() {
+      return closeTimeout;
+    }
+
+    /** Executions per RecordExecutions call, 1 to 1000 (default 500); a full batch is sent at once. */
     public Builder maxBatchSize(int maxBatchSize) {
       if (maxBatchSize < 1 || maxBatchSize > MetricsClient.MAX_BATCH_SIZE) {
         throw new IllegalArgumentException(
@@ -394,7 +540,7 @@ public final class Recorder implements AutoCloseable {
       return this;
     }
 
-    /** How often the buffer is sent, whatever its size (default 1 s). */
+    /** The longest an execution waits in the buffer before it is sent (default 1 s). */
     public Builder flushInterval(Duration flushInterval) {
       Objects.requireNonNull(flushInterval, "flushInterval");
       if (flushInterval.isNegative() || flushInterval.isZero()) {
@@ -404,7 +550,10 @@ public final class Recorder implements AutoCloseable {
       return this;
     }
 
-    /** The most executions held while the server cannot take them (default 10000). */
+    /**
+     * The most executions held, buffered and in flight (default 10000); when full, the oldest
+     * buffered one is dropped to make room.
+     */
     public Builder bufferCapacity(int bufferCapacity) {
       if (bufferCapacity < 1) {
         throw new IllegalArgumentException("bufferCapacity must be >= 1, got " + bufferCapacity);
@@ -413,7 +562,10 @@ public final class Recorder implements AutoCloseable {
       return this;
     }
 
-    /** How long {@link #close()} and {@link #flush()} wait for sending (default 10 s). */
+    /**
+     * How long {@link #close()} keeps sending and retrying before it counts the rest as dropped,
+     * and the longest {@link #flush()} waits (default 10 s).
+     */
     public Builder closeTimeout(Duration closeTimeout) {
       Objects.requireNonNull(closeTimeout, "closeTimeout");
       if (closeTimeout.isNegative()) {

@@ -15,6 +15,7 @@ import java.io.IOException;
 import java.time.Clock;
 import java.time.Duration;
 import java.time.Instant;
+import java.time.ZoneId;
 import java.time.ZoneOffset;
 import java.util.ArrayList;
 import java.util.List;
@@ -159,8 +160,39 @@ class ExecutionTimerTest {
     assertTrue(ExecutionTimer.errorType(new Nested()).matches("^[A-Za-z][A-Za-z0-9_.:-]{0,63}$"));
   }
 
+  /**
+   * The wall clock jumps back an hour (an NTP step, a manual change) while the execution runs:
+   * the duration is still the 1.5 s the monotonic clock measured, and the start time is the wall
+   * clock's reading at the start. A timer that subtracted wall-clock readings would record a
+   * negative duration (or 0 after clamping).
+   */
   @Test
-  void durationIsMeasuredWithTheMonotonicClock() throws Exception {
+  void durationIsMeasuredWithTheMonotonicClockWhileTheWallClockJumps() {
+    JumpingClock wall = new JumpingClock(START);
+    ExecutionTimer timer = new ExecutionTimer("demo", sent::add, nanos::get, wall);
+
+    wall.jump(Duration.ofHours(-1));
+    nanos.addAndGet(1_500_000_000L);
+    Execution e = timer.succeed();
+
+    assertEquals(ProtoTime.seconds(1.5), e.getDuration());
+    assertEquals(ProtoTime.timestamp(START), e.getStartTime());
+  }
+
+  /** The same forward: a jump of a day does not become the duration. */
+  @Test
+  void aForwardJumpOfTheWallClockIsNotTheDuration() {
+    JumpingClock wall = new JumpingClock(START);
+    ExecutionTimer timer = new ExecutionTimer("demo", sent::add, nanos::get, wall);
+
+    wall.jump(Duration.ofDays(1));
+    nanos.addAndGet(250_000_000L);
+
+    assertEquals(ProtoTime.seconds(0.25), timer.succeed().getDuration());
+  }
+
+  @Test
+  void theRealClocksGiveAPlausibleDuration() throws Exception {
     List<Execution> real = new ArrayList<>();
     ExecutionTimer timer = ExecutionTimer.start("demo", real::add);
     Thread.sleep(20);
@@ -169,6 +201,34 @@ class ExecutionTimerTest {
 
     assertTrue(took.compareTo(Duration.ofMillis(20)) >= 0, took.toString());
     assertTrue(took.compareTo(Duration.ofMinutes(1)) < 0, "a duration, not a timestamp: " + took);
+  }
+
+  /** A wall clock the test moves. */
+  private static final class JumpingClock extends Clock {
+    private Instant now;
+
+    JumpingClock(Instant now) {
+      this.now = now;
+    }
+
+    void jump(Duration by) {
+      now = now.plus(by);
+    }
+
+    @Override
+    public Instant instant() {
+      return now;
+    }
+
+    @Override
+    public ZoneId getZone() {
+      return ZoneOffset.UTC;
+    }
+
+    @Override
+    public Clock withZone(ZoneId zone) {
+      throw new UnsupportedOperationException();
+    }
   }
 
   private static final class Nested extends Exception {

@@ -18,10 +18,11 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 /**
- * RetryInfo against the real server started with {@code --rate-limit-recorder 2/s:1}: each
- * recorder key may make one call at once, then one every 0.5 s. Each test uses its own key, so
- * its bucket starts full; the shared {@code cugar_rate_limited_total} is compared before and
- * after.
+ * RetryInfo against the real server started with {@code --rate-limit-recorder 30/m:1}: each
+ * recorder key may make one call at once, then one every 2 s. Each test uses its own key, so its
+ * bucket starts full; the shared {@code cugar_rate_limited_total} is compared before and after.
+ * No assertion bounds how fast anything is: only lower bounds that the waiting itself produces,
+ * and the server's count of refused calls.
  */
 class RateLimitTest {
   private static final String LIMITED = "cugar_rate_limited_total{role=\"recorder\"}";
@@ -60,8 +61,8 @@ class RateLimitTest {
       long start = System.nanoTime();
       assertEquals(RecordResult.RECORD_RESULT_ACCEPTED, client.record(success(profile, 1)));
       long waitedMillis = (System.nanoTime() - start) / 1_000_000;
-      // One token every 2 s: the refused call waited about that long (not the full 2 s if the
-      // first call itself was slow).
+      // One token every 2 s: the refused call waited for the next one, about 2 s (less by however
+      // long the first call took), so at least 1 s unless it did not wait at all.
       assertTrue(waitedMillis >= 1000, "waited " + waitedMillis + " ms");
       System.out.println("RateLimitTest: the second record waited " + waitedMillis + " ms");
     }
@@ -77,16 +78,15 @@ class RateLimitTest {
             .deadline(Duration.ofMillis(250))
             .build()) {
       client.record(success("rl_deadline", 1));
-      long start = System.nanoTime();
       RateLimitedException e =
           assertThrows(RateLimitedException.class, () -> client.record(success("rl_deadline", 1)));
-      long tookMillis = (System.nanoTime() - start) / 1_000_000;
       assertEquals(Status.Code.RESOURCE_EXHAUSTED, e.getStatus().getCode());
       assertEquals("RATE_LIMITED", e.reason());
+      // The next token of 30/m comes within 2 s, more than the 250 ms deadline allows.
       assertTrue(e.retryDelay().toMillis() > 250 && e.retryDelay().toMillis() <= 2000, e.getMessage());
-      // It gave up at once instead of waiting a delay that would pass its deadline.
-      assertTrue(tookMillis < e.retryDelay().toMillis(), "gave up after " + tookMillis + " ms");
     }
+    // It gave up instead of waiting a delay past its deadline: the server refused exactly one
+    // call, so no retry was sent.
     assertEquals(1.0, limited() - before);
   }
 
@@ -104,8 +104,8 @@ class RateLimitTest {
       long start = System.nanoTime();
       assertTrue(recorder.submit(success(profile, 1)));
       assertTrue(recorder.submit(success(profile, 1)));
-      long submitMillis = (System.nanoTime() - start) / 1_000_000;
-      while (recorder.stats().accepted() < 2 && System.nanoTime() - start < 5_000_000_000L) {
+      // Waits for the event (both accepted); the bound only ends a test that would hang.
+      while (recorder.stats().accepted() < 2 && System.nanoTime() - start < 60_000_000_000L) {
         Thread.sleep(10);
       }
       long sentMillis = (System.nanoTime() - start) / 1_000_000;
@@ -113,8 +113,8 @@ class RateLimitTest {
       assertEquals(2, stats.accepted());
       assertEquals(0, stats.dropped());
       assertEquals(1, stats.failedSends(), "one refusal, then nothing sent until the delay passed");
-      assertTrue(sentMillis >= 300, "second batch sent after " + sentMillis + " ms");
-      assertTrue(submitMillis < 250, "submit took " + submitMillis + " ms");
+      // The second batch waited for the next token (about 2 s after the first call).
+      assertTrue(sentMillis >= 1000, "second batch sent after " + sentMillis + " ms");
     }
     assertEquals(1.0, limited() - before);
   }

@@ -18,7 +18,7 @@ import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
-/** Recorder against the real server process, and against an address where nothing listens. */
+/** Recorder against the real server process (the delivery contract: RecorderDeliveryTest). */
 class RecorderTest {
   private static final Duration NEVER = Duration.ofHours(1);
 
@@ -153,78 +153,6 @@ class RecorderTest {
     dashboard.getErrorTypesList().forEach(t -> types.add(t.getErrorType() + "=" + t.getCount()));
     types.sort(null);
     assertEquals(List.of("IllegalStateException=1", "Incomplete=1"), types);
-  }
-
-  @Test
-  void unreachableServerNeverBlocksSubmitAndCountsEveryDrop() throws Exception {
-    try (MetricsClient down = MetricsClient.create(ServerProcess.unreachableTarget())) {
-      Recorder recorder =
-          Recorder.newBuilder(down)
-              .bufferCapacity(10)
-              .maxBatchSize(100)
-              .flushInterval(NEVER)
-              .closeTimeout(Duration.ofSeconds(5))
-              .build();
-      List<Execution> executions = new ArrayList<>();
-      for (int i = 0; i < 25; i++) {
-        executions.add(success("demo", 1));
-      }
-      int buffered = 0;
-      long started = System.nanoTime();
-      for (var execution : executions) {
-        if (recorder.submit(execution)) {
-          buffered++;
-        }
-      }
-      Duration submitting = Duration.ofNanos(System.nanoTime() - started);
-
-      assertEquals(10, buffered);
-      assertTrue(submitting.compareTo(Duration.ofMillis(500)) < 0, "25 submits took " + submitting);
-      assertEquals(new Recorder.Stats(25, 0, 0, 0, 15, 10, 0), recorder.stats());
-
-      assertFalse(recorder.flush(), "nothing could be sent");
-      assertEquals(new Recorder.Stats(25, 0, 0, 0, 15, 10, 1), recorder.stats(), "kept, not lost");
-
-      long closing = System.nanoTime();
-      recorder.close();
-      Duration closed = Duration.ofNanos(System.nanoTime() - closing);
-
-      assertEquals(new Recorder.Stats(25, 0, 0, 0, 25, 0, 2), recorder.stats());
-      assertTrue(closed.compareTo(Duration.ofSeconds(6)) < 0, "close took " + closed);
-    }
-  }
-
-  @Test
-  void unreachableServerWithFullBatchesKeepsSubmitFast() throws Exception {
-    try (MetricsClient down = MetricsClient.create(ServerProcess.unreachableTarget())) {
-      Recorder recorder =
-          Recorder.newBuilder(down)
-              .bufferCapacity(50)
-              .maxBatchSize(10)
-              .flushInterval(Duration.ofMillis(100))
-              .closeTimeout(Duration.ofSeconds(5))
-              .build();
-      var execution = success("demo", 1);
-      long started = System.nanoTime();
-      for (int i = 0; i < 2_000; i++) {
-        recorder.submit(execution);
-      }
-      Duration submitting = Duration.ofNanos(System.nanoTime() - started);
-      Recorder.Stats during = recorder.stats();
-
-      assertTrue(submitting.compareTo(Duration.ofSeconds(1)) < 0, "2000 submits took " + submitting);
-      assertEquals(2_000, during.submitted());
-      assertEquals(0, during.accepted());
-      assertEquals(2_000, during.dropped() + during.pending());
-      assertTrue(during.pending() <= 50 + 10, "buffer plus one batch in flight: " + during);
-
-      recorder.close();
-
-      Recorder.Stats after = recorder.stats();
-      assertEquals(2_000, after.dropped());
-      assertEquals(0, after.pending());
-      assertEquals(0, after.accepted());
-    }
   }
 
   private static void waitFor(BooleanSupplier condition) throws InterruptedException {

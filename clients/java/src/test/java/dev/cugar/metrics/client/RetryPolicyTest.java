@@ -24,7 +24,6 @@ import io.grpc.protobuf.StatusProto;
 import io.grpc.stub.StreamObserver;
 import java.time.Duration;
 import java.util.List;
-import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.IntFunction;
@@ -32,13 +31,14 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
 /**
- * The channel's retry policy and deadline. The real server cannot be made to fail on demand, so
+ * The client's retries and deadlines. The real server cannot be made to fail on demand, so
  * these tests run a small gRPC server, on a real socket on port 0, that answers each attempt as
  * the test says and counts the attempts.
  */
 class RetryPolicyTest {
   private Server server;
   private final AtomicInteger attempts = new AtomicInteger();
+  private final List<Long> serverDeadlines = new java.util.concurrent.CopyOnWriteArrayList<>();
 
   @AfterEach
   void stopServer() throws InterruptedException {
@@ -57,6 +57,9 @@ class RetryPolicyTest {
                   public void recordExecution(
                       RecordExecutionRequest request,
                       StreamObserver<RecordExecutionResponse> response) {
+                    io.grpc.Deadline deadline = io.grpc.Context.current().getDeadline();
+                    serverDeadlines.add(
+                        deadline == null ? -1 : deadline.timeRemaining(TimeUnit.MILLISECONDS));
                     StatusRuntimeException failure =
                         failureOfAttempt.apply(attempts.incrementAndGet());
                     if (failure != null) {
@@ -142,30 +145,63 @@ class RetryPolicyTest {
   }
 
   @Test
+  void theDefaultIsFiveAttempts() throws Exception {
+    String target = serve(n -> Status.UNAVAILABLE.withDescription("draining").asRuntimeException());
+
+    try (MetricsClient client = MetricsClient.create(target)) {
+      StatusRuntimeException e =
+          assertThrows(StatusRuntimeException.class, () -> client.record(success("demo", 1)));
+      assertEquals(Status.Code.UNAVAILABLE, e.getStatus().getCode());
+    }
+
+    assertEquals(Defaults.MAX_ATTEMPTS, attempts.get());
+    assertEquals(5, attempts.get());
+  }
+
+  @Test
   void everyCallGetsTheClientDeadline() throws Exception {
-    String target =
-        serve(
-            n -> {
-              try {
-                Thread.sleep(3_000);
-              } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-              }
-              return null;
-            });
+    String target = serve(n -> sleepThenAnswer());
 
     try (MetricsClient client =
         MetricsClient.newBuilder(target).deadline(Duration.ofMillis(300)).build()) {
-      long started = System.nanoTime();
       StatusRuntimeException e =
           assertThrows(StatusRuntimeException.class, () -> client.record(success("demo", 1)));
-      Duration took = Duration.ofNanos(System.nanoTime() - started);
 
       assertEquals(Status.Code.DEADLINE_EXCEEDED, e.getStatus().getCode());
-      assertTrue(took.compareTo(Duration.ofSeconds(2)) < 0, "returned at the deadline: " + took);
+    }
+
+    assertEquals(1, attempts.get(), "a deadline is not retried");
+    // The server received the call with the client's deadline (grpc-timeout), not a longer one.
+    long seen = serverDeadlines.get(0);
+    assertTrue(seen > 0 && seen <= 300, "the server saw " + seen + " ms left");
+  }
+
+  @Test
+  void eachAttemptGetsTheAttemptDeadlineWithinTheCallDeadline() throws Exception {
+    String target = serve(n -> sleepThenAnswer());
+
+    try (MetricsClient client =
+        MetricsClient.newBuilder(target)
+            .deadline(Duration.ofSeconds(20))
+            .attemptDeadline(Duration.ofMillis(400))
+            .build()) {
+      StatusRuntimeException e =
+          assertThrows(StatusRuntimeException.class, () -> client.record(success("demo", 1)));
+      assertEquals(Status.Code.DEADLINE_EXCEEDED, e.getStatus().getCode());
     }
 
     assertEquals(1, attempts.get());
+    long seen = serverDeadlines.get(0);
+    assertTrue(seen > 0 && seen <= 400, "the attempt reached the server with " + seen + " ms left");
+  }
+
+  private static StatusRuntimeException sleepThenAnswer() {
+    try {
+      Thread.sleep(3_000);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+    return null;
   }
 
   @Test
@@ -182,26 +218,5 @@ class RetryPolicyTest {
     } finally {
       channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
     }
-  }
-
-  @Test
-  void serviceConfigRetriesEveryMethodOnUnavailableOnly() {
-    Map<String, Object> expected =
-        Map.of(
-            "methodConfig",
-            List.of(
-                Map.of(
-                    "name", List.of(Map.of("service", "cugar.metrics.v1.MetricsService")),
-                    "retryPolicy",
-                        Map.of(
-                            "maxAttempts", 4.0,
-                            "initialBackoff", "0.1s",
-                            "maxBackoff", "2s",
-                            "backoffMultiplier", 2.0,
-                            "retryableStatusCodes", List.of("UNAVAILABLE")))));
-
-    assertEquals(
-        expected,
-        MetricsClient.serviceConfig(4, Duration.ofMillis(100), Duration.ofSeconds(2)));
   }
 }

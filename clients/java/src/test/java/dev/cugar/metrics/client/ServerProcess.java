@@ -30,13 +30,15 @@ final class ServerProcess {
 
   private final Process process;
   private final Path log;
+  private final String host;
   private final int grpcPort;
   private final int metricsPort;
   private Integer exitCode;
 
-  private ServerProcess(Process process, Path log, int grpcPort, int metricsPort) {
+  private ServerProcess(Process process, Path log, String host, int grpcPort, int metricsPort) {
     this.process = process;
     this.log = log;
+    this.host = host;
     this.grpcPort = grpcPort;
     this.metricsPort = metricsPort;
   }
@@ -86,6 +88,15 @@ final class ServerProcess {
 
   /** Starts the server with only the listening flags, plus {@code extraArgs}. */
   static ServerProcess start(String... extraArgs) throws IOException, InterruptedException {
+    return startOn("127.0.0.1", 0, extraArgs);
+  }
+
+  /**
+   * Starts the server on {@code host} and {@code grpcPort} (0: a free one), plus {@code
+   * extraArgs}.
+   */
+  static ServerProcess startOn(String host, int grpcPort, String... extraArgs)
+      throws IOException, InterruptedException {
     Path exe = executable();
     Path dir = Files.createTempDirectory("cugar-metrics-java-");
     Path ready = dir.resolve("ready.json");
@@ -96,9 +107,9 @@ final class ServerProcess {
                 exe.toString(),
                 "serve",
                 "--host",
-                "127.0.0.1",
+                host,
                 "--grpc-port",
-                "0",
+                Integer.toString(grpcPort),
                 "--metrics-port",
                 "0",
                 "--ready-file",
@@ -124,7 +135,11 @@ final class ServerProcess {
         Matcher metrics = METRICS_PORT.matcher(json);
         if (grpc.find() && metrics.find()) {
           return new ServerProcess(
-              process, log, Integer.parseInt(grpc.group(1)), Integer.parseInt(metrics.group(1)));
+              process,
+              log,
+              host,
+              Integer.parseInt(grpc.group(1)),
+              Integer.parseInt(metrics.group(1)));
         }
       }
       if (!process.isAlive()) {
@@ -140,9 +155,13 @@ final class ServerProcess {
             + Files.readString(log, StandardCharsets.UTF_8));
   }
 
-  /** {@code 127.0.0.1:<grpc port>}. */
+  /** {@code <host>:<grpc port>}. */
   String target() {
-    return "127.0.0.1:" + grpcPort;
+    return host + ":" + grpcPort;
+  }
+
+  int grpcPort() {
+    return grpcPort;
   }
 
   /** The text of {@code GET /metrics}. */
@@ -151,7 +170,7 @@ final class ServerProcess {
         HttpClient.newHttpClient()
             .send(
                 HttpRequest.newBuilder(
-                        URI.create("http://127.0.0.1:" + metricsPort + "/metrics"))
+                        URI.create("http://" + host + ":" + metricsPort + "/metrics"))
                     .timeout(Duration.ofSeconds(10))
                     .build(),
                 HttpResponse.BodyHandlers.ofString());
@@ -190,8 +209,13 @@ final class ServerProcess {
 
   /** A {@code host:port} where nothing listens: a port that was free a moment ago. */
   static String unreachableTarget() throws IOException {
-    try (ServerSocket socket = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
-      return "127.0.0.1:" + socket.getLocalPort();
+    return "127.0.0.1:" + freePort("127.0.0.1");
+  }
+
+  /** A port of {@code host} that was free a moment ago. */
+  static int freePort(String host) throws IOException {
+    try (ServerSocket socket = new ServerSocket(0, 1, InetAddress.getByName(host))) {
+      return socket.getLocalPort();
     }
   }
 }
