@@ -273,6 +273,9 @@ class Config:
     max_error_types: int = option(
         100, INT, "distinct execution error types kept", low=1, high=100_000
     )
+    max_models: int = option(
+        50, INT, "distinct provider/model pairs of model calls kept", low=1, high=100_000
+    )
     replica: str = option(
         kind=TEXT,
         help="this replica's name in dashboards",
@@ -504,6 +507,7 @@ class Config:
             domain=self.max_domains,
             tool=self.max_tools,
             error_type=self.max_error_types,
+            model=self.max_models,
         )
 
 

@@ -24,8 +24,10 @@ from cugar_metrics import __version__
 from cugar_metrics.aggregator import (
     APPROVAL_BUCKETS,
     EXECUTION_BUCKETS,
+    MODEL_BUCKETS,
     STEP_BUCKETS,
     TOOL_BUCKETS,
+    TTFT_BUCKETS,
     UTILIZATION_BUCKETS,
     Snapshot,
 )
@@ -167,6 +169,43 @@ class AggregatorCollector(Collector):
                 d = FrozenDistribution(0, 0.0, (0,) * (len(APPROVAL_BUCKETS) + 1))
             waits.add_metric([decision], _buckets(APPROVAL_BUCKETS, d), d.sum)
         yield waits
+
+        # Model calls: provider/model pairs under the `model` cap, from zero once seen.
+        yield _family(
+            CounterMetricFamily,
+            "cugar_model_calls_total",
+            "Model calls made by executions, by operation and status.",
+            ["provider", "model", "operation", "status"],
+            sorted(s.model_calls.items()),
+        )
+        yield _family(
+            CounterMetricFamily,
+            "cugar_model_tokens_total",
+            "Model tokens, by type (cached_input is part of input, reasoning part of output).",
+            ["provider", "model", "type"],
+            sorted(s.model_tokens.items()),
+        )
+        yield _histogram(
+            "cugar_model_call_duration_seconds",
+            "Duration of model calls.",
+            ["provider", "model"],
+            MODEL_BUCKETS,
+            dict(s.model_durations.items()),
+        )
+        yield _histogram(
+            "cugar_model_time_to_first_token_seconds",
+            "Time to the first token of model calls that reported it.",
+            ["provider", "model"],
+            TTFT_BUCKETS,
+            dict(s.model_ttft.items()),
+        )
+        yield _family(
+            CounterMetricFamily,
+            "cugar_model_cost_total",
+            "Cost of model calls that reported one, in the deployment's currency.",
+            ["provider", "model"],
+            sorted(s.model_cost.items()),
+        )
 
         # Bounded label sets, in their declared order (created at zero at start-up).
         yield _family(

@@ -32,8 +32,10 @@ MODEL_STATUSES: Final[tuple[ModelStatus, ...]] = ("success", "error", "rate_limi
 #: with a real name, which must start with a letter.
 OVERFLOW: Final = "_overflow"
 
-#: The label-bound names whose distinct values are capped.
-CAPPED_LABELS: Final = ("profile", "domain", "tool", "error_type")
+#: The label-bound names whose distinct values are capped (`model` caps provider/model pairs).
+CAPPED_LABELS: Final = ("profile", "domain", "tool", "error_type", "model")
+#: The `type` label of cugar_model_tokens_total, in the order of ModelCall's token fields.
+TOKEN_TYPES: Final = ("input", "output", "cached_input", "reasoning")
 
 
 class Budget(NamedTuple):

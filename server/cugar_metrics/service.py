@@ -188,6 +188,7 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
         now = self._clock()
         violations = validation.check_name_filter("profile", request.profile)
         violations += validation.check_name_filter("domain", request.domain)
+        violations += validation.check_name_filter("model", request.model)
         seconds: float | None = None
         if request.HasField("window"):
             # From the fields, not ToTimedelta(): any int64 seconds must give a clear error.
@@ -219,7 +220,7 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
             )
         state = self._aggregator.window(now, seconds)
         return dashboard_to_proto(
-            build_dashboard(state, request.profile, request.domain), self._replica
+            build_dashboard(state, request.profile, request.domain, request.model), self._replica
         )
 
 
@@ -309,6 +310,10 @@ def dashboard_to_proto(d: Dashboard, replica: str) -> pb.GetDashboardResponse:
         approval_wait_p50=_duration(d.approval_wait_p50),
         approval_wait_p95=_duration(d.approval_wait_p95),
         throughput_per_second=d.throughput,
+        tokens_per_execution=d.tokens_per_execution,
+        cost_per_execution=d.cost_per_execution,
+        model_error_rate=d.model_error_rate,
+        tokens_per_second=d.tokens_per_second,
     )
     return pb.GetDashboardResponse(
         window=_duration(d.window_end - d.window_start),
@@ -357,6 +362,24 @@ def dashboard_to_proto(d: Dashboard, replica: str) -> pb.GetDashboardResponse:
             for r in d.tools
         ],
         error_types=[pb.ErrorTypeCount(error_type=e, count=n) for e, n in d.error_types],
+        models=[
+            pb.ModelStats(
+                provider=r.provider,
+                model=r.model,
+                calls=r.calls,
+                errors=r.errors,
+                rate_limited=r.rate_limited,
+                input_tokens=r.input_tokens,
+                output_tokens=r.output_tokens,
+                cached_input_tokens=r.cached_input_tokens,
+                reasoning_tokens=r.reasoning_tokens,
+                cost=r.cost,
+                latency_p50=_duration(r.latency_p50),
+                latency_p95=_duration(r.latency_p95),
+                time_to_first_token_p95=_duration(r.ttft_p95),
+            )
+            for r in d.models
+        ],
         budget=pb.BudgetStats(
             spent=d.budget_spent,
             mean_spent_per_execution=d.budget_mean_spent,

@@ -35,9 +35,12 @@ from cugar_metrics.model import (
     CAPPED_LABELS,
     DECISIONS,
     INGEST_RESULTS,
+    MODEL_STATUSES,
     OVERFLOW,
     REJECTION_REASONS,
+    TOKEN_TYPES,
     Execution,
+    ModelCall,
     RecordResult,
 )
 
@@ -59,6 +62,8 @@ TOOL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
 APPROVAL_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
 STEP_BUCKETS = (1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377)
 UTILIZATION_BUCKETS = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.5, 2.0)
+MODEL_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
+TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +74,8 @@ class Caps:
     domain: int = 20
     tool: int = 200
     error_type: int = 100
+    #: provider/model pairs
+    model: int = 50
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,16 @@ class Snapshot:
     budget_exceeded: dict[str, int]
     #: (profile, decision) -> approval wait (seconds)
     approvals: dict[tuple[str, str], FrozenDistribution]
+    #: (provider, model, operation, status) -> model calls
+    model_calls: dict[tuple[str, str, str, str], int]
+    #: (provider, model, token type) -> tokens
+    model_tokens: dict[tuple[str, str, str], int]
+    #: (provider, model) -> cost, over the calls that reported one
+    model_cost: dict[tuple[str, str], float]
+    #: (provider, model) -> call duration (seconds)
+    model_durations: dict[tuple[str, str], FrozenDistribution]
+    #: (provider, model) -> time to first token (seconds), over the calls that reported one
+    model_ttft: dict[tuple[str, str], FrozenDistribution]
     #: profile -> time of its last execution
     last_execution: dict[str, float]
     #: accepted / duplicate / rejected -> executions
@@ -130,8 +147,19 @@ WINDOWED_COUNTERS = (
     "ingest",
     "rejections",
     "overflow",
+    "model_calls",
+    "model_tokens",
+    "model_cost",
 )
-WINDOWED_DISTRIBUTIONS = ("durations", "steps", "tool_durations", "budget_utilization", "approvals")
+WINDOWED_DISTRIBUTIONS = (
+    "durations",
+    "steps",
+    "tool_durations",
+    "budget_utilization",
+    "approvals",
+    "model_durations",
+    "model_ttft",
+)
 
 
 def _empty_part(time: float) -> dict[str, Any]:
@@ -277,6 +305,12 @@ class Aggregator:
         self._budget_util: dict[str, Distribution] = {}
         self._budget_exceeded: dict[str, int] = {}
         self._approvals: dict[tuple[str, str], Distribution] = {}
+        self._model_calls: dict[tuple[str, str, str, str], int] = {}
+        self._model_tokens: dict[tuple[str, str, str], int] = {}
+        self._model_cost: dict[tuple[str, str], float] = {}
+        self._model_durations: dict[tuple[str, str], Distribution] = {}
+        self._model_ttft: dict[tuple[str, str], Distribution] = {}
+        self._models: dict[tuple[str, str], tuple[str, str]] = {}
         self._last_execution: dict[str, float] = {}
         self._ingest = dict.fromkeys(INGEST_RESULTS, 0)
         self._rejections = dict.fromkeys(REJECTION_REASONS, 0)
@@ -330,6 +364,16 @@ class Aggregator:
             for reason in reasons:
                 self._rejections[reason] += 1
 
+    def record_model_calls(self, calls: Sequence[ModelCall], now: float) -> None:
+        """Records valid model calls that belong to no execution (an OpenTelemetry model span
+        with no agent span above it): they count in the model series only."""
+        if not calls:
+            return
+        with self._lock:
+            self._advance(now)
+            for call in calls:
+                self._apply_model_call(call)
+
     def _fold(self, label: str, value: str) -> str:
         values = self._values[label]
         if value in values:
@@ -352,6 +396,45 @@ class Aggregator:
         if folded_domain != OVERFLOW and folded_tool != OVERFLOW:
             self._tools[(domain, tool)] = series  # bounded by the caps
         return series
+
+    def _model_series(self, provider: str, model: str) -> tuple[str, str]:
+        """The folded (provider, model) of a call: past the cap, both are `_overflow`."""
+        cached = self._models.get((provider, model))
+        if cached is not None:
+            return cached
+        if self._fold("model", f"{provider}\x00{model}") == OVERFLOW:
+            return (OVERFLOW, OVERFLOW)
+        series = self._models[(provider, model)] = (provider, model)  # bounded by the cap
+        return series
+
+    def _apply_model_call(self, c: ModelCall) -> None:
+        series = self._model_series(c.provider, c.model)
+        provider, model = series
+        key = (provider, model, c.operation, c.status)
+        calls = self._model_calls
+        if key not in calls:  # every status of an operation from zero, so rate() sees the first
+            for status in MODEL_STATUSES:
+                calls.setdefault((provider, model, c.operation, status), 0)
+        calls[key] += 1
+        tokens = self._model_tokens
+        for token_type, n in zip(
+            TOKEN_TYPES,
+            (c.input_tokens, c.output_tokens, c.cached_input_tokens, c.reasoning_tokens),
+            strict=True,
+        ):
+            tkey = (provider, model, token_type)
+            if n or tkey not in tokens:
+                tokens[tkey] = tokens.get(tkey, 0) + n
+        if c.cost is not None:
+            self._model_cost[series] = self._model_cost.get(series, 0.0) + c.cost
+        durations = self._model_durations.get(series)
+        if durations is None:
+            durations = self._model_durations[series] = Distribution(MODEL_BUCKETS)
+            self._model_ttft[series] = Distribution(TTFT_BUCKETS)
+            self._model_cost.setdefault(series, 0.0)
+        durations.observe(c.duration)
+        if c.time_to_first_token is not None:
+            self._model_ttft[series].observe(c.time_to_first_token)
 
     def _profile_series(self, profile: str) -> _ProfileSeries:
         cached = self._profiles.get(profile)
@@ -405,6 +488,8 @@ class Aggregator:
                 if tdist is None:
                     tdist = tool_durations[series] = Distribution(TOOL_BUCKETS)
                 tdist.observe(t.duration)
+        for c in e.model_calls:
+            self._apply_model_call(c)
         self._last_execution[profile] = now
         if self._first_ever is None:
             self._first_ever = now
@@ -530,6 +615,19 @@ class Aggregator:
             self._approvals = {
                 k: Distribution.thaw(APPROVAL_BUCKETS, d) for k, d in s.approvals.items()
             }
+            self._model_calls = dict(s.model_calls)
+            self._model_tokens = dict(s.model_tokens)
+            self._model_cost = dict(s.model_cost)
+            self._model_durations = {
+                k: Distribution.thaw(MODEL_BUCKETS, d) for k, d in s.model_durations.items()
+            }
+            self._model_ttft = {
+                k: Distribution.thaw(TTFT_BUCKETS, s.model_ttft[k])
+                if k in s.model_ttft
+                else Distribution(TTFT_BUCKETS)
+                for k in s.model_durations
+            }
+            self._models = {}
             self._last_execution = dict(s.last_execution)
             self._ingest = {r: s.ingest.get(r, 0) for r in INGEST_RESULTS}
             self._rejections = {r: s.rejections.get(r, 0) for r in REJECTION_REASONS}
@@ -616,6 +714,11 @@ class Aggregator:
             budget_utilization={k: d.freeze() for k, d in self._budget_util.items()},
             budget_exceeded=dict(self._budget_exceeded),
             approvals={k: d.freeze() for k, d in self._approvals.items()},
+            model_calls=dict(self._model_calls),
+            model_tokens=dict(self._model_tokens),
+            model_cost=dict(self._model_cost),
+            model_durations={k: d.freeze() for k, d in self._model_durations.items()},
+            model_ttft={k: d.freeze() for k, d in self._model_ttft.items()},
             last_execution=dict(self._last_execution),
             ingest=dict(self._ingest),
             rejections=dict(self._rejections),

@@ -39,6 +39,23 @@ class ToolRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelRow:
+    provider: str
+    model: str
+    calls: int
+    errors: int
+    rate_limited: int
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    reasoning_tokens: int
+    cost: float
+    latency_p50: float | None
+    latency_p95: float | None
+    ttft_p95: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class DecisionRow:
     decision: str
     count: int
@@ -78,6 +95,13 @@ class Dashboard:
     first_execution: float | None
     last_execution: float | None
     ingest: dict[str, int]
+    #: Model calls: one row per provider/model, and the model golden signals (all absent
+    #: without model calls). They cover every profile: model series have no profile label.
+    models: list[ModelRow]
+    tokens_per_execution: float | None
+    cost_per_execution: float | None
+    model_error_rate: float | None
+    tokens_per_second: float | None
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -92,7 +116,9 @@ def _nonzero(v: object) -> bool:
     return bool(v.count) if isinstance(v, FrozenDistribution) else bool(v)
 
 
-def build_dashboard(state: WindowState, profile: str = "", domain: str = "") -> Dashboard:
+def build_dashboard(
+    state: WindowState, profile: str = "", domain: str = "", model: str = ""
+) -> Dashboard:
     cur = state.current
 
     def by_profile(key: str | tuple[str, ...]) -> bool:
@@ -100,6 +126,9 @@ def build_dashboard(state: WindowState, profile: str = "", domain: str = "") -> 
 
     def by_domain(key: tuple[str, ...]) -> bool:
         return not domain or key[0] == domain
+
+    def by_model(key: tuple[str, ...]) -> bool:
+        return not model or key[1] == model
 
     def part(name: str, keep: Callable[[Any], bool], *, floats: bool = False) -> Any:
         """The window's series of one Snapshot field that pass the filter, without empty
@@ -115,6 +144,11 @@ def build_dashboard(state: WindowState, profile: str = "", domain: str = "") -> 
     approvals: dict[tuple[str, str], FrozenDistribution] = part("approvals", by_profile)
     tool_calls: dict[tuple[str, str, str], int] = part("tool_calls", by_domain)
     tool_durations: dict[tuple[str, str], FrozenDistribution] = part("tool_durations", by_domain)
+    model_calls: dict[tuple[str, str, str, str], int] = part("model_calls", by_model)
+    model_tokens: dict[tuple[str, str, str], int] = part("model_tokens", by_model)
+    model_cost: dict[tuple[str, str], float] = part("model_cost", by_model, floats=True)
+    model_durations: dict[tuple[str, str], FrozenDistribution] = part("model_durations", by_model)
+    model_ttft: dict[tuple[str, str], FrozenDistribution] = part("model_ttft", by_model)
 
     succeeded = sum(v for k, v in executions.items() if k[1] == "success")
     failed = sum(v for k, v in executions.items() if k[1] == "failure")
@@ -187,6 +221,43 @@ def build_dashboard(state: WindowState, profile: str = "", domain: str = "") -> 
         by_decision.append(DecisionRow(decision, sum(x.count for x in ds), _p95(ds)))
     wait_p50, wait_p95 = merged_quantiles(approvals.values(), [0.5, 0.95])
 
+    # Models
+    per_model: dict[tuple[str, str], dict[str, int]] = {}
+    for (prov, mod, _, status), v in model_calls.items():
+        per_model.setdefault((prov, mod), {"success": 0, "error": 0, "rate_limited": 0})[
+            status
+        ] += v
+    tokens_of: dict[tuple[str, str], dict[str, int]] = {}
+    for (prov, mod, token_type), v in model_tokens.items():
+        tokens_of.setdefault((prov, mod), {})[token_type] = v
+    models: list[ModelRow] = []
+    for key, c in sorted(per_model.items()):
+        toks = tokens_of.get(key, {})
+        dur = [model_durations[key]] if key in model_durations else []
+        lat50, lat95 = merged_quantiles(dur, [0.5, 0.95])
+        models.append(
+            ModelRow(
+                provider=key[0],
+                model=key[1],
+                calls=sum(c.values()),
+                errors=c["error"],
+                rate_limited=c["rate_limited"],
+                input_tokens=toks.get("input", 0),
+                output_tokens=toks.get("output", 0),
+                cached_input_tokens=toks.get("cached_input", 0),
+                reasoning_tokens=toks.get("reasoning", 0),
+                cost=model_cost.get(key, 0.0),
+                latency_p50=lat50,
+                latency_p95=lat95,
+                ttft_p95=_p95([model_ttft[key]] if key in model_ttft else []),
+            )
+        )
+    model_call_count = sum(r.calls for r in models)
+    tokens = sum(r.input_tokens + r.output_tokens for r in models)
+    cost = sum(model_cost.values())
+    # Model figures are not split by profile: per execution means per execution of the window.
+    all_executions = sum(cur.executions.values())
+
     # Times
     if profile:
         first = state.first_by_profile.get(profile)
@@ -231,4 +302,9 @@ def build_dashboard(state: WindowState, profile: str = "", domain: str = "") -> 
         first_execution=first,
         last_execution=last,
         ingest={r: ingest.get(r, 0) for r in ("accepted", "duplicate", "rejected")},
+        models=models,
+        tokens_per_execution=_ratio(tokens, all_executions) if model_call_count else None,
+        cost_per_execution=_ratio(cost, all_executions) if model_cost else None,
+        model_error_rate=_ratio(sum(r.errors for r in models), model_call_count),
+        tokens_per_second=_ratio(tokens, seconds) if model_call_count else None,
     )

@@ -32,8 +32,10 @@ from cugar_metrics.aggregator.core import (
     APPROVAL_BUCKETS,
     CHECKPOINT_SECONDS,
     EXECUTION_BUCKETS,
+    MODEL_BUCKETS,
     STEP_BUCKETS,
     TOOL_BUCKETS,
+    TTFT_BUCKETS,
     UTILIZATION_BUCKETS,
     SavedState,
     Snapshot,
@@ -44,8 +46,11 @@ from cugar_metrics.model import (
     CAPPED_LABELS,
     DECISIONS,
     INGEST_RESULTS,
+    MODEL_OPERATIONS,
+    MODEL_STATUSES,
     OUTCOMES,
     REJECTION_REASONS,
+    TOKEN_TYPES,
     TOOL_STATUSES,
 )
 
@@ -64,6 +69,15 @@ LAYOUT: dict[str, Any] = {
     "sketch": {"mapping": "logarithmic", "relative_accuracy": RELATIVE_ACCURACY},
     "checkpoint_seconds": CHECKPOINT_SECONDS,
 }
+
+#: The model-call series came later than the others: a file without them (written before
+#: model calls existed) restores with none, and its label sets and overflow counts without
+#: the `model` label; a file with them must agree on their buckets.
+MODEL_LAYOUT: dict[str, Any] = {
+    "model_buckets": list(MODEL_BUCKETS),
+    "ttft_buckets": list(TTFT_BUCKETS),
+}
+_LATER_LABELS = ("model",)
 
 T = TypeVar("T")
 
@@ -116,6 +130,12 @@ def encode(state: SavedState) -> bytes:
         "budget_utilization": [[k, _dist(d)] for k, d in s.budget_utilization.items()],
         "budget_exceeded": dict(s.budget_exceeded),
         "approvals": [[*k, _dist(d)] for k, d in s.approvals.items()],
+        "model_layout": MODEL_LAYOUT,
+        "model_calls": [[*k, n] for k, n in s.model_calls.items()],
+        "model_tokens": [[*k, n] for k, n in s.model_tokens.items()],
+        "model_cost": [[*k, v] for k, v in s.model_cost.items()],
+        "model_durations": [[*k, _dist(d)] for k, d in s.model_durations.items()],
+        "model_ttft": [[*k, _dist(d)] for k, d in s.model_ttft.items()],
         "last_execution": dict(s.last_execution),
         "ingest": dict(s.ingest),
         "rejections": dict(s.rejections),
@@ -259,6 +279,12 @@ def decode(data: bytes) -> SavedState:
             "bucket layout or sketch mapping differs from this build's: "
             f"saved {json.dumps(h.get('layout'))}, this build {json.dumps(LAYOUT)}"
         )
+    has_models = "model_layout" in h
+    if has_models and h.get("model_layout") != MODEL_LAYOUT:
+        raise StateFormatError(
+            "model-call bucket layout differs from this build's: "
+            f"saved {json.dumps(h.get('model_layout'))}, this build {json.dumps(MODEL_LAYOUT)}"
+        )
     if _int(h.get("payload_bytes"), "payload_bytes") != len(payload):
         raise StateFormatError(f"payload is {len(payload)} bytes, header says otherwise")
 
@@ -276,10 +302,22 @@ def decode(data: bytes) -> SavedState:
     def by_name(m: Mapping[tuple[str, ...], T]) -> dict[str, T]:
         return {k[0]: v for k, v in m.items()}
 
+    def later(key: str) -> object:
+        """A section of the model-call series: empty in a file written before them."""
+        return h.get(key) if has_models else []
+
+    def pairs(m: Mapping[tuple[str, ...], T]) -> dict[tuple[str, str], T]:
+        return {(k[0], k[1]): v for k, v in m.items()}
+
     label_values = {
         k: frozenset(_str(x, "label_values") for x in _list(v, "label_values"))
         for k, v in _map(h.get("label_values"), "label_values", _list).items()
     }
+    overflow_saved = h.get("overflow")
+    if not has_models and isinstance(overflow_saved, dict):
+        for label in _LATER_LABELS:
+            label_values.setdefault(label, frozenset())
+            overflow_saved = {**overflow_saved, label: overflow_saved.get(label, 0)}
     if set(label_values) != set(CAPPED_LABELS):
         raise StateFormatError(f"label_values: labels {sorted(label_values)}")
     d = h.get("dedup")
@@ -317,10 +355,36 @@ def decode(data: bytes) -> SavedState:
         ),
         budget_exceeded=_map(h.get("budget_exceeded"), "budget_exceeded", _int),
         approvals={(k[0], k[1]): v for k, v in dists("approvals", 2, APPROVAL_BUCKETS).items()},
+        model_calls={
+            (k[0], k[1], k[2], k[3]): _int(n, f"model_calls{list(k)}")
+            for k, n in _keyed(later("model_calls"), "model_calls", 4)
+        },
+        model_tokens={
+            (k[0], k[1], k[2]): _int(n, f"model_tokens{list(k)}")
+            for k, n in _keyed(later("model_tokens"), "model_tokens", 3)
+        },
+        model_cost=pairs(
+            {
+                k: _float(v, f"model_cost{list(k)}")
+                for k, v in _keyed(later("model_cost"), "model_cost", 2)
+            }
+        ),
+        model_durations=pairs(
+            {
+                k: _frozen(d, f"model_durations{list(k)}", MODEL_BUCKETS, True)
+                for k, d in _keyed(later("model_durations"), "model_durations", 2)
+            }
+        ),
+        model_ttft=pairs(
+            {
+                k: _frozen(d, f"model_ttft{list(k)}", TTFT_BUCKETS, True)
+                for k, d in _keyed(later("model_ttft"), "model_ttft", 2)
+            }
+        ),
         last_execution=_map(h.get("last_execution"), "last_execution", _float),
         ingest=_fixed(h.get("ingest"), "ingest", INGEST_RESULTS),
         rejections=_fixed(h.get("rejections"), "rejections", REJECTION_REASONS),
-        overflow=_fixed(h.get("overflow"), "overflow", CAPPED_LABELS),
+        overflow=_fixed(overflow_saved, "overflow", CAPPED_LABELS),
         label_values={k: len(v) for k, v in label_values.items()},
         dedup_entries=len(dedup.open) + sum(len(g) for g, _ in dedup.sealed),
         dedup_evicted=dedup.evicted,
@@ -330,6 +394,9 @@ def decode(data: bytes) -> SavedState:
         ("durations", {k[1] for k in snapshot.durations}, OUTCOMES),
         ("tool_calls", {k[2] for k in snapshot.tool_calls}, TOOL_STATUSES),
         ("approvals", {k[1] for k in snapshot.approvals}, DECISIONS),
+        ("model_calls", {k[2] for k in snapshot.model_calls}, MODEL_OPERATIONS),
+        ("model_calls", {k[3] for k in snapshot.model_calls}, MODEL_STATUSES),
+        ("model_tokens", {k[2] for k in snapshot.model_tokens}, TOKEN_TYPES),
     ):
         unknown = values - set(allowed)
         if unknown:

@@ -136,7 +136,7 @@ def test_cardinality_caps_fold_into_overflow_and_count() -> None:
     assert {k[2] for k in snap.executions} == {"e0", "_overflow"}
     assert snap.overflow["profile"] == 2
     assert snap.overflow["error_type"] == 3
-    assert snap.label_values == {"profile": 2, "domain": 2, "tool": 3, "error_type": 1}
+    assert snap.label_values == {"profile": 2, "domain": 2, "tool": 3, "error_type": 1, "model": 0}
     # kept pairs + one overflow tool per kept domain and for the overflow domain
     assert len({(d, t) for d, t, _ in snap.tool_calls}) == 3 + 2 + 1
     assert sum(snap.tool_calls.values()) == 24  # nothing lost, only folded

@@ -89,8 +89,8 @@ class MetricsServiceServicer:
         """GetDashboard returns the golden signals and breakdowns of the executions this replica
         recorded, over the whole time since it started or over a recent window.
 
-        Returns INVALID_ARGUMENT, with a field violation on `window`, `profile` or `domain`, when
-        the window is outside 1 minute to 1 hour or a filter is not a valid name.
+        Returns INVALID_ARGUMENT, with a field violation on `window`, `profile`, `domain` or
+        `model`, when the window is outside 1 minute to 1 hour or a filter is not a valid name.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
