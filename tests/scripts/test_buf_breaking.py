@@ -23,9 +23,12 @@ def git(cwd: Path, *args: str) -> str:
 
 
 def clone(tmp_path: Path, *options: str) -> Path:
-    """A clone of this repository's main branch, with the script of this work tree."""
+    """A clone of this repository's checked-out branch, named main as in CI's clone, with the
+    script of this work tree."""
     dest = tmp_path / "clone"
-    git(tmp_path, "clone", "-q", "--branch", "main", *options, ROOT.as_uri(), str(dest))
+    git(tmp_path, "clone", "-q", *options, ROOT.as_uri(), str(dest))
+    git(dest, "checkout", "-q", "-B", "main")
+    git(dest, "update-ref", "refs/remotes/origin/main", "HEAD")  # as in a fresh clone of main
     git(dest, "config", "user.email", "test@example.invalid")
     git(dest, "config", "user.name", "test")
     shutil.copy(SCRIPT, dest / "scripts" / "buf-breaking.sh")
