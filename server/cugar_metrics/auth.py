@@ -74,6 +74,8 @@ ROLE_METHODS: Final[Mapping[str, frozenset[str]]] = {
     "reader": frozenset({"GetDashboard"}),
 }
 RECORD_METHODS: Final = ROLE_METHODS["recorder"]
+#: The OTLP trace receiver: recorders may export spans, as they record executions.
+OTLP_EXPORT: Final = "opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 
 class KeysFileError(ValueError):
@@ -179,9 +181,11 @@ def access_for(method: str, reflection_requires_auth: bool) -> Access:
 
 def role_allows(role: str, method: str) -> bool:
     """Whether `role` may call `method`. Admin may call anything; other roles only their
-    MetricsService methods."""
+    MetricsService methods, and recorders the OTLP trace export."""
     if role == "admin":
         return True
+    if method.lstrip("/") == OTLP_EXPORT:
+        return role == "recorder"
     service, _, name = method.lstrip("/").rpartition("/")
     return service == METRICS_SERVICE and name in ROLE_METHODS.get(role, frozenset())
 

@@ -276,6 +276,35 @@ class Config:
     max_models: int = option(
         50, INT, "distinct provider/model pairs of model calls kept", low=1, high=100_000
     )
+    otlp_port: int | None = option(
+        None,
+        INT,
+        "also serve the OTLP/gRPC trace receiver (`TraceService/Export`, on the gRPC port "
+        "too) on this port, 4317 by convention (0: a free one)",
+        low=0,
+        high=65535,
+        shown="— (gRPC port only)",
+        see="OpenTelemetry",
+    )
+    otlp_assembly_timeout: float = option(
+        300.0,
+        DURATION,
+        "how long the spans of a trace wait for their agent span after the trace's last span",
+        low=1.0,
+        high=_DAY,
+    )
+    otlp_max_pending_spans: int = option(
+        100_000,
+        INT,
+        "most spans held while their traces wait; past it the oldest trace is let go",
+        low=100,
+        high=10_000_000,
+    )
+    otlp_profile_attribute: str = option(
+        "gen_ai.agent.name",
+        TEXT,
+        "the span attribute of an agent span that gives the execution's profile",
+    )
     replica: str = option(
         kind=TEXT,
         help="this replica's name in dashboards",
@@ -283,7 +312,10 @@ class Config:
         shown="host name",
     )
     ready_file: str | None = option(
-        None, PATH, "once serving, write `{grpc_port, metrics_port, pid}` as JSON to this file"
+        None,
+        PATH,
+        "once serving, write `{grpc_port, metrics_port, pid}` (and `otlp_port` with "
+        "`--otlp-port`) as JSON to this file",
     )
     log_level: str = option("INFO", LEVEL, "`DEBUG`, `INFO`, `WARNING` or `ERROR`")
     state_file: str | None = option(

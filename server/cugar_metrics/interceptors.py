@@ -124,7 +124,8 @@ class Undecodable:
 class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """The innermost interceptor: the request-handling bounds of every call.
 
-    - MetricsService: a body that does not decode as the request message is answered
+    - MetricsService and the OTLP TraceService (`services`): a body that does not decode as
+      the request message is answered
       INVALID_ARGUMENT (never UNKNOWN with a traceback); at most `max_concurrent_rpcs` calls
       run at once, the rest are answered RESOURCE_EXHAUSTED. The authentication interceptor
       runs before this one and refuses callers without a valid key without decoding.
@@ -135,13 +136,13 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def __init__(
         self,
-        service: str,
+        services: tuple[str, ...],
         max_concurrent_rpcs: int,
         watch: StreamCaps,
         reflection: StreamCaps,
         registry: CollectorRegistry,
     ) -> None:
-        self._prefix = f"/{service}/"
+        self._prefixes = tuple(f"/{service}/" for service in services)
         self._limit = max_concurrent_rpcs
         self.in_flight = 0
         self._watch = watch
@@ -164,7 +165,7 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method: str = details.method
         if handler is None:
             return handler
-        if method.startswith(self._prefix) and handler.unary_unary is not None:
+        if method.startswith(self._prefixes) and handler.unary_unary is not None:
             return self._guarded(handler, method.rpartition("/")[2])
         if method == _WATCH:
             return _capped(handler, self._watch, self._refused["watch_streams"])
@@ -175,7 +176,8 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _guarded(self, handler: grpc.RpcMethodHandler, name: str) -> grpc.RpcMethodHandler:
         decode = handler.request_deserializer
         behavior = handler.unary_unary
-        request_type = f"{name}Request"
+        # The request message's name, from its decoder (`SomeRequest.FromString`).
+        request_type = getattr(getattr(decode, "__self__", None), "__name__", f"{name}Request")
 
         def deserialize(data: bytes) -> Any:
             try:
@@ -198,7 +200,7 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 self._refused["concurrent_rpcs"].inc()
                 await context.abort(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"{self.in_flight} MetricsService calls are in flight, the most allowed "
+                    f"{self.in_flight} calls are in flight, the most allowed "
                     f"(--max-concurrent-rpcs {self._limit}); retry with backoff",
                 )
             self.in_flight += 1

@@ -12,7 +12,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
 from cugar.metrics.v1 import metrics_service_pb2 as pb
-from cugar_metrics import __version__
+from cugar_metrics import __version__, otlp
 from cugar_metrics.aggregator import Aggregator
 from cugar_metrics.auth import exposure_warning
 from cugar_metrics.auth_interceptor import Security, build_security
@@ -98,6 +98,11 @@ class RunningServer:
     checkpointer: Checkpointer | None = None
     security: Security | None = None
     calls: CallTracker | None = None
+    traces: otlp.TraceIngest | None = None
+    #: The port of its own the OTLP receiver listens on (None: the gRPC port only).
+    otlp_port: int | None = None
+    #: Background work that ends with the server (the OTLP assembler's expiry).
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def stop(self, grace: float | None = None, delay: float | None = None) -> None:
         """Drain: NOT_SERVING; keep serving for `delay`; then refuse new RPCs and let the
@@ -117,6 +122,19 @@ class RunningServer:
                 log.info("no call in flight: closing the remaining connections")
                 await self.grpc_server.stop(0)
         await stopping
+        for task in self.tasks:
+            task.cancel()
+        if self.traces is not None:
+            # Spans still waiting for their agent: model calls recorded alone, tool calls
+            # dropped; before the final checkpoint so the state file has them.
+            out = self.traces.drain()
+            if out.counts:
+                log.info(
+                    "OTLP spans still waiting at the drain: %d model calls recorded alone, "
+                    "%d tool calls dropped",
+                    len(out.lone_model_calls),
+                    out.counts["evicted"] - len(out.lone_model_calls),
+                )
         if self.checkpointer is not None:
             await self.checkpointer.close()  # the in-flight RPCs have finished
         self._http.shutdown()
@@ -168,7 +186,7 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
             )
     security = build_security(config, registry, clock)
     guard = RequestGuard(
-        SERVICE_NAME,
+        (SERVICE_NAME, otlp.SERVICE_NAME),
         config.max_concurrent_rpcs,
         StreamCaps("health Watch", config.max_watch_streams, config.max_streams_per_connection),
         StreamCaps("reflection", config.max_reflection_streams, config.max_streams_per_connection),
@@ -190,33 +208,47 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
             *connection_options(config),
         ],
     )
-    add_to_server(
-        MetricsService(aggregator, Limits(max_duration=config.max_duration), config.replica, clock),
-        server,
+    limits = Limits(max_duration=config.max_duration)
+    add_to_server(MetricsService(aggregator, limits, config.replica, clock), server)
+    assembler = otlp.Assembler(
+        max_spans=config.otlp_max_pending_spans,
+        timeout=config.otlp_assembly_timeout,
+        profile_attribute=config.otlp_profile_attribute,
     )
+    traces = otlp.TraceIngest(
+        aggregator, assembler, limits, otlp.OtlpMetrics(registry, assembler), clock
+    )
+    otlp.add_to_server(traces, server)
     health_servicer = health.aio.HealthServicer()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if config.reflection:
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            (SERVICE_NAME, otlp.SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
+            server,
         )
 
-    address = f"{config.host}:{config.grpc_port}"
-    try:
-        if config.tls_cert and config.tls_key:
-            grpc_port = server.add_secure_port(
-                address,
-                grpc_server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca),
-            )
-        else:
-            grpc_port = server.add_insecure_port(address)
-    except RuntimeError as e:
-        raise PortInUseError(
-            f"cannot listen for gRPC on {address}: the port is in use or the "
-            "address is not local (choose another with --grpc-port)"
-        ) from e
+    def listen(port: int, flag: str) -> int:
+        address = f"{config.host}:{port}"
+        try:
+            bound: int
+            if config.tls_cert and config.tls_key:
+                bound = server.add_secure_port(
+                    address,
+                    grpc_server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca),
+                )
+            else:
+                bound = server.add_insecure_port(address)
+            return bound
+        except RuntimeError as e:
+            raise PortInUseError(
+                f"cannot listen for gRPC on {address}: the port is in use or the "
+                f"address is not local (choose another with {flag})"
+            ) from e
+
+    grpc_port = listen(config.grpc_port, "--grpc-port")
+    otlp_port = None if config.otlp_port is None else listen(config.otlp_port, "--otlp-port")
     metrics_host = config.effective_metrics_host
     try:
         http = make_server(
@@ -256,6 +288,12 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
         security.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def expire_traces() -> None:
+        while True:
+            await asyncio.sleep(min(10.0, config.otlp_assembly_timeout))
+            traces.expire()
+
     return RunningServer(
         config,
         server,
@@ -269,6 +307,9 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
         checkpointer=checkpointer,
         security=security,
         calls=calls,
+        traces=traces,
+        otlp_port=otlp_port,
+        tasks=[asyncio.create_task(expire_traces())],
     )
 
 
@@ -277,6 +318,7 @@ def _write_ready_file(path: str, running: RunningServer) -> None:
         "grpc_port": running.grpc_port,
         "metrics_port": running.metrics_port,
         "pid": os.getpid(),
+        **({"otlp_port": running.otlp_port} if running.otlp_port is not None else {}),
     }
     write_atomically(path, json.dumps(info).encode(), mode=0o644)
 

@@ -619,3 +619,20 @@ def check_name_filter(field: str, value: str) -> list[Violation]:
     c = _Checker(Limits(), 0.0)
     c.name(field, value)
     return c.violations
+
+
+def validate_model_call(
+    message: pb.ModelCall, path: str, limits: Limits, now: float
+) -> tuple[model.ModelCall | None, list[Violation]]:
+    """Checks a model call that belongs to no execution (an OpenTelemetry model span with no
+    agent above it), by the rules of `Execution.model_calls`; paths start at `path`."""
+    carrier = pb.Execution(execution_id="m", profile="m", outcome=pb.OUTCOME_SUCCESS)
+    carrier.duration.SetInParent()
+    carrier.model_calls.append(message)
+    execution, violations = validate_execution(carrier, "e", limits, now)
+    if execution is not None:
+        return execution.model_calls[0], []
+    prefix = "e.model_calls[0]"
+    return None, [
+        Violation(path + v.field.removeprefix(prefix), v.description, v.reason) for v in violations
+    ]

@@ -364,15 +364,22 @@ class Aggregator:
             for reason in reasons:
                 self._rejections[reason] += 1
 
-    def record_model_calls(self, calls: Sequence[ModelCall], now: float) -> None:
+    def record_model_calls(self, calls: Sequence[tuple[str, ModelCall]], now: float) -> int:
         """Records valid model calls that belong to no execution (an OpenTelemetry model span
-        with no agent span above it): they count in the model series only."""
+        with no agent span above it), each with an id: they count in the model series only,
+        and an id seen within the dedup horizon counts once. Returns how many were new."""
         if not calls:
-            return
+            return 0
+        hashes = [id_hash(call_id) for call_id, _ in calls]
         with self._lock:
             self._advance(now)
-            for call in calls:
-                self._apply_model_call(call)
+            seen = self._dedup.check_and_add(hashes, now)
+            new = 0
+            for (_, call), duplicate in zip(calls, seen, strict=True):
+                if not duplicate:
+                    self._apply_model_call(call)
+                    new += 1
+            return new
 
     def _fold(self, label: str, value: str) -> str:
         values = self._values[label]

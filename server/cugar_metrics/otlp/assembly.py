@@ -18,8 +18,11 @@ under one result:
   span with no agent above it;
 - `evicted`: a tool or model span let go before its agent came (count bound, timeout or
   drain); a model call among them is still recorded alone in the model series;
-- `late`: a tool or model span that came after its agent was recorded; a model call among
-  them is recorded alone;
+- `late`: a tool or model span that came after its agent was recorded, dropped: this is how
+  the children of a re-exported trace arrive, and their calls were recorded the first time.
+
+A model call recorded alone carries the id of its span (trace id and span id, as an
+execution's), so the server's deduplication counts a re-exported one once.
 - `rejected`: a span that could not be used (counted by the caller, after validation).
 
 Pure: no I/O; time is passed in.
@@ -46,7 +49,8 @@ class Output:
     first) and model calls to record alone; and the spans counted, by result."""
 
     executions: list[tuple[pb.Execution, list[bytes]]] = field(default_factory=list)
-    lone_model_calls: list[pb.ModelCall] = field(default_factory=list)
+    #: (id of the span, the call): model calls to record alone.
+    lone_model_calls: list[tuple[str, pb.ModelCall]] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
 
     def extend(self, other: Output) -> None:
@@ -60,6 +64,8 @@ class _Waiting:
     kind: Kind
     call: pb.ToolCall | pb.ModelCall
     start: int
+    #: The span's id as a recorded model call carries it (see mapping.execution_id).
+    id: str
 
 
 @dataclass
@@ -173,7 +179,10 @@ class Assembler:
                 if kind is Kind.TOOL
                 else mapping.model_call(span, attrs)
             )
-            self._place(trace, span_id, _Waiting(kind, call, span.start_time_unix_nano), out)
+            w = _Waiting(
+                kind, call, span.start_time_unix_nano, mapping.execution_id(trace_id, span_id)
+            )
+            self._place(trace, span_id, w, out)
 
     def _place(self, trace: _Trace, span_id: bytes, w: _Waiting, out: Output) -> None:
         """A tool or model span: waits, is late, or has no agent above it."""
@@ -183,7 +192,7 @@ class Assembler:
         elif agent == _ROOT:
             self._alone(w, "model_call", "ignored", out)
         else:
-            self._alone(w, "late", "late", out)
+            out.counts["late"] += 1
 
     def _resolve_waiting(self, trace: _Trace, out: Output) -> None:
         """After a new link or agent: waiting spans whose chain now ends are placed."""
@@ -210,7 +219,7 @@ class Assembler:
     @staticmethod
     def _alone(w: _Waiting, model_result: str, tool_result: str, out: Output) -> None:
         if isinstance(w.call, pb.ModelCall):
-            out.lone_model_calls.append(w.call)
+            out.lone_model_calls.append((w.id, w.call))
             out.counts[model_result] += 1
         else:
             out.counts[tool_result] += 1

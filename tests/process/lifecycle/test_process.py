@@ -62,7 +62,12 @@ def test_startup_log_says_where_it_listens(served: ServerProcess) -> None:
 def test_grpcurl_lists_describes_and_invokes_through_reflection(served: ServerProcess) -> None:
     grpcurl = tool("grpcurl")
     listed = run(grpcurl, "-plaintext", served.target, "list").stdout.split()
-    assert listed == [SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"]
+    assert listed == [
+        SERVICE,
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+        "opentelemetry.proto.collector.trace.v1.TraceService",
+    ]
     described = run(grpcurl, "-plaintext", served.target, "describe", SERVICE).stdout
     for rpc in ("RecordExecution", "RecordExecutions", "GetDashboard"):
         assert f"rpc {rpc}" in described

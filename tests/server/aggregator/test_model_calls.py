@@ -43,7 +43,9 @@ def scenario() -> Aggregator:
         ],
         T0 + 1,
     )
-    agg.record_model_calls([call(status="rate_limited", cost=None, ttft=None)], T0 + 2)
+    agg.record_model_calls([("lone-1", call(status="rate_limited", cost=None, ttft=None))], T0 + 2)
+    # A re-sent lone call (an exporter's retry) counts once.
+    agg.record_model_calls([("lone-1", call(status="rate_limited", cost=None, ttft=None))], T0 + 2)
     return agg
 
 
@@ -122,7 +124,7 @@ def test_an_idle_server_exports_no_model_series() -> None:
 
 def test_models_past_the_cap_fold_into_overflow() -> None:
     agg = Aggregator(start_time=T0, caps=Caps(model=2))
-    agg.record_model_calls([call(f"m{i}") for i in range(5)], T0 + 1)
+    agg.record_model_calls([(f"c{i}", call(f"m{i}")) for i in range(5)], T0 + 1)
     s = agg.snapshot(T0 + 2)
     assert {k[:2] for k in s.model_calls} == {
         ("openai", "m0"),
@@ -166,7 +168,9 @@ def test_latency_and_ttft_quantiles_within_one_percent() -> None:
     rng = random.Random(7)
     durations = [rng.lognormvariate(0.5, 0.8) for _ in range(3000)]
     agg = Aggregator(start_time=T0)
-    agg.record_model_calls([call(duration=x, ttft=x / 4) for x in durations], T0 + 1)
+    agg.record_model_calls(
+        [(f"c{i}", call(duration=x, ttft=x / 4)) for i, x in enumerate(durations)], T0 + 1
+    )
     row = build_dashboard(agg.window(T0 + 2, None)).models[0]
     ordered = sorted(durations)
 
@@ -180,8 +184,8 @@ def test_latency_and_ttft_quantiles_within_one_percent() -> None:
 
 def test_a_window_counts_only_its_model_calls() -> None:
     agg = Aggregator(start_time=T0)
-    agg.record_model_calls([call()], T0 + 5)
-    agg.record_model_calls([call(), call(status="error")], T0 + 125)
+    agg.record_model_calls([("a", call())], T0 + 5)
+    agg.record_model_calls([("b", call()), ("c", call(status="error"))], T0 + 125)
     d = build_dashboard(agg.window(T0 + 130, 60))
     assert [(r.calls, r.errors) for r in d.models] == [(2, 1)]
 

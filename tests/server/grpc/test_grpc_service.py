@@ -329,6 +329,7 @@ def test_reflection_lists_the_services(server: ServerHandle) -> None:
     names = {s.name for r in responses for s in r.list_services_response.service}
     assert names == {
         "cugar.metrics.v1.MetricsService",
+        "opentelemetry.proto.collector.trace.v1.TraceService",
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
     }

@@ -31,7 +31,7 @@ async def _in_flight_limit() -> None:
 
     registry = CollectorRegistry()
     guard = RequestGuard(
-        SERVICE, 1, StreamCaps("health Watch", 1, 1), StreamCaps("reflection", 1, 1), registry
+        (SERVICE,), 1, StreamCaps("health Watch", 1, 1), StreamCaps("reflection", 1, 1), registry
     )
     server = grpc.aio.server(interceptors=[guard])
     server.add_generic_rpc_handlers(
