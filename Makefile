@@ -100,3 +100,6 @@ soak: install ## 30 minutes at half the load maximum (MINUTES=2 for a short chec
 
 windows-memory: install ## Aggregator at the caps over a simulated hour + 5 M dedup ids: RSS, read p99, ingest cost
 	$(VENV)/python bench/windows_memory.py
+
+windows-memory-server: install ## The real server at the caps for MINUTES (default 10): RSS every 10 s
+	$(VENV)/python bench/windows_server_memory.py $(if $(MINUTES),--minutes $(MINUTES))

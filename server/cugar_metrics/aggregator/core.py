@@ -327,6 +327,9 @@ class Aggregator:
         self._cur_first: float | None = None
         self._cur_first_by_profile: dict[str, float] = {}
         self._last_index = int(start_time // CHECKPOINT_SECONDS)
+        #: Sums of the closed slots from a window start, valid until the next boundary (a
+        #: dashboard polled many times per 10 s merges its slots once).
+        self._sums: dict[int, _Slot] = {}
         self._tools: dict[tuple[str, str], tuple[str, str]] = {}
         self._profiles: dict[str, _ProfileSeries] = {}
         self._first_ever: float | None = None
@@ -525,6 +528,7 @@ class Aggregator:
         self._cur_first = None
         self._cur_first_by_profile = {}
         self._last_index = index
+        self._sums = {}
         self._coarsen(index)
 
     def _live_slot(self, snap: Snapshot) -> _Slot | None:
@@ -555,6 +559,24 @@ class Aggregator:
             if held is None
             else held.absorb(slot, start)
         )
+
+    def _closed_sum(self, boundary: int) -> _Slot:
+        """The sum of the slots that start at or after `boundary`, oldest first."""
+        slots = [
+            slot
+            for tier in (self._fives, self._minutes, self._fine)
+            for _, slot in sorted(tier.items())
+            if slot.start >= boundary
+        ]
+        first: float | None = None
+        first_by_profile: dict[str, float] = {}
+        for slot in slots:
+            if first is None:
+                first = slot.first_execution
+            for profile, t in slot.first_by_profile.items():
+                first_by_profile.setdefault(profile, t)
+        parts = [slot.part for slot in slots] or [_gauges(self._prev or self._snapshot(0.0))]
+        return _Slot(boundary, merge_parts(parts, limit=None), first, first_by_profile)
 
     def _slot_boundary(self, tick: int) -> int:
         """The start of the slot that holds `tick` (a window's start is rounded down to it)."""
@@ -681,12 +703,13 @@ class Aggregator:
                     self._first_ever,
                     dict(self._first_ever_by_profile),
                 )
-            slots = [
-                slot
-                for tier in (self._fives, self._minutes, self._fine)
-                for _, slot in sorted(tier.items())
-                if slot.start >= boundary
-            ]
+            closed = self._sums.get(boundary)
+            if closed is None:
+                closed = self._closed_sum(boundary)
+                if len(self._sums) >= 4:
+                    self._sums.clear()
+                self._sums[boundary] = closed
+            slots = [closed]
             live = self._live_slot(current)
             if live is not None:
                 slots.append(live)

@@ -163,9 +163,14 @@ def build_dashboard(
 
     # Profiles
     profiles: list[ProfileRow] = []
-    for p in sorted({k[0] for k in executions}):
-        ok = sum(v for k, v in executions.items() if k[0] == p and k[1] == "success")
-        bad = sum(v for k, v in executions.items() if k[0] == p and k[1] == "failure")
+    by_outcome: dict[str, list[int]] = {}  # profile -> [succeeded, failed], one pass
+    for (p, outcome, _), v in executions.items():
+        by_outcome.setdefault(p, [0, 0])[outcome == "failure"] += v
+    durations_of: dict[str, list[FrozenDistribution]] = {}
+    for (p, _), dist in durations.items():
+        durations_of.setdefault(p, []).append(dist)
+    for p in sorted(by_outcome):
+        ok, bad = by_outcome[p]
         profiles.append(
             ProfileRow(
                 profile=p,
@@ -173,7 +178,7 @@ def build_dashboard(
                 succeeded=ok,
                 failed=bad,
                 success_rate=_ratio(ok, ok + bad),
-                latency_p95=_p95(d for k, d in durations.items() if k[0] == p),
+                latency_p95=_p95(durations_of.get(p, [])),
                 budget_spent=spent.get(p, 0.0),
                 budget_exceeded=exceeded.get(p, 0),
             )

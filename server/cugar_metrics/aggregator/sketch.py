@@ -132,13 +132,21 @@ def merge(parts: Sequence[FrozenDistribution], limit: int | None = None) -> Froz
     parts have them) and sketch keys added; collapsed to `limit` keys if given."""
     if len(parts) == 1 and limit is None:
         return parts[0]
-    count = sum(d.count for d in parts)
-    total = sum(d.sum for d in parts)
-    zero = sum(d.zero_count for d in parts)
+    count = zero = 0
+    total = 0.0
+    with_bins = []
+    all_buckets = True
+    for d in parts:
+        count += d.count
+        total += d.sum
+        zero += d.zero_count
+        if len(d.bins):
+            with_bins.append(d)
+        if not d.buckets:
+            all_buckets = False
     buckets: tuple[int, ...] = ()
-    if parts and all(d.buckets for d in parts):
+    if parts and all_buckets:
         buckets = tuple(int(x) for x in np.sum([d.buckets for d in parts], axis=0))
-    with_bins = [d for d in parts if len(d.bins)]
     if not with_bins:
         return FrozenDistribution(count, total, buckets, zero)
     lo = min(d.offset for d in with_bins)
