@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.process.windows.load import Sample, drive  # noqa: E402
-from tests.serverproc import launch  # noqa: E402
+from tests.support.serverproc import launch  # noqa: E402
 
 
 def mib(n: int) -> float:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.process.windows.load import drive
-from tests.serverproc import launch
+from tests.support.serverproc import launch
 
 MIB = 2**20
 #: Growth allowed from minute 1 to minute 2.
