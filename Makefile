@@ -26,12 +26,13 @@ check-generate: generate ## Fail when the committed generated code differs from 
 	  git status --porcelain -- clients/python/gen clients/go/gen clients/typescript/src/gen docs/api; \
 	  echo "generated code is stale: run 'make generate' and commit the result" >&2; exit 1; fi
 
-lint: ## buf format/lint/breaking, ruff, mypy
+lint: ## buf format/lint/breaking, ruff, mypy, no skipped or assertion-less tests
 	$(BUF) format -d --exit-code
 	$(BUF) lint
 	bash scripts/buf-breaking.sh
-	$(VENV)/ruff check server clients/python/src clients/python/examples tests bench
-	$(VENV)/ruff format --check server clients/python/src clients/python/examples tests bench
+	$(VENV)/ruff check server clients/python/src clients/python/examples tests bench scripts
+	$(VENV)/ruff format --check server clients/python/src clients/python/examples tests bench scripts
+	$(VENV)/python scripts/check-tests.py
 	$(VENV)/mypy
 
 test-server: ## The server in-process: validation, aggregator, exposition, gRPC, auth, TLS, persistence
@@ -41,7 +42,7 @@ test-process: ## The real `cugar-metrics serve` process: lifecycle, faults, rest
 	$(VENV)/pytest tests/process
 
 # The Python client's tests move beside its code (clients/python/tests); until then, tests/client.
-test-scripts: ## The repository's own scripts (buf-breaking.sh) in fresh clones
+test-scripts: ## The repository's own scripts: buf-breaking.sh in fresh clones, check-tests.py
 	$(VENV)/pytest tests/scripts
 
 test-python-client: ## The Python client against the real server
