@@ -30,12 +30,13 @@ check-generate: generate ## Fail when the committed generated code differs from 
 readme-options: ## Rewrite README.md's configuration table from the option declarations
 	$(VENV)/python scripts/readme_options.py
 
-lint: ## buf format/lint/breaking, ruff, mypy
+lint: ## buf format/lint/breaking, ruff, mypy, no skipped or assertion-less tests
 	$(BUF) format -d --exit-code
 	$(BUF) lint
 	bash scripts/buf-breaking.sh
-	$(VENV)/ruff check server clients/python/src clients/python/tests clients/python/examples tests bench
-	$(VENV)/ruff format --check server clients/python/src clients/python/tests clients/python/examples tests bench
+	$(VENV)/ruff check server clients/python/src clients/python/tests clients/python/examples tests bench scripts
+	$(VENV)/ruff format --check server clients/python/src clients/python/tests clients/python/examples tests bench scripts
+	$(VENV)/python scripts/check-tests.py
 	$(VENV)/mypy
 
 test-server: ## The server in-process: validation, aggregator, exposition, gRPC, auth, TLS, persistence
@@ -44,7 +45,7 @@ test-server: ## The server in-process: validation, aggregator, exposition, gRPC,
 test-process: ## The real `cugar-metrics serve` process: lifecycle, faults, restarts, TLS, keys
 	$(VENV)/pytest tests/process
 
-test-scripts: ## The repository's own scripts (buf-breaking.sh) in fresh clones
+test-scripts: ## The repository's own scripts: buf-breaking.sh in fresh clones, check-tests.py
 	$(VENV)/pytest tests/scripts
 
 test-python-client: ## The Python client: install and lint it, then its tests against the real server
