@@ -37,6 +37,8 @@ NEW_ALERTS = {
     "ProfileSilent",
     "AgentSilent",
 }
+#: Alerts on model calls: errors, rate limits and cost against the hourly budget.
+MODEL_ALERTS = {"ModelErrorRateHigh", "ModelRateLimited", "CostBurnRateHigh"}
 
 
 def load(path: Path) -> Any:
@@ -54,7 +56,7 @@ def test_alerts_keep_the_predecessors_and_add_the_missing_ones() -> None:
     """All ten predecessor alerts with their `for` and severity, plus the five new ones."""
     got = {a["alert"]: (a["for"], a["labels"]["severity"]) for a in alerts()}
     assert {k: got[k] for k in PREDECESSOR_ALERTS} == PREDECESSOR_ALERTS
-    assert set(got) == set(PREDECESSOR_ALERTS) | NEW_ALERTS
+    assert set(got) == set(PREDECESSOR_ALERTS) | NEW_ALERTS | MODEL_ALERTS
 
 
 def test_every_alert_has_labels_annotations_and_an_existing_runbook() -> None:
