@@ -441,7 +441,109 @@ def build() -> dash.Dashboard:
         )
     )
 
-    # -- Row 5: ingest -----------------------------------------------------------------------
+    # -- Row 5: models -----------------------------------------------------------------------
+    by_model = "provider, model"
+    b = b.with_row(dash.Row("Models"))
+    b = b.with_panel(
+        ts_panel(
+            "Tokens per second by model",
+            "Model tokens per second, by provider, model and type (input, output, and the "
+            "cached-input and reasoning parts of them).",
+            "short",
+            q(
+                "sum by (provider, model, type) "
+                f"(rate(cugar_model_tokens_total{{{INST}}}[$__rate_interval]))",
+                "{{provider}}/{{model}} {{type}}",
+            ),
+            span=8,
+        )
+    )
+    b = b.with_panel(
+        ts_panel(
+            "Model cost per hour",
+            "What the model calls cost per hour at the current rate, in the deployment's "
+            "currency, in total and by model. The hourly budget of the CostBurnRateHigh "
+            "alert is in monitoring/prometheus/rules/cugar-metrics.cost-budget.yml.",
+            "short",
+            q(
+                f"3600 * sum (rate(cugar_model_cost_total{{{INST}}}[$__rate_interval]))",
+                "total",
+            ),
+            q(
+                f"3600 * sum by ({by_model}) "
+                f"(rate(cugar_model_cost_total{{{INST}}}[$__rate_interval]))",
+                "{{provider}}/{{model}}",
+                "B",
+            ),
+            span=8,
+        )
+    )
+    b = b.with_panel(
+        ts_panel(
+            "Model latency p95",
+            "95th percentile of the model call duration, by model.",
+            "s",
+            q(
+                quantile(
+                    0.95, "cugar_model_call_duration_seconds", INST, "$__rate_interval", by_model
+                ),
+                "{{provider}}/{{model}}",
+            ),
+            span=8,
+        )
+    )
+    b = b.with_panel(
+        ts_panel(
+            "Time to first token p95",
+            "95th percentile of the time to the first token of streamed answers, by model.",
+            "s",
+            q(
+                quantile(
+                    0.95,
+                    "cugar_model_time_to_first_token_seconds",
+                    INST,
+                    "$__rate_interval",
+                    by_model,
+                ),
+                "{{provider}}/{{model}}",
+            ),
+            span=8,
+        )
+    )
+    b = b.with_panel(
+        ts_panel(
+            "Model error and rate-limit ratio",
+            "Calls that failed / all calls, and calls refused for a rate or quota limit / "
+            "all calls, by model.",
+            pct,
+            q(
+                ratio(
+                    "cugar_model_calls_total",
+                    f'{INST}, status="error"',
+                    INST,
+                    "$__rate_interval",
+                    by_model,
+                ),
+                "{{provider}}/{{model}} error",
+            ),
+            q(
+                ratio(
+                    "cugar_model_calls_total",
+                    f'{INST}, status="rate_limited"',
+                    INST,
+                    "$__rate_interval",
+                    by_model,
+                ),
+                "{{provider}}/{{model}} rate-limited",
+                "B",
+            ),
+            span=16,
+        )
+        .min(0)
+        .max(1)
+    )
+
+    # -- Row 6: ingest -----------------------------------------------------------------------
     b = b.with_row(dash.Row("Ingest"))
     b = b.with_panel(
         ts_panel(
@@ -483,7 +585,7 @@ def build() -> dash.Dashboard:
         )
     )
 
-    # -- Row 6: gRPC -------------------------------------------------------------------------
+    # -- Row 7: gRPC -------------------------------------------------------------------------
     rpc = f'{INST}, grpc_service="cugar.metrics.v1.MetricsService"'
     b = b.with_row(dash.Row("gRPC server"))
     b = b.with_panel(

@@ -80,6 +80,11 @@ def test_dashboard_has_the_expected_panels() -> None:
         "Tool call success rate",
         "Tool error rate by domain",
         "Usage per domain",
+        "Tokens per second by model",
+        "Model cost per hour",
+        "Model latency p95",
+        "Time to first token p95",
+        "Model error and rate-limit ratio",
         "Ingest results",
         "Rejections by reason",
         "Label overflow",
@@ -87,7 +92,7 @@ def test_dashboard_has_the_expected_panels() -> None:
         "RPC error ratio",
         "RPC duration p95",
     ]
-    assert len(panel_queries()) == 28
+    assert len(panel_queries()) == 35
 
 
 @pytest.mark.parametrize(

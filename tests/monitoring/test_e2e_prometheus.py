@@ -42,7 +42,7 @@ def test_idle_service_fires_no_alert(stack: Stack) -> None:
     """Both replicas up, no execution recorded: no alert is pending or firing."""
     assert stack.idle_alerts == []
     assert stack.idle_alerts_series == []
-    assert len(alert_names()) == 16
+    assert len(alert_names()) == 19
 
 
 def test_both_replicas_are_scraped_one_target_each(stack: Stack) -> None:
@@ -80,6 +80,12 @@ def test_summed_counts_equal_what_was_sent(stack: Stack, traffic: Driver) -> Non
         k: float(v) for k, v in t.rejections.items()
     }
     assert p.value("sum(cugar_execution_duration_seconds_count)") == sum(t.executions.values())
+    assert p.by("sum by (status) (cugar_model_calls_total) > 0", "status") == {
+        k: float(v) for k, v in t.model_calls.items()
+    }
+    assert p.by("sum by (type) (cugar_model_tokens_total) > 0", "type") == {
+        k: float(v) for k, v in t.model_tokens.items()
+    }
 
 
 def test_exact_tally_of_the_traffic(traffic: Driver) -> None:
@@ -92,6 +98,7 @@ def test_exact_tally_of_the_traffic(traffic: Driver) -> None:
     assert dict(t.rejections) == {"required": 2, "out_of_range": 2}
     assert t.tool_calls[("qualification", "error")] == 8
     assert t.tool_calls[("engagement", "skipped")] == 8
+    assert set(t.model_calls) == {"success", "error", "rate_limited"}
 
 
 @pytest.mark.parametrize("record", recording_rules())

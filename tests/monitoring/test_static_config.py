@@ -37,6 +37,8 @@ NEW_ALERTS = {
     "ProfileSilent",
     "AgentSilent",
 }
+#: Alerts on model calls: errors, rate limits and cost against the hourly budget.
+MODEL_ALERTS = {"ModelErrorRateHigh", "ModelRateLimited", "CostBurnRateHigh"}
 
 
 def load(path: Path) -> Any:
@@ -51,10 +53,10 @@ def alerts() -> list[dict[str, Any]]:
 
 
 def test_alerts_keep_the_predecessors_and_add_the_missing_ones() -> None:
-    """The ten predecessor alerts with their `for` and severity, plus the six new ones: each
-    defined once, and no other."""
+    """The ten predecessor alerts with their `for` and severity, plus the six new ones and the
+    three on model calls: each defined once, and no other."""
     names = [a["alert"] for a in alerts()]
-    assert sorted(names) == sorted([*PREDECESSOR_ALERTS, *NEW_ALERTS])
+    assert sorted(names) == sorted([*PREDECESSOR_ALERTS, *NEW_ALERTS, *MODEL_ALERTS])
     got = {a["alert"]: (a["for"], a["labels"]["severity"]) for a in alerts()}
     assert {k: got[k] for k in PREDECESSOR_ALERTS} == PREDECESSOR_ALERTS
 

@@ -26,6 +26,11 @@ DECISIONS = (
     (pb.APPROVAL_DECISION_TIMEOUT, "timeout", 3_600_000, pb.APPROVAL_OPERATION_EXECUTE),
     (pb.APPROVAL_DECISION_CANCELLED, "cancelled", 5_000, pb.APPROVAL_OPERATION_PROPOSE),
 )
+MODEL_STATUS = {
+    pb.MODEL_CALL_STATUS_SUCCESS: "success",
+    pb.MODEL_CALL_STATUS_ERROR: "error",
+    pb.MODEL_CALL_STATUS_RATE_LIMITED: "rate_limited",
+}
 STATUS = {
     pb.TOOL_CALL_STATUS_SUCCESS: "success",
     pb.TOOL_CALL_STATUS_ERROR: "error",
@@ -50,6 +55,8 @@ class Tally:
     ingest: Counter[str] = field(default_factory=Counter)  # result -> n
     rejections: Counter[str] = field(default_factory=Counter)  # reason -> n
     per_replica: Counter[int] = field(default_factory=Counter)  # replica -> accepted
+    model_calls: Counter[str] = field(default_factory=Counter)  # status -> n
+    model_tokens: Counter[str] = field(default_factory=Counter)  # type -> n
 
 
 def execution(i: int, prefix: str = "e2e") -> tuple[pb.Execution, dict[str, object]]:
@@ -72,6 +79,22 @@ def execution(i: int, prefix: str = "e2e") -> tuple[pb.Execution, dict[str, obje
         decision, _, wait_ms, operation = DECISIONS[k % 8]
         approvals.append(pb.Approval(decision=decision, wait=ms(wait_ms), operation=operation))
     exceeded = k % 10 == 9
+    # One chat call each: an error when k % 10 == 4, rate-limited when k % 10 == 8.
+    model_status = {4: pb.MODEL_CALL_STATUS_ERROR, 8: pb.MODEL_CALL_STATUS_RATE_LIMITED}.get(
+        k % 10, pb.MODEL_CALL_STATUS_SUCCESS
+    )
+    model_call = pb.ModelCall(
+        provider="openai",
+        model="gpt-4o",
+        operation=pb.MODEL_OPERATION_CHAT,
+        status=model_status,
+        error_type="" if model_status == pb.MODEL_CALL_STATUS_SUCCESS else "Timeout",
+        duration=ms(800 + (k % 4) * 100),
+        time_to_first_token=ms(200),
+        input_tokens=100 + k,
+        output_tokens=20,
+        cost=0.001,
+    )
     ex = pb.Execution(
         execution_id=f"{prefix}-{i}",
         profile=PROFILES[(k // 2) % 2],
@@ -91,8 +114,15 @@ def execution(i: int, prefix: str = "e2e") -> tuple[pb.Execution, dict[str, obje
             )
             for t, d, s, m in calls
         ],
+        model_calls=[model_call],
     )
-    return ex, {"failed": failed, "calls": calls, "approvals": approvals, "exceeded": exceeded}
+    return ex, {
+        "failed": failed,
+        "calls": calls,
+        "approvals": approvals,
+        "exceeded": exceeded,
+        "model_call": model_call,
+    }
 
 
 class Driver:
@@ -121,6 +151,11 @@ class Driver:
         for a in facts["approvals"]:  # type: ignore[attr-defined]
             t.approvals[DECISIONS[a.decision - 1][1]] += 1
         t.budget_exceeded += int(bool(facts["exceeded"]))
+        call = facts["model_call"]
+        assert isinstance(call, pb.ModelCall)
+        t.model_calls[MODEL_STATUS[call.status]] += 1
+        t.model_tokens["input"] += call.input_tokens
+        t.model_tokens["output"] += call.output_tokens
         t.ingest["accepted"] += 1
         t.per_replica[replica] += 1
 
@@ -187,6 +222,7 @@ class Driver:
             assert facts["failed"]
             ex.ClearField("approvals")
             ex.ClearField("tool_calls")
+            ex.ClearField("model_calls")
             ex.budget.exceeded = False
             batches.setdefault(i % len(self.stubs), []).append(ex)
         for replica, items in sorted(batches.items()):
