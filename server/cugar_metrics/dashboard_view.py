@@ -300,6 +300,40 @@ def render(d: pb.GetDashboardResponse, *, profile: str | None, domain: str | Non
         f"Budget: spent {d.budget.spent:.2f}, mean per execution "
         f"{fmt_number(d.budget, 'mean_spent_per_execution')}, exceeded "
         f"{d.budget.exceeded_count} of {d.budget.executions_with_budget} with a budget",
+        "",
+        f"Models (all profiles): tokens per execution {fmt_number(g, 'tokens_per_execution', 0)}, "
+        f"tokens/s {fmt_number(g, 'tokens_per_second', 1)}, cost per execution "
+        f"{fmt_number(g, 'cost_per_execution', 4)}, model error rate "
+        f"{fmt_percent(g, 'model_error_rate')}",
+        *table(
+            [
+                "provider / model",
+                "calls",
+                "errors",
+                "rate-limited",
+                "tokens in",
+                "tokens out",
+                "cost",
+                "p50",
+                "p95",
+                "TTFT p95",
+            ],
+            [
+                [
+                    f"{m.provider} / {m.model}",
+                    str(m.calls),
+                    str(m.errors),
+                    str(m.rate_limited),
+                    str(m.input_tokens),
+                    str(m.output_tokens),
+                    f"{m.cost:.4f}",
+                    fmt_duration(m, "latency_p50"),
+                    fmt_duration(m, "latency_p95"),
+                    fmt_duration(m, "time_to_first_token_p95"),
+                ]
+                for m in d.models
+            ],
+        ),
     ]
     return "\n".join(lines)
 
