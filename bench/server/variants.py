@@ -1,6 +1,7 @@
 """Server variants built only for the benchmark, each a process of its own like the real one.
 
-  noop-aio          grpc.aio server, a servicer that answers ACCEPTED and does no work
+  noop-aio          grpc.aio server, a servicer that answers ACCEPTED and does no work (and
+                    an OTLP TraceService that answers every Export with success)
   noop-threaded     grpc.server(ThreadPoolExecutor), the same do-nothing servicer
   real-threaded     grpc.server(ThreadPoolExecutor) running the real MetricsService (the same
                     validation and Aggregator as `cugar-metrics serve`) with the same per-RPC
@@ -25,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar.metrics.v1 import metrics_service_pb2_grpc as pb_grpc
@@ -36,6 +38,7 @@ _OPTIONS = [
     ("grpc.max_send_message_length", 16 * 1024 * 1024),
 ]
 _ACCEPTED = pb.RecordExecutionResponse(result=pb.RECORD_RESULT_ACCEPTED)
+_EXPORTED = trace_service_pb2.ExportTraceServiceResponse()
 T = TypeVar("T")
 
 
@@ -190,9 +193,17 @@ def _serve_threaded(model: str, ready_file: str, workers: int) -> None:
     server.stop(2).wait()
 
 
+class AsyncNoopTraceService(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
+    """The OTLP trace receiver's do-nothing twin: answers every Export with success."""
+
+    async def Export(self, request: Any, context: Any) -> Any:
+        return _EXPORTED
+
+
 async def _serve_aio(ready_file: str) -> None:
     server = grpc.aio.server(options=_OPTIONS)
     pb_grpc.add_MetricsServiceServicer_to_server(AsyncNoopService(), server)
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(AsyncNoopTraceService(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     stop = asyncio.Event()

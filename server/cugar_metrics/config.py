@@ -294,9 +294,10 @@ class Config:
         high=_DAY,
     )
     otlp_max_pending_spans: int = option(
-        100_000,
+        20_000,
         INT,
-        "most spans held while their traces wait; past it the oldest trace is let go",
+        "most spans held while their traces wait (about 2 KiB each); past it the oldest trace "
+        "is let go",
         low=100,
         high=10_000_000,
     )

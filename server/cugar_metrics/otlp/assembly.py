@@ -90,7 +90,7 @@ class Assembler:
     def __init__(
         self,
         *,
-        max_spans: int = 100_000,
+        max_spans: int = 20_000,
         timeout: float = 300.0,
         profile_attribute: str = mapping.DEFAULT_PROFILE_ATTRIBUTE,
     ) -> None:
