@@ -211,8 +211,8 @@ func TestRecorderCloseReportsDroppedAfterCloseTimeout(t *testing.T) {
 		t.Errorf("last error %v, want Unavailable, wrapped", dropped.LastError)
 	}
 	s := r.Stats()
-	if s.Submitted != 8 || s.Dropped != 8 || s.Overflowed != 3 || s.Pending != 0 || s.SendErrors < 2 {
-		t.Errorf("stats = %+v, want 8 submitted, 8 dropped (3 overflowed), 0 pending, at least 2 failed sends", s)
+	if s.Submitted != 8 || s.Dropped != 8 || s.Overflowed != 3 || s.Pending != 0 || s.SendErrors < 1 {
+		t.Errorf("stats = %+v, want 8 submitted, 8 dropped (3 overflowed), 0 pending, a failed send", s)
 	}
 	lines := strings.Split(strings.TrimSpace(logged.String()), "\n")
 	if len(lines) != 1 || !strings.Contains(lines[0], "level=WARN") ||

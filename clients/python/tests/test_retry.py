@@ -1,4 +1,5 @@
-"""Retries on UNAVAILABLE come from the channel's service config, and only on UNAVAILABLE.
+"""Retries on UNAVAILABLE, and only on UNAVAILABLE, each attempt with its own deadline inside
+the call's (clients/spec.yaml, `call`).
 
 These tests need a server that fails on purpose, so they run a small gRPC server whose
 answers they script; everything else runs against the real server.
@@ -27,9 +28,11 @@ class FlakyService(pb_grpc.MetricsServiceServicer):  # type: ignore[misc]
         self.failures = 0
         self.code = grpc.StatusCode.UNAVAILABLE
         self.attempts = 0
+        self.remaining: list[float] = []  # each attempt's deadline, as the server sees it
 
     def RecordExecution(self, request: Any, context: Any) -> Any:
         self.attempts += 1
+        self.remaining.append(context.time_remaining())
         if self.attempts <= self.failures:
             context.abort(self.code, "scripted failure")
         return pb.RecordExecutionResponse(result=pb.RECORD_RESULT_ACCEPTED)
@@ -78,16 +81,29 @@ def test_other_codes_are_not_retried(flaky: tuple[FlakyService, str]) -> None:
     assert service.attempts == 1
 
 
-def test_channel_options_carry_the_retry_policy_and_keepalive() -> None:
-    """The service config retries UNAVAILABLE on every method and balances round robin."""
+def test_channel_options_balance_round_robin_and_keep_alive() -> None:
+    """The service config balances round robin; retries are the client's own (a gRPC retry
+    policy would give every attempt the whole call's deadline)."""
     options = dict(channel_options())
     config = json.loads(str(options["grpc.service_config"]))
-    assert config["loadBalancingConfig"] == [{"round_robin": {}}]
-    (method,) = config["methodConfig"]
-    assert method["name"] == [{"service": "cugar.metrics.v1.MetricsService"}]
-    assert method["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
-    assert method["retryPolicy"]["maxAttempts"] == 5
+    assert config == {"loadBalancingConfig": [{"round_robin": {}}]}
     assert options["grpc.keepalive_time_ms"] == 60_000
+
+
+def test_each_attempt_has_its_own_deadline(flaky: tuple[FlakyService, str]) -> None:
+    """Within a 10 s call, each of the three attempts reaches the server with at most the
+    0.5 s attempt deadline; the last attempt never gets more than what is left of the call."""
+    service, target = flaky
+    service.failures = 2
+    with Client(target, timeout=10.0, attempt_timeout=0.5) as client:
+        assert client.record(Execution("p", "success", 1.0)) is RecordResult.ACCEPTED
+    assert service.attempts == 3
+    # (gRPC rounds a deadline on the wire: allow 0.1 s over, far below the call's 10 s.)
+    assert all(0 < remaining <= 0.6 for remaining in service.remaining), service.remaining
+    service.attempts, service.failures, service.remaining = 0, 0, []
+    with Client(target, timeout=0.3) as client:  # the default attempt deadline is 5 s
+        client.record(Execution("p", "success", 1.0))
+    assert 0 < service.remaining[0] <= 0.4
 
 
 def test_a_single_attempt_turns_retries_off(flaky: tuple[FlakyService, str]) -> None:

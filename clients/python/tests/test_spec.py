@@ -1,7 +1,8 @@
 """The Python client's defaults are those of clients/spec.yaml, the file all four clients share.
 
-Each value is read from what the client actually uses (signature defaults, the gRPC service
-config and channel options it builds, the recorder's backoff), not from a copy of the file,
+Each value is read from what the client actually uses (signature defaults, the backoff of a
+direct call's retries, the channel options and service config it builds, the recorder's
+backoff), not from a copy of the file,
 so changing a default on one side only fails here.
 """
 
@@ -17,6 +18,7 @@ import yaml
 from cugar_metrics_client import AsyncClient, BatchRecorder, Client
 from cugar_metrics_client import _spec as spec
 from cugar_metrics_client._channel import channel_options, service_config
+from cugar_metrics_client._retry import unavailable_backoff
 
 SPEC = Path(__file__).resolve().parents[2] / "spec.yaml"
 
@@ -51,18 +53,19 @@ def python_values() -> dict[str, Any]:
     assert defaults(AsyncClient.__init__) == client, "Client and AsyncClient defaults differ"
     recorder = defaults(BatchRecorder.__init__)
     config = json.loads(service_config())
-    policy = config["methodConfig"][0]["retryPolicy"]
     (balancing,) = config["loadBalancingConfig"]
     options = dict(channel_options())
     assert recorder["retry_info_cap"] == client["retry_info_cap"]
+    assert recorder["timeout"] == client["attempt_timeout"], "attempt deadlines differ"
+    backoffs = [unavailable_backoff(n) for n in range(1, 4)]
     return {
         "call.deadline_seconds": client["timeout"],
-        "call.attempt_deadline_seconds": recorder["timeout"],
-        "call.max_attempts": policy["maxAttempts"],
-        "call.initial_backoff_seconds": seconds(policy["initialBackoff"]),
-        "call.max_backoff_seconds": seconds(policy["maxBackoff"]),
-        "call.backoff_multiplier": policy["backoffMultiplier"],
-        "call.retryable_codes": policy["retryableStatusCodes"],
+        "call.attempt_deadline_seconds": client["attempt_timeout"],
+        "call.max_attempts": client["max_attempts"],
+        "call.initial_backoff_seconds": backoffs[0],
+        "call.max_backoff_seconds": unavailable_backoff(100),
+        "call.backoff_multiplier": backoffs[2] / backoffs[1],
+        "call.retryable_codes": list(spec.RETRYABLE_CODES),
         "connection.initial_reconnect_backoff_seconds": (
             int(options["grpc.initial_reconnect_backoff_ms"]) / 1000
         ),

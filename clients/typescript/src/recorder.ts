@@ -96,8 +96,8 @@ export const RECORDER_RETRYABLE_CODES: ReadonlySet<Code> = new Set(
  *   and when full the oldest one not in flight is dropped and counted.
  * - A batch that fails with UNAVAILABLE, DEADLINE_EXCEEDED or RESOURCE_EXHAUSTED is kept and
  *   retried, with the same execution ids (the server counts each once), after a backoff of
- *   200 ms doubling to 2 s, or after the server's RetryInfo delay (at most 30 s) when that
- *   is longer, until it is delivered, the buffer overflows, or `close()` times out.
+ *   200 ms doubling to 2 s, or after the server's RetryInfo delay (capped at the client's
+ *   `retry.maxRetryDelayMs`, 30 s by default) when that is longer, until it is delivered, the buffer overflows, or `close()` times out.
  * - `close()` keeps retrying for up to `closeTimeoutMs`, then resolves to how many
  *   executions were dropped in all, as `stats().dropped` says and a warning line reports.
  */
@@ -109,6 +109,8 @@ export class Recorder {
   /** The backoff between retries of a failed batch. */
   readonly retry: Required<RecorderRetryOptions>;
   private readonly sender: BatchSender;
+  /** The longest RetryInfo delay waited: the client's `retry.maxRetryDelayMs`, else the spec's. */
+  private readonly retryInfoCapMs: number;
   private readonly logger: RecorderLogger;
   private readonly onError: ((error: unknown) => void) | undefined;
   private readonly onRejected: ((rejected: readonly RejectedExecution[]) => void) | undefined;
@@ -142,6 +144,8 @@ export class Recorder {
 
   constructor(sender: BatchSender, options: RecorderOptions = {}) {
     this.sender = sender;
+    this.retryInfoCapMs =
+      (sender as Partial<Pick<MetricsClient, "retry">>).retry?.maxRetryDelayMs ?? RATE_LIMIT.retryInfoCapMs;
     this.maxBufferSize = options.maxBufferSize ?? RECORDER.bufferSize;
     if (!Number.isInteger(this.maxBufferSize) || this.maxBufferSize < 1) {
       throw new RangeError(`maxBufferSize must be an integer >= 1, got ${this.maxBufferSize}`);
@@ -354,7 +358,7 @@ export class Recorder {
     this.failures += 1;
     const b = this.retry;
     const backoff = Math.min(b.initialBackoffMs * b.multiplier ** (this.failures - 1), b.maxBackoffMs);
-    const delay = Math.max(backoff, Math.min(retryDelayOf(error) ?? 0, RATE_LIMIT.retryInfoCapMs));
+    const delay = Math.max(backoff, Math.min(retryDelayOf(error) ?? 0, this.retryInfoCapMs));
     this.notBefore = performance.now() + delay;
     clearTimeout(this.retryTimer);
     if (this.closed) return; // close() retries on its own

@@ -206,6 +206,33 @@ describe("a RetryInfo delay over the cap (--rate-limit-recorder 1/m:1: the next 
     }
   });
 
+  it("is waited for the client's cap by a Recorder too, which then tries again", async () => {
+    const client = new MetricsClient({
+      target: server.target,
+      apiKey: key,
+      retry: { maxRetryDelayMs: 300, rateLimitRetries: 0 },
+    });
+    const recorder = new Recorder(client, { flushIntervalMs: 60_000, logger: { warn: () => undefined } });
+    const before = await rateLimitedCount(server);
+    try {
+      recorder.record(execution(`${freshProfile()}-1`, "demo"));
+      await recorder.flush(); // refused: the server asks for up to 60 s
+      assert.equal(recorder.stats().failedSends, 1);
+      // The recorder's own retry timer sends again after the 300 ms cap, not after 30 s.
+      const deadline = performance.now() + 20_000;
+      while (recorder.stats().failedSends < 2) {
+        assert.ok(performance.now() < deadline, "no retry after the capped delay");
+        await new Promise((done) => setTimeout(done, 20));
+      }
+      assert.equal(await recorder.close(100), 1);
+      const sends = recorder.stats().failedSends;
+      assert.ok(sends >= 2);
+      assert.equal(await rateLimitedCount(server), (before ?? Number.NaN) + sends, "every send reached the server and was refused");
+    } finally {
+      client.close();
+    }
+  });
+
   it("is never waited past the call's deadline", async () => {
     const client = new MetricsClient({
       target: server.target,

@@ -29,9 +29,16 @@ from ._model import (
     set_duration,
     to_proto,
 )
-from ._retry import RATE_LIMIT_RETRIES, check_cap, check_retries, wait_before_retry
+from ._retry import (
+    RATE_LIMIT_RETRIES,
+    CallAttempts,
+    check_attempt_timeout,
+    check_attempts,
+    check_cap,
+    check_retries,
+)
 from ._run import AsyncRun, Run, track_async, track_sync
-from ._spec import CALL_DEADLINE, RETRY_INFO_CAP
+from ._spec import ATTEMPT_DEADLINE, CALL_DEADLINE, RETRY_INFO_CAP
 from ._tls import TlsConfig
 
 P = ParamSpec("P")
@@ -104,10 +111,8 @@ def dashboard_request(
     return request
 
 
-def _options(
-    max_attempts: int, options: Mapping[str, int | str] | None
-) -> list[tuple[str, int | str]]:
-    return channel_options(max_attempts=max_attempts, extra=dict(options or {}))
+def _options(options: Mapping[str, int | str] | None) -> list[tuple[str, int | str]]:
+    return channel_options(extra=dict(options or {}))
 
 
 def _with_tls(
@@ -129,13 +134,12 @@ def sync_channel(
     credentials: grpc.ChannelCredentials | None,
     tls: TlsConfig | None,
     options: Mapping[str, int | str] | None,
-    max_attempts: int,
     api_key: str | None,
 ) -> grpc.Channel:
     """The channel of a ``Client``: plaintext, or secure with ``tls``/``credentials``; with an
     API key as call credentials (secure) or added by an interceptor (plaintext)."""
     credentials, options = _with_tls(credentials, tls, options)
-    channel_opts = _options(max_attempts, options)
+    channel_opts = _options(options)
     if credentials is not None:
         if api_key is not None:
             credentials = with_call_credentials(credentials, check_api_key(api_key))
@@ -152,12 +156,11 @@ def async_channel(
     credentials: grpc.ChannelCredentials | None,
     tls: TlsConfig | None,
     options: Mapping[str, int | str] | None,
-    max_attempts: int,
     api_key: str | None,
 ) -> grpc.aio.Channel:
     """The ``grpc.aio`` channel of an ``AsyncClient``, made as ``sync_channel`` makes its."""
     credentials, options = _with_tls(credentials, tls, options)
-    channel_opts = _options(max_attempts, options)
+    channel_opts = _options(options)
     if credentials is not None:
         if api_key is not None:
             credentials = with_call_credentials(credentials, check_api_key(api_key))
@@ -166,12 +169,25 @@ def async_channel(
     return grpc.aio.insecure_channel(target, options=channel_opts, interceptors=interceptors)
 
 
+def _attempts(client: Client | AsyncClient, timeout: float | None) -> CallAttempts:
+    return CallAttempts(
+        client.timeout if timeout is None else timeout,
+        attempt_timeout=client.attempt_timeout,
+        max_attempts=client.max_attempts,
+        rate_limit_retries=client.rate_limit_retries,
+        cap=client.retry_info_cap,
+    )
+
+
 class Client:
     """A blocking client.
 
     ``target`` is ``host:port`` or any gRPC target (``dns:///metrics.svc:50051``). Every call
-    has a deadline (``timeout`` seconds unless the call says otherwise) and is retried with
-    exponential backoff while the server answers UNAVAILABLE, within that deadline. Failed
+    has a deadline (``timeout`` seconds unless the call says otherwise, 10 by default) for all
+    its attempts; each attempt has at most ``attempt_timeout`` seconds of it (5; None: the
+    whole deadline). While the server answers UNAVAILABLE the call is tried again, up to
+    ``max_attempts`` in all, after a random wait of up to 0.1 s, doubling to at most 2 s,
+    within the deadline. Failed
     calls raise ``CugarMetricsError``; invalid input raises ``InvalidExecutionError`` (or
     ``InvalidRequestError`` for GetDashboard) with the field violations.
 
@@ -201,9 +217,12 @@ class Client:
         api_key: str | None = None,
         rate_limit_retries: int = RATE_LIMIT_RETRIES,
         retry_info_cap: float = RETRY_INFO_CAP,
+        attempt_timeout: float | None = ATTEMPT_DEADLINE,
     ) -> None:
         self.target = target
         self.timeout = timeout
+        self.max_attempts = check_attempts(max_attempts)
+        self.attempt_timeout = check_attempt_timeout(attempt_timeout)
         self.rate_limit_retries = check_retries(rate_limit_retries)
         self.retry_info_cap = check_cap(retry_info_cap)
         self._channel: grpc.Channel = sync_channel(
@@ -211,7 +230,6 @@ class Client:
             credentials=credentials,
             tls=tls,
             options=options,
-            max_attempts=max_attempts,
             api_key=api_key,
         )
         self._stub: Any = pb_grpc.MetricsServiceStub(self._channel)
@@ -221,6 +239,9 @@ class Client:
         """The generated ``MetricsServiceStub`` on this client's channel."""
         return self._stub
 
+    def _attempts(self, timeout: float | None) -> CallAttempts:
+        return _attempts(self, timeout)
+
     def _call(
         self,
         method: Callable[..., Any],
@@ -228,23 +249,16 @@ class Client:
         timeout: float | None,
         invalid: type[InvalidRequestError],
     ) -> Any:
-        """One RPC within one deadline, retried after the delay of each RetryInfo."""
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        retries = 0
+        """One RPC within one deadline: attempts retried on UNAVAILABLE and after the delay
+        of each RetryInfo (``CallAttempts``)."""
+        attempts = self._attempts(timeout)
         while True:
             try:
-                return method(request, timeout=max(0.0, deadline - time.monotonic()))
+                return method(request, timeout=attempts.timeout())
             except grpc.RpcError as error:
-                wait = wait_before_retry(
-                    error,
-                    retries,
-                    self.rate_limit_retries,
-                    deadline - time.monotonic(),
-                    self.retry_info_cap,
-                )
+                wait = attempts.wait(error)
                 if wait is None:
                     raise from_rpc_error(error, invalid=invalid) from None
-            retries += 1
             time.sleep(wait)
 
     def record(self, execution: ExecutionLike, *, timeout: float | None = None) -> RecordResult:
@@ -339,9 +353,12 @@ class AsyncClient:
         api_key: str | None = None,
         rate_limit_retries: int = RATE_LIMIT_RETRIES,
         retry_info_cap: float = RETRY_INFO_CAP,
+        attempt_timeout: float | None = ATTEMPT_DEADLINE,
     ) -> None:
         self.target = target
         self.timeout = timeout
+        self.max_attempts = check_attempts(max_attempts)
+        self.attempt_timeout = check_attempt_timeout(attempt_timeout)
         self.rate_limit_retries = check_retries(rate_limit_retries)
         self.retry_info_cap = check_cap(retry_info_cap)
         self._channel: grpc.aio.Channel = async_channel(
@@ -349,7 +366,6 @@ class AsyncClient:
             credentials=credentials,
             tls=tls,
             options=options,
-            max_attempts=max_attempts,
             api_key=api_key,
         )
         self._stub: Any = pb_grpc.MetricsServiceStub(self._channel)
@@ -361,23 +377,15 @@ class AsyncClient:
         timeout: float | None,
         invalid: type[InvalidRequestError],
     ) -> Any:
-        """One RPC within one deadline, retried after the delay of each RetryInfo."""
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        retries = 0
+        """One RPC within one deadline, retried as ``Client._call`` retries."""
+        attempts = _attempts(self, timeout)
         while True:
             try:
-                return await method(request, timeout=max(0.0, deadline - time.monotonic()))
+                return await method(request, timeout=attempts.timeout())
             except grpc.RpcError as error:
-                wait = wait_before_retry(
-                    error,
-                    retries,
-                    self.rate_limit_retries,
-                    deadline - time.monotonic(),
-                    self.retry_info_cap,
-                )
+                wait = attempts.wait(error)
                 if wait is None:
                     raise from_rpc_error(error, invalid=invalid) from None
-            retries += 1
             await asyncio.sleep(wait)
 
     async def record(
