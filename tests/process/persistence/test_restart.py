@@ -20,7 +20,13 @@ from tests.server.persistence.helpers import demo_execution
 from tests.support.serverproc import ServerProcess, launch
 
 # Per-process series: the RPC metrics and the checkpoint counters start again with a process.
-PER_PROCESS = ("grpc_server_", "cugar_state_", "cugar_build_info", "cugar_rpc_refusals")
+PER_PROCESS = (
+    "grpc_server_",
+    "cugar_state_",
+    "cugar_build_info",
+    "cugar_rpc_refusals",
+    "cugar_otlp_",
+)
 
 
 def stub(server: ServerProcess) -> tuple[grpc.Channel, pb_grpc.MetricsServiceStub]:
