@@ -33,7 +33,7 @@ lint: ## buf format/lint/breaking, ruff, mypy
 	$(VENV)/mypy
 
 test-python: ## The Python test suite (unit, integration, end-to-end)
-	$(VENV)/pytest tests/unit tests/integration tests/e2e tests/hardening
+	$(VENV)/pytest tests/unit tests/integration tests/e2e tests/hardening tests/server tests/process
 
 test: test-python ## Every test in every language
 	@for s in scripts/ci/*.sh; do [ -e "$$s" ] || continue; echo "==> $$s"; bash "$$s" || exit 1; done
