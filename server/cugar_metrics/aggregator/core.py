@@ -18,6 +18,7 @@ its start is rounded down to a slot boundary (10 s within the last 5 minutes, 1 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from cugar_metrics.aggregator.sketch import (
     FrozenDistribution,
     compact,
     merge,
+    shrink,
 )
 from cugar_metrics.model import (
     CAPPED_LABELS,
@@ -193,6 +195,39 @@ def delta(current: Snapshot, earlier: Snapshot) -> Snapshot:
     return Snapshot(**fields)
 
 
+def subtract_parts(total: Snapshot, part: Snapshot) -> Snapshot:
+    """`total` without `part` (a part that was added to it): the inverse of merge_parts on
+    the windowed fields; series left empty are dropped, sketches trimmed to their keys."""
+    fields = _empty_part(total.time)
+    for name in WINDOWED_COUNTERS:
+        acc: dict[Any, float] = dict(getattr(total, name))
+        for k, v in getattr(part, name).items():
+            left = acc[k] - v
+            if left:
+                acc[k] = left
+            else:
+                del acc[k]
+        fields[name] = acc
+    for name in WINDOWED_DISTRIBUTIONS:
+        dists: dict[Any, FrozenDistribution] = dict(getattr(total, name))
+        for k, d in getattr(part, name).items():
+            left = dists[k].minus(d)
+            if left.count:
+                dists[k] = shrink(left)
+            else:
+                del dists[k]
+        fields[name] = dists
+    return Snapshot(**fields)
+
+
+def _shrunk(part: Snapshot) -> Snapshot:
+    """`part` with each distribution's counts in the smallest integer type (a running sum)."""
+    fields: dict[str, Any] = {
+        n: {k: shrink(d) for k, d in getattr(part, n).items()} for n in WINDOWED_DISTRIBUTIONS
+    }
+    return dataclasses.replace(part, **fields)
+
+
 def merge_parts(parts: Sequence[Snapshot], limit: int | None = SLOT_BINS) -> Snapshot:
     """The sum of window parts (slots, windows, or the windows of several replicas with the
     same mapping): counters added, distributions merged (sketch keys added, collapsed to
@@ -330,6 +365,9 @@ class Aggregator:
         #: Sums of the closed slots from a window start, valid until the next boundary (a
         #: dashboard polled many times per 10 s merges its slots once).
         self._sums: dict[int, _Slot] = {}
+        #: The running sum of each tier's slots (None: no slot), so that a window covering
+        #: most of a tier subtracts the few slots it leaves out instead of adding the others.
+        self._totals: dict[str, Snapshot | None] = {"fine": None, "minutes": None, "fives": None}
         self._tools: dict[tuple[str, str], tuple[str, str]] = {}
         self._profiles: dict[str, _ProfileSeries] = {}
         self._first_ever: float | None = None
@@ -523,7 +561,7 @@ class Aggregator:
         if self._prev is not None:
             slot = self._live_slot(snap)
             if slot is not None:
-                self._fine[slot.start] = slot
+                self._put("fine", slot.start, slot)
         self._prev = snap
         self._cur_first = None
         self._cur_first_by_profile = {}
@@ -544,38 +582,70 @@ class Aggregator:
         and drops 5-minute slots no window reaches."""
         self._fine_from = index - FINE_TICKS
         for tick in sorted(t for t in self._fine if t < self._fine_from):
-            self._into(self._minutes, tick - tick % MINUTE, self._fine.pop(tick))
+            self._put("minutes", tick - tick % MINUTE, self._take("fine", tick))
         self._minutes_from = max(self._minutes_from, (index - MINUTE_UNTIL) // MINUTE * MINUTE)
         for tick in sorted(t for t in self._minutes if t < self._minutes_from):
-            self._into(self._fives, tick - tick % FIVE_MINUTES, self._minutes.pop(tick))
+            self._put("fives", tick - tick % FIVE_MINUTES, self._take("minutes", tick))
         for tick in [t for t in self._fives if t + FIVE_MINUTES <= index - _KEEP_TICKS]:
-            del self._fives[tick]
+            self._take("fives", tick)
 
-    @staticmethod
-    def _into(tier: dict[int, _Slot], start: int, slot: _Slot) -> None:
+    def _tier(self, name: str) -> dict[int, _Slot]:
+        return {"fine": self._fine, "minutes": self._minutes, "fives": self._fives}[name]
+
+    def _put(self, name: str, start: int, slot: _Slot) -> None:
+        """Adds `slot` to the tier's slot at `start` (absorbed if there is one)."""
+        tier = self._tier(name)
         held = tier.get(start)
-        tier[start] = (
-            _Slot(start, slot.part, slot.first_execution, slot.first_by_profile)
-            if held is None
-            else held.absorb(slot, start)
+        if held is None:
+            new = _Slot(start, slot.part, slot.first_execution, slot.first_by_profile)
+        else:
+            new = held.absorb(slot, start)  # may collapse keys: the total follows the slot
+            self._totals[name] = self._without(name, held)
+        tier[start] = new
+        total = self._totals[name]
+        self._totals[name] = (
+            new.part if total is None else _shrunk(merge_parts([total, new.part], limit=None))
         )
 
+    def _take(self, name: str, start: int) -> _Slot:
+        slot = self._tier(name).pop(start)
+        self._totals[name] = self._without(name, slot)
+        return slot
+
+    def _without(self, name: str, slot: _Slot) -> Snapshot | None:
+        total = self._totals[name]
+        assert total is not None
+        return subtract_parts(total, slot.part) if self._tier(name) else None
+
     def _closed_sum(self, boundary: int) -> _Slot:
-        """The sum of the slots that start at or after `boundary`, oldest first."""
-        slots = [
-            slot
-            for tier in (self._fives, self._minutes, self._fine)
-            for _, slot in sorted(tier.items())
-            if slot.start >= boundary
-        ]
+        """The sum of the slots that start at or after `boundary`. Per tier: its running sum
+        when every slot is in, the slots in when they are fewer than the slots out, else the
+        running sum minus the slots out."""
+        pieces: list[Snapshot] = []
         first: float | None = None
         first_by_profile: dict[str, float] = {}
-        for slot in slots:
-            if first is None:
-                first = slot.first_execution
-            for profile, t in slot.first_by_profile.items():
-                first_by_profile.setdefault(profile, t)
-        parts = [slot.part for slot in slots] or [_gauges(self._prev or self._snapshot(0.0))]
+        for name in ("fives", "minutes", "fine"):
+            tier = self._tier(name)
+            inside = [tier[t] for t in sorted(tier) if t >= boundary]
+            for slot in inside:
+                if first is None:
+                    first = slot.first_execution
+                for profile, t in slot.first_by_profile.items():
+                    first_by_profile.setdefault(profile, t)
+            outside = [tier[t] for t in tier if t < boundary]
+            total = self._totals[name]
+            if not inside or total is None:
+                continue
+            if not outside:
+                pieces.append(total)
+            elif len(inside) <= len(outside):
+                pieces.extend(slot.part for slot in inside)
+            else:
+                for slot in outside:
+                    total = subtract_parts(total, slot.part)
+                pieces.append(total)
+        assert self._prev is not None
+        parts = pieces or [_gauges(self._prev)]
         return _Slot(boundary, merge_parts(parts, limit=None), first, first_by_profile)
 
     def _slot_boundary(self, tick: int) -> int:
@@ -671,6 +741,7 @@ class Aggregator:
             self._fine.clear()
             self._minutes.clear()
             self._fives.clear()
+            self._totals = dict.fromkeys(self._totals)
             self._prev = None
             self._advance(now)
 

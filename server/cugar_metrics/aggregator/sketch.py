@@ -96,6 +96,27 @@ def _subtract(offset: int, bins: Bins, old_offset: int, old_bins: Bins) -> Bins:
     return out
 
 
+def trim(d: FrozenDistribution) -> FrozenDistribution:
+    """`d` with its sketch trimmed to the keys that have counts (a running sum whose parts
+    were subtracted keeps only the range of the parts left)."""
+    bins = d.bins
+    if not len(bins) or (bins[0] and bins[-1]):
+        return d
+    nz = np.flatnonzero(bins)
+    if len(nz) == 0:
+        return FrozenDistribution(d.count, d.sum, d.buckets, d.zero_count)
+    lo, hi = int(nz[0]), int(nz[-1]) + 1
+    return FrozenDistribution(d.count, d.sum, d.buckets, d.zero_count, d.offset + lo, bins[lo:hi])
+
+
+def shrink(d: FrozenDistribution) -> FrozenDistribution:
+    """`d` trimmed (see trim) with its counts in the smallest integer type that holds them."""
+    t = trim(d)
+    if not len(t.bins) or t.bins.dtype.itemsize == 1:
+        return t
+    return FrozenDistribution(t.count, t.sum, t.buckets, t.zero_count, t.offset, _small(t.bins))
+
+
 def _small(bins: Bins) -> Bins:
     """`bins` (counts >= 0) in the smallest unsigned type that holds them."""
     top = int(bins.max()) if len(bins) else 0
