@@ -20,7 +20,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import ThreadingWSGIServer
 
 from cugar.metrics.v1 import metrics_service_pb2 as pb
@@ -30,7 +30,7 @@ from cugar_metrics.auth import exposure_warning
 from cugar_metrics.auth_interceptor import Security, build_security
 from cugar_metrics.config import Config
 from cugar_metrics.connection_limits import StreamCaps, connection_options
-from cugar_metrics.exposition import AggregatorCollector
+from cugar_metrics.exposition import metrics_app
 from cugar_metrics.files import write_atomically
 from cugar_metrics.http_auth import BasicAuthUsers, require_basic_auth
 from cugar_metrics.interceptors import CallTracker, MetricsInterceptor, RequestGuard, RpcMetrics
@@ -158,7 +158,6 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
     rpc_metrics.initialize(
         SERVICE_NAME, list(pb.DESCRIPTOR.services_by_name["MetricsService"].methods_by_name)
     )
-    registry.register(AggregatorCollector(aggregator.snapshot, clock))
     checkpointer = None
     if config.state_file:
         path = Path(config.state_file)
@@ -265,7 +264,7 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
         ) from e
     metrics_port = http.server_port
     app = _http_app(
-        make_wsgi_app(registry),
+        metrics_app(aggregator.snapshot, clock, registry),
         _LANDING.format(
             version=__version__,
             replica=config.replica,
