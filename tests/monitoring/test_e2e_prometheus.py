@@ -7,6 +7,7 @@ drives the error-ratio alert, and an idle service fires nothing.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -131,8 +132,9 @@ def test_recorded_golden_signals_match_the_traffic(stack: Stack, traffic: Driver
 
     `rate()` sees the second phase (the first only sets each counter's baseline) and scales
     each replica's increases by that replica's extrapolation factor (from its first and last
-    scrape in the window). The factor is read from the replica's executions rate at the rule's
-    own evaluation time; every other value the rule combines comes from the tally. The tolerance
+    scrape in the window). The factor is read from the replica's rate of the counter that
+    counts the rule's executions, at the rule's own evaluation time; every other value the rule
+    combines comes from the tally. The tolerance
     (1e-4 relative) covers series of one replica whose scrapes differ by milliseconds; one
     execution more or less in 41 moves every one of these values by more than 1 %."""
     seen: dict[str, list[pb.Execution]] = {}
@@ -140,21 +142,26 @@ def test_recorded_golden_signals_match_the_traffic(stack: Stack, traffic: Driver
         seen.setdefault(stack.replicas[replica].metrics_target, []).append(ex)
     assert sum(map(len, seen.values())) == PHASE + 1  # and the valid item of an invalid batch
 
-    def check(record: str, expected: Callable[[dict[str, float]], float]) -> None:
+    def check(record: str, expected: Callable[[dict[str, float]], float], counter: str) -> None:
         """Waits until the rule has been evaluated over every scrape (an evaluation can run
         before a scrape with an earlier timestamp is stored); a wrong value never converges."""
-        last: list[tuple[float, float]] = []
+        last: list[object] = []  # (value, expected), evaluation time, rates, factors
 
         def evaluated() -> bool:
             (series,) = stack.prom.query(f"{record}[10s]")  # raw samples: their own times
             at, value = (float(x) for x in series["values"][-1])
-            rates = stack.prom.by_at("sum by (instance) (rate(cugar_executions_total[5m]))", at)
+            rates = stack.prom.by_at(f"sum by (instance) (rate({counter}[5m]))", at)
             factors = {instance: rates[instance] / len(seen[instance]) for instance in seen}
-            last[:] = [(value, expected(factors))]
-            return value == pytest.approx(last[0][1], rel=1e-4)
+            want = expected(factors)
+            last[:] = [(value, want), at, rates, factors]
+            return value == pytest.approx(want, rel=1e-4)
 
-        wait_for(f"{record} to equal the tally's value", evaluated, timeout=20)
-        assert last and last[0][0] == pytest.approx(last[0][1], rel=1e-4), (record, last)
+        deadline = time.monotonic() + 30  # bounds the wait for the evaluation
+        while not evaluated() and time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert last, record
+        value, want = last[0]  # type: ignore[misc]
+        assert value == pytest.approx(want, rel=1e-4), (record, last)
 
     def weighted(f: dict[str, float], of: Callable[[pb.Execution], float]) -> float:
         return sum(f[i] * sum(of(ex) for ex in executions) for i, executions in seen.items())
@@ -162,15 +169,23 @@ def test_recorded_golden_signals_match_the_traffic(stack: Stack, traffic: Driver
     def mean(of: Callable[[pb.Execution], float]) -> Callable[[dict[str, float]], float]:
         return lambda f: weighted(f, of) / weighted(f, lambda _: 1.0)
 
+    executions = "cugar_executions_total"
+    durations = "cugar_execution_duration_seconds_count"
     check(
         "job:cugar_executions:error_ratio_rate5m",
         mean(lambda ex: float(ex.outcome == pb.OUTCOME_FAILURE)),  # 2 in 41
+        executions,
     )
     check(
         "job:cugar_budget_utilization_ratio:mean_rate5m",
         mean(lambda ex: ex.budget.spent / ex.budget.limit),
+        "cugar_budget_utilization_ratio_count",
     )
-    check("job:cugar_execution_duration_seconds:mean_rate5m", mean(lambda ex: seconds(ex.duration)))
+    check(
+        "job:cugar_execution_duration_seconds:mean_rate5m",
+        mean(lambda ex: seconds(ex.duration)),
+        durations,
+    )
     check(
         "job:cugar_execution_duration_seconds:p99_rate5m",
         lambda f: histogram_quantile(
@@ -182,6 +197,7 @@ def test_recorded_golden_signals_match_the_traffic(stack: Stack, traffic: Driver
             ]
             + [weighted(f, lambda _: 1.0)],
         ),
+        durations,
     )
 
 
