@@ -192,7 +192,9 @@ def merged_quantiles(
         return [None for _ in qs]
     zero = sum(d.zero_count for d in parts)
     with_bins = [d for d in parts if len(d.bins)]
-    if with_bins:
+    if len(with_bins) == 1:  # the usual case of a dashboard row: nothing to add up
+        lo, cum = with_bins[0].offset, np.cumsum(with_bins[0].bins)
+    elif with_bins:
         lo = min(d.offset for d in with_bins)
         hi = max(d.offset + len(d.bins) for d in with_bins)
         acc = np.zeros(hi - lo, dtype=np.int64)
