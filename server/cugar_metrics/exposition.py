@@ -364,6 +364,14 @@ def metrics_app(
     the text format 0.0.4, which Prometheus and every scraper accept."""
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method != "GET":  # as prometheus_client answers
+            allow = [("Allow", "OPTIONS,GET")]
+            if method == "OPTIONS":
+                start_response("200 OK", allow)
+                return [b""]
+            start_response("405 Method Not Allowed", allow)
+            return [f"# HTTP 405 Method Not Allowed: {method}; use OPTIONS or GET\n".encode()]
         listed = parse_qs(environ.get("QUERY_STRING", "")).get("name[]")
         own = registry.restricted_registry(listed) if listed else registry
         text = render(families(snapshot(clock())), set(listed) if listed else None)
