@@ -24,6 +24,7 @@ from server.workload import (
     BatchEncoder,
     cap_filling_templates,
     check_batch,
+    model_templates,
     realistic_templates,
     rich_templates,
     routine_templates,
@@ -77,7 +78,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--inflight", type=int, default=4)
     parser.add_argument(
-        "--templates", choices=("realistic", "caps", "routine", "rich"), default="realistic"
+        "--templates",
+        choices=("realistic", "caps", "routine", "rich", "models"),
+        default="realistic",
     )
     args = parser.parse_args()
 
@@ -86,6 +89,7 @@ def main() -> None:
         "caps": cap_filling_templates,
         "routine": routine_templates,
         "rich": rich_templates,
+        "models": model_templates,
     }[args.templates]()
     encoder = BatchEncoder(templates, args.prefix)
     probe = BatchEncoder(templates, args.prefix)

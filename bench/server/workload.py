@@ -297,3 +297,27 @@ def rich_templates(n: int = 16, seed: int = 4) -> list[pb.Execution]:
         )
         for i in range(n)
     ]
+
+
+def model_templates(n: int = 16, seed: int = 5) -> list[pb.Execution]:
+    """Rich executions with three model calls each (the speed table's model-call row)."""
+    rng = random.Random(seed)
+    out = rich_templates(n, seed)
+    models = [("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-sonnet")]
+    for e in out:
+        for k, (provider, model) in enumerate(models):
+            status = pb.MODEL_CALL_STATUS_RATE_LIMITED if rng.random() < 0.05 else 1
+            call = e.model_calls.add(
+                provider=provider,
+                model=model,
+                operation=pb.MODEL_OPERATION_CHAT,
+                status=status,
+                error_type="RateLimitError" if status != 1 else "",
+                input_tokens=rng.randint(200, 4000),
+                output_tokens=rng.randint(20, 800),
+                cached_input_tokens=rng.randint(0, 200),
+                cost=round(rng.uniform(0.0001, 0.05), 6),
+            )
+            call.duration.FromNanoseconds(round(rng.lognormvariate(0.3 + k * 0.2, 0.6) * 1e9))
+            call.time_to_first_token.FromNanoseconds(call.duration.ToNanoseconds() // 4)
+    return out
