@@ -5,6 +5,8 @@ import cugar.metrics.v1.MetricsServiceOuterClass.ApprovalDecision;
 import cugar.metrics.v1.MetricsServiceOuterClass.ApprovalOperation;
 import cugar.metrics.v1.MetricsServiceOuterClass.Budget;
 import cugar.metrics.v1.MetricsServiceOuterClass.Execution;
+import cugar.metrics.v1.MetricsServiceOuterClass.ModelCall;
+import cugar.metrics.v1.MetricsServiceOuterClass.ModelOperation;
 import cugar.metrics.v1.MetricsServiceOuterClass.Outcome;
 import cugar.metrics.v1.MetricsServiceOuterClass.ToolCall;
 import cugar.metrics.v1.MetricsServiceOuterClass.ToolCallStatus;
@@ -22,8 +24,8 @@ import java.util.regex.Pattern;
  *
  * <p>It picks a unique {@code execution_id} (a random UUID), notes the start time and measures
  * the duration with {@link System#nanoTime()} (never the wall clock, so a clock change cannot
- * produce a bogus duration). Add tool calls, approvals, steps and budget while the execution runs,
- * then end it:
+ * produce a bogus duration). Add tool calls, model calls ({@link #modelCall(String, String)}),
+ * approvals, steps and budget while the execution runs, then end it:
  *
  * <ul>
  *   <li>{@link #end(Throwable)} with {@code null} records a success; with an error records a
@@ -159,6 +161,44 @@ public final class ExecutionTimer implements AutoCloseable {
             .setOperation(operation)
             .setWait(ProtoTime.duration(wait))
             .build());
+    return this;
+  }
+
+  /**
+   * Starts timing a chat call to {@code model} of {@code provider}; ending it adds a {@code
+   * ModelCall} to this execution (see {@link ModelCallTimer}).
+   */
+  public ModelCallTimer modelCall(String provider, String model) {
+    return modelCall(provider, model, ModelOperation.MODEL_OPERATION_CHAT);
+  }
+
+  /** Starts timing a call of {@code operation} to {@code model} of {@code provider}. */
+  public ModelCallTimer modelCall(String provider, String model, ModelOperation operation) {
+    return new ModelCallTimer(provider, model, operation, this::addModelCall, nanoTime);
+  }
+
+  /**
+   * Runs {@code body} as a chat call to {@code model}, timing it: unless the body ended the call
+   * itself, a SUCCESS when it returns, an ERROR with the exception's class name as error type
+   * when it throws (the exception is rethrown).
+   */
+  public <T, E extends Exception> T modelCall(
+      String provider, String model, ModelCallTimer.ModelBody<T, E> body) throws E {
+    ModelCallTimer call = modelCall(provider, model);
+    T result;
+    try {
+      result = body.call(call);
+    } catch (Throwable e) {
+      call.end(e);
+      throw e;
+    }
+    call.success();
+    return result;
+  }
+
+  /** Adds a model call measured elsewhere (the helpers above add theirs when they end). */
+  public synchronized ExecutionTimer addModelCall(ModelCall call) {
+    execution.addModelCalls(call);
     return this;
   }
 

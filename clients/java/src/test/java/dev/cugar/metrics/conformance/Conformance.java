@@ -7,6 +7,7 @@ import cugar.metrics.v1.MetricsServiceOuterClass.Budget;
 import cugar.metrics.v1.MetricsServiceOuterClass.Execution;
 import cugar.metrics.v1.MetricsServiceOuterClass.ExecutionCounts;
 import cugar.metrics.v1.MetricsServiceOuterClass.FieldViolation;
+import cugar.metrics.v1.MetricsServiceOuterClass.ModelOperation;
 import cugar.metrics.v1.MetricsServiceOuterClass.GetDashboardResponse;
 import cugar.metrics.v1.MetricsServiceOuterClass.Outcome;
 import cugar.metrics.v1.MetricsServiceOuterClass.RecordResult;
@@ -14,6 +15,8 @@ import cugar.metrics.v1.MetricsServiceOuterClass.RejectedExecution;
 import cugar.metrics.v1.MetricsServiceOuterClass.ToolCall;
 import cugar.metrics.v1.MetricsServiceOuterClass.ToolCallStatus;
 import dev.cugar.metrics.client.BatchResult;
+import dev.cugar.metrics.client.ExecutionTimer;
+import dev.cugar.metrics.client.ModelCallTimer;
 import dev.cugar.metrics.client.InvalidExecutionException;
 import dev.cugar.metrics.client.MetricsClient;
 import dev.cugar.metrics.client.ProtoTime;
@@ -45,7 +48,8 @@ import java.util.regex.Pattern;
  *
  * <p>Scenarios: {@code basic} (the default: each step checks its own result), {@code
  * late-server}, {@code restart}, {@code short-deadline} and {@code overflow} (through the
- * {@link Recorder}), {@code retry-info-over-cap} and {@code two-replicas} (direct calls). The
+ * {@link Recorder}), {@code retry-info-over-cap} and {@code two-replicas} (direct calls), {@code
+ * models} (model calls through {@link ExecutionTimer#modelCall}, recorded directly). The
  * last line on stdout is the run's account as one JSON object. Exit 0 when the scenario ran as
  * specified, 1 with a message on stderr otherwise, 2 on bad arguments.
  */
@@ -58,7 +62,8 @@ public final class Conformance {
           "retry-info-over-cap",
           "short-deadline",
           "two-replicas",
-          "overflow");
+          "overflow",
+          "models");
   private static final String USAGE =
       "usage: conformance --target HOST:PORT --profile PROFILE [--scenario NAME]"
           + " [--attempt-deadline SECONDS] [--retry-info-cap SECONDS] [--buffer-size N]"
@@ -101,6 +106,7 @@ public final class Conformance {
             case "overflow" -> c.overflow();
             case "retry-info-over-cap" -> c.retryInfoOverCap();
             case "two-replicas" -> c.twoReplicas();
+            case "models" -> c.models();
             default -> throw new IllegalStateException(options.scenario);
           };
     } catch (Failed f) {
@@ -261,6 +267,75 @@ public final class Conformance {
       }
     }
     return new Account(20, delivered, 0, 0, 0, 0);
+  }
+
+  // The models scenario: the table of clients/CONFORMANCE.md, through the model-call helper.
+
+  /** Three executions with model calls recorded directly, then the first one again. */
+  private Account models() {
+    List<Execution> executions = new ArrayList<>();
+    try (MetricsClient client = client()) {
+      // The helper picks a random execution id; the scenario names them <profile>-N.
+      ExecutionTimer one = timer(executions, 1);
+      try (ModelCallTimer call = one.modelCall("openai", "gpt-4o")) {
+        call.firstToken();
+        call.usage(1200, 300).cachedInputTokens(200).cost(0.012);
+        call.success();
+      }
+      try (ModelCallTimer call = one.modelCall("openai", "gpt-4o-mini")) {
+        call.firstToken();
+        call.usage(100, 20);
+        call.success();
+      }
+      one.succeed();
+
+      ExecutionTimer two = timer(executions, 2);
+      try (ModelCallTimer call = two.modelCall("anthropic", "claude-sonnet")) {
+        call.usage(0, 0);
+        call.rateLimited("RateLimitError");
+      }
+      try (ModelCallTimer call = two.modelCall("anthropic", "claude-sonnet")) {
+        call.firstToken();
+        call.usage(800, 150).reasoningTokens(40).cost(0.009);
+        call.success();
+      }
+      two.succeed();
+
+      ExecutionTimer three = timer(executions, 3);
+      try (ModelCallTimer call =
+          three.modelCall("openai", "gpt-4o", ModelOperation.MODEL_OPERATION_EMBEDDINGS)) {
+        call.usage(500, 0).cost(0.0001);
+        call.success();
+      }
+      try (ModelCallTimer call = three.modelCall("openai", "gpt-4o")) {
+        call.usage(50, 0);
+        call.error("Timeout");
+      }
+      three.fail("ModelError");
+
+      for (Execution e : executions) {
+        expect(e.getExecutionId(), RecordResult.RECORD_RESULT_ACCEPTED, client.record(e));
+        out.println(
+            e.getExecutionId()
+                + " RECORD_RESULT_ACCEPTED ("
+                + e.getModelCallsCount()
+                + " model calls)");
+      }
+      Execution first = executions.get(0);
+      expect(
+          first.getExecutionId() + " again",
+          RecordResult.RECORD_RESULT_DUPLICATE,
+          client.record(first));
+      out.println(first.getExecutionId() + " RECORD_RESULT_DUPLICATE");
+    }
+    return new Account(4, 4, 0, 0, 0, 0);
+  }
+
+  /** A timer whose execution, renamed {@code <profile>-n}, is added to {@code executions}. */
+  private ExecutionTimer timer(List<Execution> executions, int n) {
+    String id = options.profile + "-" + n;
+    return ExecutionTimer.start(
+        options.profile, e -> executions.add(e.toBuilder().setExecutionId(id).build()));
   }
 
   // The basic scenario: each step checks its own result.
