@@ -4,12 +4,14 @@ Format version 1 is UTF-8 JSON: `start`, `end`, `time`, `first_execution`,
 `first_by_profile`, `layout` (the bucket bounds and sketch mapping, as in a state file: a
 state with another layout is refused, since its sketch keys would not merge), one member per
 windowed counter (`[label..., value]` rows) and distribution (`[label..., {count, sum,
-buckets, zero_count, offset, bins}]` rows), and the gauges (`last_execution`,
+buckets, zero_count, offset, bins}]` rows; `buckets` may be empty in a window, whose slots
+may keep no bucket counts), and the gauges (`last_execution`,
 `label_values`, `dedup_entries`, `dedup_evicted`). Pure: no I/O.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -34,10 +36,10 @@ from cugar_metrics.aggregator.persist import (
     _frozen,
     _int,
     _keyed,
-    _list,
     _map,
     _opt_float,
 )
+from cugar_metrics.aggregator.sketch import FrozenDistribution
 
 WINDOW_FORMAT_VERSION = 1
 
@@ -72,6 +74,17 @@ def _labels(key: object) -> list[Any]:
 
 def _key(labels: tuple[str, ...]) -> Any:
     return labels[0] if len(labels) == 1 else labels
+
+
+def _window_dist(v: object, what: str, bounds: Sequence[float], sketch: bool) -> FrozenDistribution:
+    """A distribution of a window: as in a state file, except that a window's sketch may
+    come without bucket counts (`buckets` empty: window slots may keep only the sketch
+    keys, or only the count and sum)."""
+    if isinstance(v, dict) and v.get("buckets") == []:
+        count = _int(v.get("count"), f"{what}.count")
+        d = _frozen({**v, "buckets": [count] + [0] * len(bounds)}, what, bounds, sketch)
+        return dataclasses.replace(d, buckets=())
+    return _frozen(v, what, bounds, sketch)
 
 
 def encode_window(w: WindowState) -> bytes:
@@ -124,10 +137,9 @@ def decode_window(data: bytes) -> WindowState:
         }
     for name, (arity, bounds, sketch) in _DISTRIBUTIONS.items():
         fields[name] = {
-            _key(k): _frozen(d, f"{name}{list(k)}", bounds, sketch)
+            _key(k): _window_dist(d, f"{name}{list(k)}", bounds, sketch)
             for k, d in _keyed(h.get(name), name, arity)
         }
-    _list(h.get("executions"), "executions")
     return WindowState(
         start=_float(h.get("start"), "start"),
         end=_float(h.get("end"), "end"),

@@ -155,6 +155,15 @@ def test_cluster_dashboard_is_the_exact_sum_and_partial_without_a_replica(
                 assert mine.scope == pb.DASHBOARD_SCOPE_REPLICA
                 assert mine.executions.total == per_replica[k]
                 assert list(mine.replicas) == [f"r{k}"]
+            # A recent window: the same, from the merged windows' sketch keys.
+            five = pb.GetDashboardRequest(window=_interval(300))
+            whole_five = ref.GetDashboard(five, timeout=10)
+            assert whole_five.executions.total == 3000
+            for _, stub in channels:
+                d = stub.GetDashboard(five, timeout=10)
+                assert d.scope == pb.DASHBOARD_SCOPE_CLUSTER and not d.partial
+                assert _comparable(d) == _comparable(whole_five)
+                assert _spent(d) == pytest.approx(_spent(whole_five), rel=1e-12)
             filtered = channels[1][1].GetDashboard(
                 pb.GetDashboardRequest(profile="profile_03"), timeout=10
             )

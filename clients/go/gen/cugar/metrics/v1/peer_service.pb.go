@@ -124,7 +124,8 @@ type GetWindowStateResponse struct {
 	// accuracy; the receiver refuses a state with a different layout), and one member per
 	// counter (`[label..., count]` rows) and per distribution (`[label..., {count, sum,
 	// buckets, zero_count, offset, bins}]` rows, `bins` being the sketch's key counts from key
-	// `offset`), plus the label sets and the last execution times by profile.
+	// `offset`; `buckets` may be empty in a window, whose slots may keep no bucket counts),
+	// plus the label sets and the last execution times by profile.
 	State         []byte `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

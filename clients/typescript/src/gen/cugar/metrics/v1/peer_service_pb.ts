@@ -96,7 +96,8 @@ export type GetWindowStateResponse = Message<"cugar.metrics.v1.GetWindowStateRes
    * accuracy; the receiver refuses a state with a different layout), and one member per
    * counter (`[label..., count]` rows) and per distribution (`[label..., {count, sum,
    * buckets, zero_count, offset, bins}]` rows, `bins` being the sketch's key counts from key
-   * `offset`), plus the label sets and the last execution times by profile.
+   * `offset`; `buckets` may be empty in a window, whose slots may keep no bucket counts),
+   * plus the label sets and the last execution times by profile.
    *
    * @generated from field: bytes state = 3;
    */
