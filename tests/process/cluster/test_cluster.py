@@ -8,6 +8,7 @@ import random
 import signal
 import socket
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -122,6 +123,9 @@ def test_cluster_dashboard_is_the_exact_sum_and_partial_without_a_replica(
             rng = random.Random(7)
             per_replica = [0, 0, 0]
             for n in range(6):
+                if n == 3:
+                    # The rest in the next 10-s slot: windows then merge several slots.
+                    time.sleep(10 - time.time() % 10 + 0.2)
                 batch = cap_batch(rng, "cl", n * 500, size=500)
                 assert ref.RecordExecutions(batch, timeout=30).accepted_count == 500
                 parts: list[list[pb.Execution]] = [[], [], []]
@@ -227,6 +231,11 @@ def test_watch_ticks_shares_computations_and_ends_on_drain(tmp_path: Path) -> No
         assert len(gaps) >= 2
         assert all(g >= 1_000_000_000 for g in gaps), gaps  # never sooner than the interval
         stream.cancel()
+        # Its feed ends with its last watcher; until then it could still tick.
+        deadline = time.monotonic() + 30
+        while _metric(server, "cugar_dashboard_watchers") != 0:
+            assert time.monotonic() < deadline, "the cancelled watcher is still counted"
+            time.sleep(0.05)
 
         # Twenty watchers of the same dashboard: one computation for all of them.
         before = _metric(server, "cugar_dashboard_watch_computations_total")
