@@ -71,7 +71,7 @@ _REFLECTION_PREFIX: Final = "grpc.reflection."
 #: The MetricsService methods each role may call; admin may call every method.
 ROLE_METHODS: Final[Mapping[str, frozenset[str]]] = {
     "recorder": frozenset({"RecordExecution", "RecordExecutions"}),
-    "reader": frozenset({"GetDashboard"}),
+    "reader": frozenset({"GetDashboard", "WatchDashboard"}),
 }
 RECORD_METHODS: Final = ROLE_METHODS["recorder"]
 #: The OTLP trace receiver: recorders may export spans, as they record executions.

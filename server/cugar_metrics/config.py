@@ -424,6 +424,39 @@ class Config:
         low=1,
         high=100_000,
     )
+    peers: str | None = option(
+        None,
+        TEXT,
+        "the other replicas, for cluster dashboards: a comma list of `host:port`, or "
+        "`dns:///name:port` (re-resolved every 5 s); this replica's own address is left out",
+        see="Cluster dashboards",
+    )
+    peer_timeout: float = option(
+        2.0,
+        DURATION,
+        "how long a cluster dashboard waits for its peers; the late ones are named as missing",
+        low=0.05,
+        high=60.0,
+    )
+    peer_key_file: str | None = option(
+        None,
+        PATH,
+        "a file holding the `admin` key this replica sends to its peers when they enforce keys",
+    )
+    max_watchers: int = option(
+        100,
+        INT,
+        "open `WatchDashboard` streams in total; more are answered `RESOURCE_EXHAUSTED`",
+        low=1,
+        high=100_000,
+    )
+    max_watchers_per_key: int = option(
+        20,
+        INT,
+        "open `WatchDashboard` streams per API key (or per caller without keys)",
+        low=1,
+        high=100_000,
+    )
     max_reflection_streams: int = option(
         20,
         INT,

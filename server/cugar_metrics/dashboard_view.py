@@ -2,12 +2,13 @@
 
 Calls GetDashboard and renders the golden signals, the executions, the per-profile,
 per-domain and per-tool tables, failures by error type and approvals by decision. A value
-with no data is shown as "—", never as 0. The numbers are those of the replica that answered:
-behind a load balancer, each call may reach another replica; the cluster-wide view is
-PromQL over every replica's /metrics.
+with no data is shown as "—", never as 0. The numbers are those of the whole cluster when the
+server has peers (or with --scope cluster), else those of the replica that answered; a
+cluster answer that lacks a replica says so.
 
 --json prints the response as JSON (protobuf field names; absent values are left out) for
-scripts; --watch refreshes every few seconds until Ctrl-C. Against a server with
+scripts; --watch follows the WatchDashboard stream, which the server pushes every few
+seconds, until Ctrl-C, and says on stderr when it reconnects. Against a server with
 authentication, give a reader (or admin) key with --api-key or CUGAR_METRICS_API_KEY; against
 TLS, --tls-ca (and --tls-cert/--tls-key for mutual TLS).
 """
@@ -17,8 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 from google.protobuf import duration_pb2, json_format, timestamp_pb2
@@ -56,8 +56,8 @@ def _watch_arg(text: str) -> float:
         seconds = parse_duration(text, "--watch")
     except ConfigError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-    if seconds < 0.5:
-        raise argparse.ArgumentTypeError("--watch: refresh at most twice a second (>= 0.5s)")
+    if not 1.0 <= seconds <= 3600.0:
+        raise argparse.ArgumentTypeError("--watch: an interval from 1s to 1h")
     return seconds
 
 
@@ -74,6 +74,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="only the most recent window, 1m to 1h, e.g. 5m or 1h "
         "(default: everything since the replica started)",
+    )
+    parser.add_argument(
+        "--scope",
+        choices=("replica", "cluster"),
+        default=None,
+        help="this replica only, or every replica (default: cluster when the server has peers)",
     )
     parser.add_argument("--profile", default=None, help="only this profile's executions")
     parser.add_argument("--domain", default=None, help="only this domain's tool calls")
@@ -161,10 +167,21 @@ def render(d: pb.GetDashboardResponse, *, profile: str | None, domain: str | Non
         else ABSENT
     )
     filters = f"profile={profile or 'all'} domain={domain or 'all'}"
+    if d.scope == pb.DASHBOARD_SCOPE_CLUSTER:
+        scope = [
+            f"cugar-metrics dashboard — cluster of {len(d.replicas)} replicas "
+            f"({', '.join(d.replicas)}), answered by {d.replica or ABSENT}",
+        ]
+        if d.partial:
+            scope.append("  PARTIAL: no answer in time from " + ", ".join(d.missing_replicas))
+    else:
+        scope = [
+            f"cugar-metrics dashboard — replica {d.replica or ABSENT}",
+            "  these numbers are this replica's only (--scope cluster, with --peers on the "
+            "server, covers every replica)",
+        ]
     lines = [
-        f"cugar-metrics dashboard — replica {d.replica or ABSENT}",
-        "  these numbers are this replica's only; the cluster-wide view is PromQL over "
-        "every replica's /metrics",
+        *scope,
         f"  window: {window} ({fmt_time(d, 'window_start_time')} → "
         f"{fmt_time(d, 'window_end_time')})   {filters}",
         "",
@@ -359,8 +376,25 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         with Client(args.target, timeout=args.timeout, **connection) as client:
-            while True:
-                dashboard = client.get_dashboard(args.window, args.profile, args.domain)
+            if args.watch:
+                dashboards: Iterator[pb.GetDashboardResponse] = client.watch_dashboard(
+                    args.window,
+                    args.profile,
+                    args.domain,
+                    scope=args.scope,
+                    interval=args.watch,
+                    on_reconnect=lambda error: print(
+                        f"cugar-metrics dashboard: stream ended ({error}); reconnecting to "
+                        f"{args.target}",
+                        file=sys.stderr,
+                        flush=True,
+                    ),
+                )
+            else:
+                dashboards = iter(
+                    [client.get_dashboard(args.window, args.profile, args.domain, scope=args.scope)]
+                )
+            for dashboard in dashboards:
                 if args.json:
                     print(as_json(dashboard, indent=None if args.watch else 2), flush=True)
                 else:
@@ -373,9 +407,7 @@ def run(args: argparse.Namespace) -> int:
                             f"{args.watch:g} s; Ctrl-C to stop",
                             flush=True,
                         )
-                if not args.watch:
-                    return 0
-                time.sleep(args.watch)
+            return 0
     except InvalidRequestError as error:
         details = "; ".join(f"{v.field}: {v.description}" for v in error.violations)
         print(f"cugar-metrics dashboard: error: {details or error.message}", file=sys.stderr)

@@ -28,6 +28,13 @@ from cugar_metrics import __version__, otlp
 from cugar_metrics.aggregator import Aggregator
 from cugar_metrics.auth import exposure_warning
 from cugar_metrics.auth_interceptor import Security, build_security
+from cugar_metrics.cluster import (
+    PeerMetrics,
+    Peers,
+    PeerServicer,
+    add_peer_service,
+    own_addresses,
+)
 from cugar_metrics.config import Config
 from cugar_metrics.connection_limits import StreamCaps, connection_options
 from cugar_metrics.exposition import metrics_app
@@ -38,6 +45,7 @@ from cugar_metrics.service import MAX_BATCH, MetricsService, add_to_server
 from cugar_metrics.statefile import CheckpointCollector, Checkpointer, restore
 from cugar_metrics.tls import grpc_server_credentials, metrics_server_class
 from cugar_metrics.validation import Limits
+from cugar_metrics.watch import WatchHub
 
 log = logging.getLogger("cugar_metrics")
 
@@ -103,10 +111,15 @@ class RunningServer:
     otlp_port: int | None = None
     #: Background work that ends with the server (the OTLP assembler's expiry).
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    service: MetricsService | None = None
+    peers: Peers | None = None
 
     async def stop(self, grace: float | None = None, delay: float | None = None) -> None:
         """Drain: NOT_SERVING; keep serving for `delay`; then refuse new RPCs and let the
-        in-flight ones finish within `grace`."""
+        in-flight ones finish within `grace`. Dashboard watchers are told to reconnect at
+        once."""
+        if self.service is not None:
+            self.service.drain()
         await self.health.enter_graceful_shutdown()
         await asyncio.sleep(self.config.shutdown_delay if delay is None else delay)
         stopping = asyncio.ensure_future(
@@ -142,6 +155,8 @@ class RunningServer:
         self._http_thread.join(timeout=5)
         if self.security is not None:
             await self.security.stop()
+        if self.peers is not None:
+            await self.peers.close()
 
 
 async def create_server(config: Config, clock: Callable[[], float] = time.time) -> RunningServer:
@@ -208,7 +223,13 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
         ],
     )
     limits = Limits(max_duration=config.max_duration)
-    add_to_server(MetricsService(aggregator, limits, config.replica, clock), server)
+    watch = WatchHub(config.max_watchers, config.max_watchers_per_key, registry)
+    peer_metrics = PeerMetrics(registry)
+    add_peer_service(PeerServicer(aggregator, config.replica, clock), server)
+    pending_peers: list[Peers] = []
+    # Its peers are set once the gRPC port is bound (a replica leaves itself out).
+    metrics_service = MetricsService(aggregator, limits, config.replica, clock, watch=watch)
+    add_to_server(metrics_service, server)
     assembler = otlp.Assembler(
         max_spans=config.otlp_max_pending_spans,
         timeout=config.otlp_assembly_timeout,
@@ -247,6 +268,18 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
             ) from e
 
     grpc_port = listen(config.grpc_port, "--grpc-port")
+    if config.peers:
+        peers = Peers(
+            config.peers,
+            own=own_addresses(config.host, grpc_port),
+            replica=config.replica,
+            timeout=config.peer_timeout,
+            metrics=peer_metrics,
+            key=_read_key(config.peer_key_file) if config.peer_key_file else None,
+            secure=peer_credentials(config),
+        )
+        metrics_service.set_peers(peers)
+        pending_peers.append(peers)
     otlp_port = None if config.otlp_port is None else listen(config.otlp_port, "--otlp-port")
     metrics_host = config.effective_metrics_host
     try:
@@ -309,7 +342,33 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
         traces=traces,
         otlp_port=otlp_port,
         tasks=[asyncio.create_task(expire_traces())],
+        service=metrics_service,
+        peers=pending_peers[0] if pending_peers else None,
     )
+
+
+def _read_key(path: str) -> str:
+    """The admin key this replica sends to its peers: the file's first line."""
+    with open(path, encoding="utf-8") as f:
+        return f.readline().strip()
+
+
+def peer_credentials(config: Config) -> grpc.ChannelCredentials | None:
+    """With TLS, peers are called over TLS, trusting the client CA if any, else the system
+    roots (and presenting this replica's certificate when clients must show one)."""
+    if not (config.tls_cert and config.tls_key):
+        return None
+    ca = None
+    if config.tls_client_ca:
+        with open(config.tls_client_ca, "rb") as f:
+            ca = f.read()
+    if config.tls_client_ca:
+        with open(config.tls_cert, "rb") as f:
+            cert = f.read()
+        with open(config.tls_key, "rb") as f:
+            key = f.read()
+        return grpc.ssl_channel_credentials(ca, key, cert)
+    return grpc.ssl_channel_credentials(ca)
 
 
 def _write_ready_file(path: str, running: RunningServer) -> None:

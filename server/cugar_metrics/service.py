@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
@@ -20,15 +21,21 @@ from cugar_metrics.aggregator import (
     Aggregator,
     Dashboard,
     build_dashboard,
+    merge_windows,
 )
+from cugar_metrics.cluster import MIN_WINDOW_SECONDS, Peers, check_window
 from cugar_metrics.model import Execution, RecordResult
+from cugar_metrics.watch import WatchHub
 from cugar_metrics.wire import WireBatch
 
 log = logging.getLogger(__name__)
 
 #: The largest RecordExecutions batch; documented in the proto.
 MAX_BATCH = 1000
-MIN_WINDOW_SECONDS = 60
+#: WatchDashboard intervals.
+MIN_WATCH_INTERVAL = 1.0
+MAX_WATCH_INTERVAL = 3600.0
+DEFAULT_WATCH_INTERVAL = 5.0
 #: A RecordExecutions body larger than this is decoded item by item (`WireBatch`), with yields
 #: to the event loop; a smaller one is decoded at once and checked in one pass.
 WIRE_THRESHOLD = 256 * 1024
@@ -57,11 +64,16 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
         limits: validation.Limits,
         replica: str,
         clock: Callable[[], float] = time.time,
+        *,
+        peers: Peers | None = None,
+        watch: WatchHub | None = None,
     ) -> None:
         self._aggregator = aggregator
         self._limits = limits
         self._replica = replica
         self._clock = clock
+        self._peers = peers
+        self._watch = watch if watch is not None else WatchHub()
         self._batch_gate = asyncio.Semaphore(1)
 
     async def RecordExecution(
@@ -185,43 +197,111 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
     async def GetDashboard(
         self, request: pb.GetDashboardRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetDashboardResponse:
-        now = self._clock()
-        violations = validation.check_name_filter("profile", request.profile)
-        violations += validation.check_name_filter("domain", request.domain)
-        violations += validation.check_name_filter("model", request.model)
-        seconds: float | None = None
-        if request.HasField("window"):
-            # From the fields, not ToTimedelta(): any int64 seconds must give a clear error.
-            w = request.window
-            seconds = w.seconds + w.nanos / 1e9
-            if not -999_999_999 <= w.nanos <= 999_999_999 or (w.seconds * w.nanos < 0):
-                violations.append(
-                    validation.Violation(
-                        "window",
-                        f"is not a valid Duration (seconds={w.seconds}, nanos={w.nanos})",
-                        "OUT_OF_RANGE",
-                    )
-                )
-            elif not MIN_WINDOW_SECONDS <= seconds <= MAX_WINDOW_SECONDS:
-                violations.append(
-                    validation.Violation(
-                        "window",
-                        f"is {seconds:g}s: a window is from {MIN_WINDOW_SECONDS}s to "
-                        f"{MAX_WINDOW_SECONDS}s (1 minute to 1 hour); leave it unset for "
-                        "everything since the server started",
-                        "OUT_OF_RANGE",
-                    )
-                )
+        seconds, violations = check_window(request)
         if violations:
             await context.abort_with_status(
                 errors.invalid_argument(
                     "invalid dashboard request", violations, "INVALID_DASHBOARD_REQUEST"
                 )
             )
+        return await self.dashboard(request, seconds)
+
+    def _cluster(self, request: pb.GetDashboardRequest) -> bool:
+        if request.scope == pb.DASHBOARD_SCOPE_CLUSTER:
+            return True
+        return request.scope == pb.DASHBOARD_SCOPE_UNSPECIFIED and self._peers is not None
+
+    async def dashboard(
+        self, request: pb.GetDashboardRequest, seconds: float | None
+    ) -> pb.GetDashboardResponse:
+        """The dashboard `request` asks for (already checked), of this replica or the
+        cluster."""
+        now = self._clock()
         state = self._aggregator.window(now, seconds)
-        return dashboard_to_proto(
-            build_dashboard(state, request.profile, request.domain, request.model), self._replica
+        if not self._cluster(request):
+            return dashboard_to_proto(
+                build_dashboard(state, request.profile, request.domain, request.model),
+                self._replica,
+            )
+        names = [self._replica]
+        missing: list[str] = []
+        if self._peers is not None:
+            answer = await self._peers.fetch(
+                seconds, now, request.profile, request.domain, request.model
+            )
+            if answer.states:
+                state = merge_windows([state, *(w for _, w in answer.states)])
+            names += [name for name, _ in answer.states]
+            missing = answer.missing
+        response = dashboard_to_proto(
+            build_dashboard(state, request.profile, request.domain, request.model),
+            self._replica,
         )
+        response.scope = pb.DASHBOARD_SCOPE_CLUSTER
+        del response.replicas[:]
+        response.replicas.extend(names)
+        response.missing_replicas.extend(missing)
+        response.partial = bool(missing)
+        return response
+
+    async def WatchDashboard(
+        self, request: pb.WatchDashboardRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.GetDashboardResponse]:
+        seconds, violations = check_window(request.dashboard)
+        violations = [
+            validation.Violation(f"dashboard.{v.field}", v.description, v.reason)
+            for v in violations
+        ]
+        interval = DEFAULT_WATCH_INTERVAL
+        if request.HasField("interval"):
+            i = request.interval
+            interval = i.seconds + i.nanos / 1e9
+            if not MIN_WATCH_INTERVAL <= interval <= MAX_WATCH_INTERVAL:
+                violations.append(
+                    validation.Violation(
+                        "interval",
+                        f"is {interval:g}s: an interval is from {MIN_WATCH_INTERVAL:g}s to "
+                        f"{MAX_WATCH_INTERVAL:g}s; leave it unset for "
+                        f"{DEFAULT_WATCH_INTERVAL:g}s",
+                        "OUT_OF_RANGE",
+                    )
+                )
+        if violations:
+            await context.abort_with_status(
+                errors.invalid_argument(
+                    "invalid watch request", violations, "INVALID_WATCH_REQUEST"
+                )
+            )
+        caller = _caller(context)
+        refusal = self._watch.admit(caller)
+        if refusal is not None:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal)
+        try:
+            async for response in self._watch.follow(
+                request.dashboard, seconds, interval, self.dashboard
+            ):
+                yield response
+        finally:
+            self._watch.leave(caller)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "draining, reconnect")
+
+    def set_peers(self, peers: Peers | None) -> None:
+        """The other replicas (None: none): the default scope becomes cluster."""
+        self._peers = peers
+
+    def drain(self) -> None:
+        """Ends every WatchDashboard stream with UNAVAILABLE and refuses new ones."""
+        self._watch.drain()
+
+
+def _caller(context: grpc.aio.ServicerContext) -> str:
+    """Who is watching, for the per-key cap: the API key (hashed), else the peer's host."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            raw = value if isinstance(value, bytes) else value.encode()
+            return "key:" + hashlib.sha256(raw).hexdigest()[:16]
+    host: str = str(context.peer()).rpartition(":")[0]
+    return "peer:" + host
 
 
 def decode_batch(data: bytes) -> pb.RecordExecutionsRequest | WireBatch:
@@ -253,6 +333,11 @@ def add_to_server(servicer: MetricsService, server: grpc.aio.Server) -> None:
         "GetDashboard": grpc.unary_unary_rpc_method_handler(
             servicer.GetDashboard,
             request_deserializer=pb.GetDashboardRequest.FromString,
+            response_serializer=pb.GetDashboardResponse.SerializeToString,
+        ),
+        "WatchDashboard": grpc.unary_stream_rpc_method_handler(
+            servicer.WatchDashboard,
+            request_deserializer=pb.WatchDashboardRequest.FromString,
             response_serializer=pb.GetDashboardResponse.SerializeToString,
         ),
     }
@@ -321,6 +406,7 @@ def dashboard_to_proto(d: Dashboard, replica: str) -> pb.GetDashboardResponse:
         window_end_time=_timestamp(d.window_end),
         scope=pb.DASHBOARD_SCOPE_REPLICA,
         replica=replica,
+        replicas=[replica],
         executions=pb.ExecutionCounts(
             total=d.total, succeeded=d.succeeded, failed=d.failed, total_steps=d.total_steps
         ),
@@ -404,6 +490,8 @@ def dashboard_to_proto(d: Dashboard, replica: str) -> pb.GetDashboardResponse:
 __all__ = [
     "CHECKPOINT_SECONDS",
     "MAX_BATCH",
+    "MAX_WINDOW_SECONDS",
+    "MIN_WINDOW_SECONDS",
     "MetricsService",
     "add_to_server",
     "dashboard_to_proto",

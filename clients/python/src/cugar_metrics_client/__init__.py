@@ -14,7 +14,7 @@ below.
 """
 
 from ._batch import BatchRecorder, RecorderStats
-from ._client import MAX_BATCH, AsyncClient, Client
+from ._client import MAX_BATCH, AsyncClient, Client, Scope
 from ._errors import (
     CugarMetricsError,
     FieldViolation,
@@ -71,6 +71,7 @@ __all__ = [
     "ResourceExhaustedError",
     "Run",
     "RunState",
+    "Scope",
     "TlsConfig",
     "ToolCall",
     "ToolStatus",

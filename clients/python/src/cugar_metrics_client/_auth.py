@@ -43,11 +43,20 @@ class _CallDetails(
     """The call's details with the authorization metadata added."""
 
 
-class BearerInterceptor(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]  # untyped grpc
-    """Adds ``authorization: Bearer <key>`` to every unary call of a plaintext channel."""
+class BearerInterceptor(
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]  # untyped grpc
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
+):
+    """Adds ``authorization: Bearer <key>`` to every unary call, and every server stream
+    (WatchDashboard), of a plaintext channel."""
 
     def __init__(self, api_key: str) -> None:
         self._header = ("authorization", f"Bearer {api_key}")
+
+    def intercept_unary_stream(
+        self, continuation: Callable[[Any, Any], Any], client_call_details: Any, request: Any
+    ) -> Any:
+        return self.intercept_unary_unary(continuation, client_call_details, request)
 
     def intercept_unary_unary(
         self, continuation: Callable[[Any, Any], Any], client_call_details: Any, request: Any

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, ParamSpec, Self, TypeVar
+from typing import Any, Literal, ParamSpec, Self, TypeAlias, TypeVar
 
 import grpc
 import grpc.aio
@@ -17,7 +17,13 @@ from cugar.metrics.v1 import metrics_service_pb2_grpc as pb_grpc
 
 from ._auth import AsyncBearerInterceptor, BearerInterceptor, check_api_key, with_call_credentials
 from ._channel import MAX_ATTEMPTS, channel_options
-from ._errors import FieldViolation, InvalidExecutionError, InvalidRequestError, from_rpc_error
+from ._errors import (
+    CugarMetricsError,
+    FieldViolation,
+    InvalidExecutionError,
+    InvalidRequestError,
+    from_rpc_error,
+)
 from ._model import (
     RESULT_FROM_PB,
     BatchResult,
@@ -101,11 +107,30 @@ def batch_result(responses: Sequence[pb.RecordExecutionsResponse]) -> BatchResul
     return BatchResult(accepted, duplicate, rejected_count, tuple(results), tuple(rejected))
 
 
+Scope: TypeAlias = Literal["replica", "cluster"]
+_SCOPES = {
+    None: pb.DASHBOARD_SCOPE_UNSPECIFIED,
+    "replica": pb.DASHBOARD_SCOPE_REPLICA,
+    "cluster": pb.DASHBOARD_SCOPE_CLUSTER,
+}
+#: Waits before reopening a dashboard stream that ended, after successive failures.
+_WATCH_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
 def dashboard_request(
-    window: DurationLike | None, profile: str | None, domain: str | None
+    window: DurationLike | None,
+    profile: str | None,
+    domain: str | None,
+    scope: Scope | None = None,
 ) -> pb.GetDashboardRequest:
-    """The GetDashboard request: ``window`` in seconds or a timedelta, or None for all time."""
-    request = pb.GetDashboardRequest(profile=profile or "", domain=domain or "")
+    """The GetDashboard request: ``window`` in seconds or a timedelta, or None for all time;
+    ``scope`` "replica", "cluster", or None for the server's default (cluster when it has
+    peers)."""
+    if scope not in _SCOPES:
+        raise ValueError(f"scope is {scope!r}: 'replica', 'cluster' or None")
+    request = pb.GetDashboardRequest(
+        profile=profile or "", domain=domain or "", scope=_SCOPES[scope]
+    )
     if window is not None:
         set_duration(request.window, window)
     return request
@@ -288,18 +313,61 @@ class Client:
         profile: str | None = None,
         domain: str | None = None,
         *,
+        scope: Scope | None = None,
         timeout: float | None = None,
     ) -> pb.GetDashboardResponse:
-        """The golden signals and breakdowns of the replica that answers.
+        """The golden signals and breakdowns of the replica that answers, or of the whole
+        cluster (``scope="cluster"``; None: the server's default, cluster when it has peers).
 
         ``window`` (seconds or a timedelta, 1 minute to 1 hour) limits them to the recent
         past; None covers everything since the replica started.
         """
-        request = dashboard_request(window, profile, domain)
+        request = dashboard_request(window, profile, domain, scope)
         response: pb.GetDashboardResponse = self._call(
             self._stub.GetDashboard, request, timeout, InvalidRequestError
         )
         return response
+
+    def watch_dashboard(
+        self,
+        window: DurationLike | None = None,
+        profile: str | None = None,
+        domain: str | None = None,
+        *,
+        scope: Scope | None = None,
+        interval: DurationLike = 5.0,
+        reconnect: bool = True,
+        on_reconnect: Callable[[CugarMetricsError], None] | None = None,
+    ) -> Iterator[pb.GetDashboardResponse]:
+        """A dashboard every ``interval`` (1 s to 1 h), pushed by the server
+        (``WatchDashboard``), for as long as the caller iterates.
+
+        When the stream ends with UNAVAILABLE (the server drains, or the connection is
+        lost) and ``reconnect`` is true, it is opened again, after a short wait that grows
+        while reopening fails; ``on_reconnect`` is called with the error first. Any other
+        error is raised (``InvalidRequestError``, ``ResourceExhaustedError``, ...).
+        """
+        request = pb.WatchDashboardRequest(
+            dashboard=dashboard_request(window, profile, domain, scope)
+        )
+        set_duration(request.interval, interval)
+        failures = 0
+        while True:
+            stream = self._stub.WatchDashboard(request)
+            try:
+                for response in stream:
+                    failures = 0
+                    yield response
+                return  # the server ended the stream without an error
+            except grpc.RpcError as error:
+                if not reconnect or error.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise from_rpc_error(error, invalid=InvalidRequestError) from None
+                if on_reconnect is not None:
+                    on_reconnect(from_rpc_error(error))
+            finally:
+                stream.cancel()
+            time.sleep(_WATCH_BACKOFF[min(failures, len(_WATCH_BACKOFF) - 1)])
+            failures += 1
 
     def _sink(self, execution: Execution) -> RecordResult:
         return self.record(execution)
@@ -414,10 +482,12 @@ class AsyncClient:
         profile: str | None = None,
         domain: str | None = None,
         *,
+        scope: Scope | None = None,
         timeout: float | None = None,
     ) -> pb.GetDashboardResponse:
-        """The golden signals and breakdowns of the replica that answers."""
-        request = dashboard_request(window, profile, domain)
+        """The golden signals and breakdowns of the replica that answers, or of the cluster
+        (``scope``, as for ``Client.get_dashboard``)."""
+        request = dashboard_request(window, profile, domain, scope)
         response: pb.GetDashboardResponse = await self._call(
             self._stub.GetDashboard, request, timeout, InvalidRequestError
         )

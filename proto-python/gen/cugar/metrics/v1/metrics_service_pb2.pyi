@@ -65,6 +65,7 @@ class DashboardScope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DASHBOARD_SCOPE_UNSPECIFIED: _ClassVar[DashboardScope]
     DASHBOARD_SCOPE_REPLICA: _ClassVar[DashboardScope]
+    DASHBOARD_SCOPE_CLUSTER: _ClassVar[DashboardScope]
 OUTCOME_UNSPECIFIED: Outcome
 OUTCOME_SUCCESS: Outcome
 OUTCOME_FAILURE: Outcome
@@ -96,6 +97,7 @@ MODEL_CALL_STATUS_ERROR: ModelCallStatus
 MODEL_CALL_STATUS_RATE_LIMITED: ModelCallStatus
 DASHBOARD_SCOPE_UNSPECIFIED: DashboardScope
 DASHBOARD_SCOPE_REPLICA: DashboardScope
+DASHBOARD_SCOPE_CLUSTER: DashboardScope
 
 class Execution(_message.Message):
     __slots__ = ("execution_id", "trace_id", "profile", "outcome", "error_type", "start_time", "duration", "steps", "budget", "approvals", "tool_calls", "model_calls")
@@ -244,16 +246,26 @@ class RecordExecutionsResponse(_message.Message):
     def __init__(self, accepted_count: _Optional[int] = ..., duplicate_count: _Optional[int] = ..., rejected_count: _Optional[int] = ..., results: _Optional[_Iterable[_Union[RecordResult, str]]] = ..., rejected_executions: _Optional[_Iterable[_Union[RejectedExecution, _Mapping]]] = ...) -> None: ...
 
 class GetDashboardRequest(_message.Message):
-    __slots__ = ("window", "profile", "domain", "model")
+    __slots__ = ("window", "profile", "domain", "model", "scope")
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     PROFILE_FIELD_NUMBER: _ClassVar[int]
     DOMAIN_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
     window: _duration_pb2.Duration
     profile: str
     domain: str
     model: str
-    def __init__(self, window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., profile: _Optional[str] = ..., domain: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
+    scope: DashboardScope
+    def __init__(self, window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., profile: _Optional[str] = ..., domain: _Optional[str] = ..., model: _Optional[str] = ..., scope: _Optional[_Union[DashboardScope, str]] = ...) -> None: ...
+
+class WatchDashboardRequest(_message.Message):
+    __slots__ = ("dashboard", "interval")
+    DASHBOARD_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    dashboard: GetDashboardRequest
+    interval: _duration_pb2.Duration
+    def __init__(self, dashboard: _Optional[_Union[GetDashboardRequest, _Mapping]] = ..., interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class GoldenSignals(_message.Message):
     __slots__ = ("success_rate", "error_rate", "tool_error_rate", "budget_utilization", "latency_p50", "latency_p95", "latency_p99", "latency_mean", "mean_steps", "approval_wait_p50", "approval_wait_p95", "throughput_per_second", "tokens_per_execution", "cost_per_execution", "model_error_rate", "tokens_per_second")
@@ -436,7 +448,7 @@ class ModelStats(_message.Message):
     def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., calls: _Optional[int] = ..., errors: _Optional[int] = ..., rate_limited: _Optional[int] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., cost: _Optional[float] = ..., latency_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_p95: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., time_to_first_token_p95: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class GetDashboardResponse(_message.Message):
-    __slots__ = ("window", "window_start_time", "window_end_time", "scope", "replica", "executions", "golden_signals", "profiles", "domains", "tools", "error_types", "budget", "approvals", "first_execution_time", "last_execution_time", "ingest", "models")
+    __slots__ = ("window", "window_start_time", "window_end_time", "scope", "replica", "executions", "golden_signals", "profiles", "domains", "tools", "error_types", "budget", "approvals", "first_execution_time", "last_execution_time", "ingest", "models", "replicas", "missing_replicas", "partial")
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     WINDOW_START_TIME_FIELD_NUMBER: _ClassVar[int]
     WINDOW_END_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -454,6 +466,9 @@ class GetDashboardResponse(_message.Message):
     LAST_EXECUTION_TIME_FIELD_NUMBER: _ClassVar[int]
     INGEST_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    MISSING_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
     window: _duration_pb2.Duration
     window_start_time: _timestamp_pb2.Timestamp
     window_end_time: _timestamp_pb2.Timestamp
@@ -471,4 +486,7 @@ class GetDashboardResponse(_message.Message):
     last_execution_time: _timestamp_pb2.Timestamp
     ingest: IngestStats
     models: _containers.RepeatedCompositeFieldContainer[ModelStats]
-    def __init__(self, window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., window_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., scope: _Optional[_Union[DashboardScope, str]] = ..., replica: _Optional[str] = ..., executions: _Optional[_Union[ExecutionCounts, _Mapping]] = ..., golden_signals: _Optional[_Union[GoldenSignals, _Mapping]] = ..., profiles: _Optional[_Iterable[_Union[ProfileStats, _Mapping]]] = ..., domains: _Optional[_Iterable[_Union[DomainStats, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[ToolStats, _Mapping]]] = ..., error_types: _Optional[_Iterable[_Union[ErrorTypeCount, _Mapping]]] = ..., budget: _Optional[_Union[BudgetStats, _Mapping]] = ..., approvals: _Optional[_Union[ApprovalStats, _Mapping]] = ..., first_execution_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_execution_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ingest: _Optional[_Union[IngestStats, _Mapping]] = ..., models: _Optional[_Iterable[_Union[ModelStats, _Mapping]]] = ...) -> None: ...
+    replicas: _containers.RepeatedScalarFieldContainer[str]
+    missing_replicas: _containers.RepeatedScalarFieldContainer[str]
+    partial: bool
+    def __init__(self, window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., window_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., scope: _Optional[_Union[DashboardScope, str]] = ..., replica: _Optional[str] = ..., executions: _Optional[_Union[ExecutionCounts, _Mapping]] = ..., golden_signals: _Optional[_Union[GoldenSignals, _Mapping]] = ..., profiles: _Optional[_Iterable[_Union[ProfileStats, _Mapping]]] = ..., domains: _Optional[_Iterable[_Union[DomainStats, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[ToolStats, _Mapping]]] = ..., error_types: _Optional[_Iterable[_Union[ErrorTypeCount, _Mapping]]] = ..., budget: _Optional[_Union[BudgetStats, _Mapping]] = ..., approvals: _Optional[_Union[ApprovalStats, _Mapping]] = ..., first_execution_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_execution_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ingest: _Optional[_Union[IngestStats, _Mapping]] = ..., models: _Optional[_Iterable[_Union[ModelStats, _Mapping]]] = ..., replicas: _Optional[_Iterable[str]] = ..., missing_replicas: _Optional[_Iterable[str]] = ..., partial: _Optional[bool] = ...) -> None: ...

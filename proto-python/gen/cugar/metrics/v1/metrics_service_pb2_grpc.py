@@ -52,6 +52,11 @@ class MetricsServiceStub:
                 request_serializer=cugar_dot_metrics_dot_v1_dot_metrics__service__pb2.GetDashboardRequest.SerializeToString,
                 response_deserializer=cugar_dot_metrics_dot_v1_dot_metrics__service__pb2.GetDashboardResponse.FromString,
                 _registered_method=True)
+        self.WatchDashboard = channel.unary_stream(
+                '/cugar.metrics.v1.MetricsService/WatchDashboard',
+                request_serializer=cugar_dot_metrics_dot_v1_dot_metrics__service__pb2.WatchDashboardRequest.SerializeToString,
+                response_deserializer=cugar_dot_metrics_dot_v1_dot_metrics__service__pb2.GetDashboardResponse.FromString,
+                _registered_method=True)
 
 
 class MetricsServiceServicer:
@@ -91,6 +96,25 @@ class MetricsServiceServicer:
 
         Returns INVALID_ARGUMENT, with a field violation on `window`, `profile`, `domain` or
         `model`, when the window is outside 1 minute to 1 hour or a filter is not a valid name.
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchDashboard(self, request, context):
+        """WatchDashboard streams a full dashboard for `dashboard` every `interval`, the first one
+        at once. Watchers with the same request share one computation per tick.
+
+        Returns INVALID_ARGUMENT, with a field violation, when `dashboard` would be refused by
+        GetDashboard or `interval` is under 1 second or over 1 hour. Returns RESOURCE_EXHAUSTED
+        when the server already serves its maximum number of watchers, in total or for the
+        calling key. Ends with UNAVAILABLE ("draining, reconnect") when the server drains: a
+        client reconnects, usually to another replica.
+
+        Each message is a whole GetDashboardResponse, so a client handles both RPCs alike.
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -112,6 +136,11 @@ def add_MetricsServiceServicer_to_server(servicer, server):
             'GetDashboard': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDashboard,
                     request_deserializer=cugar_dot_metrics_dot_v1_dot_metrics__service__pb2.GetDashboardRequest.FromString,
+                    response_serializer=cugar_dot_metrics_dot_v1_dot_metrics__service__pb2.GetDashboardResponse.SerializeToString,
+            ),
+            'WatchDashboard': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchDashboard,
+                    request_deserializer=cugar_dot_metrics_dot_v1_dot_metrics__service__pb2.WatchDashboardRequest.FromString,
                     response_serializer=cugar_dot_metrics_dot_v1_dot_metrics__service__pb2.GetDashboardResponse.SerializeToString,
             ),
     }
@@ -198,6 +227,33 @@ class MetricsService:
             target,
             '/cugar.metrics.v1.MetricsService/GetDashboard',
             cugar_dot_metrics_dot_v1_dot_metrics__service__pb2.GetDashboardRequest.SerializeToString,
+            cugar_dot_metrics_dot_v1_dot_metrics__service__pb2.GetDashboardResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchDashboard(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cugar.metrics.v1.MetricsService/WatchDashboard',
+            cugar_dot_metrics_dot_v1_dot_metrics__service__pb2.WatchDashboardRequest.SerializeToString,
             cugar_dot_metrics_dot_v1_dot_metrics__service__pb2.GetDashboardResponse.FromString,
             options,
             channel_credentials,

@@ -445,9 +445,11 @@ type DashboardScope int32
 const (
 	// Never returned.
 	DashboardScope_DASHBOARD_SCOPE_UNSPECIFIED DashboardScope = 0
-	// The numbers cover only the replica that answered. The cluster-wide view is PromQL over
-	// the counters of every replica.
+	// The numbers cover only the replica that answered.
 	DashboardScope_DASHBOARD_SCOPE_REPLICA DashboardScope = 1
+	// The numbers cover the replica that answered and every peer that answered in time
+	// (`GetDashboardResponse.replicas`): counts summed, quantiles from the merged sketches.
+	DashboardScope_DASHBOARD_SCOPE_CLUSTER DashboardScope = 2
 )
 
 // Enum value maps for DashboardScope.
@@ -455,10 +457,12 @@ var (
 	DashboardScope_name = map[int32]string{
 		0: "DASHBOARD_SCOPE_UNSPECIFIED",
 		1: "DASHBOARD_SCOPE_REPLICA",
+		2: "DASHBOARD_SCOPE_CLUSTER",
 	}
 	DashboardScope_value = map[string]int32{
 		"DASHBOARD_SCOPE_UNSPECIFIED": 0,
 		"DASHBOARD_SCOPE_REPLICA":     1,
+		"DASHBOARD_SCOPE_CLUSTER":     2,
 	}
 )
 
@@ -1403,7 +1407,11 @@ type GetDashboardRequest struct {
 	// Optional. When set, the model rows and the model golden signals (tokens, cost, model
 	// error rate) cover only this model (`ModelCall.model`, `_overflow` allowed). Execution
 	// figures are not split by model.
-	Model         string `protobuf:"bytes,4,opt,name=model,proto3" json:"model,omitempty"`
+	Model string `protobuf:"bytes,4,opt,name=model,proto3" json:"model,omitempty"`
+	// Optional. `DASHBOARD_SCOPE_REPLICA`: this replica only. `DASHBOARD_SCOPE_CLUSTER`: this
+	// replica and its peers. Unset (`DASHBOARD_SCOPE_UNSPECIFIED`): cluster when the server is
+	// configured with peers, replica otherwise.
+	Scope         DashboardScope `protobuf:"varint,5,opt,name=scope,proto3,enum=cugar.metrics.v1.DashboardScope" json:"scope,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1466,6 +1474,68 @@ func (x *GetDashboardRequest) GetModel() string {
 	return ""
 }
 
+func (x *GetDashboardRequest) GetScope() DashboardScope {
+	if x != nil {
+		return x.Scope
+	}
+	return DashboardScope_DASHBOARD_SCOPE_UNSPECIFIED
+}
+
+// WatchDashboardRequest asks for a dashboard every `interval`.
+type WatchDashboardRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The dashboard to send on every tick, as for GetDashboard.
+	Dashboard *GetDashboardRequest `protobuf:"bytes,1,opt,name=dashboard,proto3" json:"dashboard,omitempty"`
+	// Optional. The time between two dashboards, from 1 second to 1 hour; unset: 5 seconds.
+	Interval      *durationpb.Duration `protobuf:"bytes,2,opt,name=interval,proto3" json:"interval,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchDashboardRequest) Reset() {
+	*x = WatchDashboardRequest{}
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchDashboardRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchDashboardRequest) ProtoMessage() {}
+
+func (x *WatchDashboardRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchDashboardRequest.ProtoReflect.Descriptor instead.
+func (*WatchDashboardRequest) Descriptor() ([]byte, []int) {
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *WatchDashboardRequest) GetDashboard() *GetDashboardRequest {
+	if x != nil {
+		return x.Dashboard
+	}
+	return nil
+}
+
+func (x *WatchDashboardRequest) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
+	}
+	return nil
+}
+
 // GoldenSignals are the dashboard's top row. A rate or mean with no data in the window is
 // absent (unset), never 0, so an idle replica reports nothing rather than a 0 % success rate.
 type GoldenSignals struct {
@@ -1508,7 +1578,7 @@ type GoldenSignals struct {
 
 func (x *GoldenSignals) Reset() {
 	*x = GoldenSignals{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[12]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1520,7 +1590,7 @@ func (x *GoldenSignals) String() string {
 func (*GoldenSignals) ProtoMessage() {}
 
 func (x *GoldenSignals) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[12]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1533,7 +1603,7 @@ func (x *GoldenSignals) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GoldenSignals.ProtoReflect.Descriptor instead.
 func (*GoldenSignals) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{12}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GoldenSignals) GetSuccessRate() float64 {
@@ -1665,7 +1735,7 @@ type ExecutionCounts struct {
 
 func (x *ExecutionCounts) Reset() {
 	*x = ExecutionCounts{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[13]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1677,7 +1747,7 @@ func (x *ExecutionCounts) String() string {
 func (*ExecutionCounts) ProtoMessage() {}
 
 func (x *ExecutionCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[13]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1690,7 +1760,7 @@ func (x *ExecutionCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecutionCounts.ProtoReflect.Descriptor instead.
 func (*ExecutionCounts) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{13}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ExecutionCounts) GetTotal() uint64 {
@@ -1746,7 +1816,7 @@ type ProfileStats struct {
 
 func (x *ProfileStats) Reset() {
 	*x = ProfileStats{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[14]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1758,7 +1828,7 @@ func (x *ProfileStats) String() string {
 func (*ProfileStats) ProtoMessage() {}
 
 func (x *ProfileStats) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[14]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1771,7 +1841,7 @@ func (x *ProfileStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProfileStats.ProtoReflect.Descriptor instead.
 func (*ProfileStats) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{14}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ProfileStats) GetProfile() string {
@@ -1851,7 +1921,7 @@ type DomainStats struct {
 
 func (x *DomainStats) Reset() {
 	*x = DomainStats{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[15]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1863,7 +1933,7 @@ func (x *DomainStats) String() string {
 func (*DomainStats) ProtoMessage() {}
 
 func (x *DomainStats) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[15]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1876,7 +1946,7 @@ func (x *DomainStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainStats.ProtoReflect.Descriptor instead.
 func (*DomainStats) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{15}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DomainStats) GetDomain() string {
@@ -1944,7 +2014,7 @@ type ToolStats struct {
 
 func (x *ToolStats) Reset() {
 	*x = ToolStats{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[16]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1956,7 +2026,7 @@ func (x *ToolStats) String() string {
 func (*ToolStats) ProtoMessage() {}
 
 func (x *ToolStats) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[16]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1969,7 +2039,7 @@ func (x *ToolStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolStats.ProtoReflect.Descriptor instead.
 func (*ToolStats) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{16}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ToolStats) GetDomain() string {
@@ -2034,7 +2104,7 @@ type ErrorTypeCount struct {
 
 func (x *ErrorTypeCount) Reset() {
 	*x = ErrorTypeCount{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[17]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2046,7 +2116,7 @@ func (x *ErrorTypeCount) String() string {
 func (*ErrorTypeCount) ProtoMessage() {}
 
 func (x *ErrorTypeCount) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[17]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2059,7 +2129,7 @@ func (x *ErrorTypeCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorTypeCount.ProtoReflect.Descriptor instead.
 func (*ErrorTypeCount) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{17}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ErrorTypeCount) GetErrorType() string {
@@ -2093,7 +2163,7 @@ type BudgetStats struct {
 
 func (x *BudgetStats) Reset() {
 	*x = BudgetStats{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[18]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2105,7 +2175,7 @@ func (x *BudgetStats) String() string {
 func (*BudgetStats) ProtoMessage() {}
 
 func (x *BudgetStats) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[18]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2118,7 +2188,7 @@ func (x *BudgetStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BudgetStats.ProtoReflect.Descriptor instead.
 func (*BudgetStats) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{18}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *BudgetStats) GetSpent() float64 {
@@ -2164,7 +2234,7 @@ type ApprovalDecisionStats struct {
 
 func (x *ApprovalDecisionStats) Reset() {
 	*x = ApprovalDecisionStats{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[19]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2176,7 +2246,7 @@ func (x *ApprovalDecisionStats) String() string {
 func (*ApprovalDecisionStats) ProtoMessage() {}
 
 func (x *ApprovalDecisionStats) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[19]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2189,7 +2259,7 @@ func (x *ApprovalDecisionStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApprovalDecisionStats.ProtoReflect.Descriptor instead.
 func (*ApprovalDecisionStats) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{19}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ApprovalDecisionStats) GetDecision() ApprovalDecision {
@@ -2226,7 +2296,7 @@ type ApprovalStats struct {
 
 func (x *ApprovalStats) Reset() {
 	*x = ApprovalStats{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[20]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2238,7 +2308,7 @@ func (x *ApprovalStats) String() string {
 func (*ApprovalStats) ProtoMessage() {}
 
 func (x *ApprovalStats) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[20]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2251,7 +2321,7 @@ func (x *ApprovalStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApprovalStats.ProtoReflect.Descriptor instead.
 func (*ApprovalStats) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{20}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ApprovalStats) GetTotal() uint64 {
@@ -2283,7 +2353,7 @@ type IngestStats struct {
 
 func (x *IngestStats) Reset() {
 	*x = IngestStats{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[21]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2295,7 +2365,7 @@ func (x *IngestStats) String() string {
 func (*IngestStats) ProtoMessage() {}
 
 func (x *IngestStats) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[21]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2308,7 +2378,7 @@ func (x *IngestStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestStats.ProtoReflect.Descriptor instead.
 func (*IngestStats) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{21}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *IngestStats) GetAccepted() uint64 {
@@ -2367,7 +2437,7 @@ type ModelStats struct {
 
 func (x *ModelStats) Reset() {
 	*x = ModelStats{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[22]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2379,7 +2449,7 @@ func (x *ModelStats) String() string {
 func (*ModelStats) ProtoMessage() {}
 
 func (x *ModelStats) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[22]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2392,7 +2462,7 @@ func (x *ModelStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelStats.ProtoReflect.Descriptor instead.
 func (*ModelStats) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{22}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ModelStats) GetProvider() string {
@@ -2495,7 +2565,8 @@ type GetDashboardResponse struct {
 	WindowStartTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=window_start_time,json=windowStartTime,proto3" json:"window_start_time,omitempty"`
 	// The end of the effective window: when the dashboard was computed.
 	WindowEndTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=window_end_time,json=windowEndTime,proto3" json:"window_end_time,omitempty"`
-	// Always `DASHBOARD_SCOPE_REPLICA`: the numbers are this replica's only.
+	// `DASHBOARD_SCOPE_REPLICA`: the numbers are this replica's only.
+	// `DASHBOARD_SCOPE_CLUSTER`: they cover every replica in `replicas`.
 	Scope DashboardScope `protobuf:"varint,4,opt,name=scope,proto3,enum=cugar.metrics.v1.DashboardScope" json:"scope,omitempty"`
 	// The replica that answered (its host name unless configured).
 	Replica string `protobuf:"bytes,5,opt,name=replica,proto3" json:"replica,omitempty"`
@@ -2522,14 +2593,22 @@ type GetDashboardResponse struct {
 	// What the Record RPCs did in the window (not filtered by profile or domain).
 	Ingest *IngestStats `protobuf:"bytes,16,opt,name=ingest,proto3" json:"ingest,omitempty"`
 	// One row per model with calls in the window, by provider then model name.
-	Models        []*ModelStats `protobuf:"bytes,17,rep,name=models,proto3" json:"models,omitempty"`
+	Models []*ModelStats `protobuf:"bytes,17,rep,name=models,proto3" json:"models,omitempty"`
+	// Cluster scope: the replicas whose state the numbers include (this one first), by name.
+	// Replica scope: this replica only.
+	Replicas []string `protobuf:"bytes,18,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	// Cluster scope: the peers (their configured addresses) that did not answer within the
+	// peer deadline or answered with an error; their executions are missing.
+	MissingReplicas []string `protobuf:"bytes,19,rep,name=missing_replicas,json=missingReplicas,proto3" json:"missing_replicas,omitempty"`
+	// True when `missing_replicas` is not empty: the numbers cover only part of the cluster.
+	Partial       bool `protobuf:"varint,20,opt,name=partial,proto3" json:"partial,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetDashboardResponse) Reset() {
 	*x = GetDashboardResponse{}
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[23]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2541,7 +2620,7 @@ func (x *GetDashboardResponse) String() string {
 func (*GetDashboardResponse) ProtoMessage() {}
 
 func (x *GetDashboardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[23]
+	mi := &file_cugar_metrics_v1_metrics_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2554,7 +2633,7 @@ func (x *GetDashboardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDashboardResponse.ProtoReflect.Descriptor instead.
 func (*GetDashboardResponse) Descriptor() ([]byte, []int) {
-	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{23}
+	return file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetDashboardResponse) GetWindow() *durationpb.Duration {
@@ -2676,6 +2755,27 @@ func (x *GetDashboardResponse) GetModels() []*ModelStats {
 	return nil
 }
 
+func (x *GetDashboardResponse) GetReplicas() []string {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+func (x *GetDashboardResponse) GetMissingReplicas() []string {
+	if x != nil {
+		return x.MissingReplicas
+	}
+	return nil
+}
+
+func (x *GetDashboardResponse) GetPartial() bool {
+	if x != nil {
+		return x.Partial
+	}
+	return false
+}
+
 var File_cugar_metrics_v1_metrics_service_proto protoreflect.FileDescriptor
 
 const file_cugar_metrics_v1_metrics_service_proto_rawDesc = "" +
@@ -2755,12 +2855,16 @@ const file_cugar_metrics_v1_metrics_service_proto_rawDesc = "" +
 	"\x0fduplicate_count\x18\x02 \x01(\rR\x0eduplicateCount\x12%\n" +
 	"\x0erejected_count\x18\x03 \x01(\rR\rrejectedCount\x128\n" +
 	"\aresults\x18\x04 \x03(\x0e2\x1e.cugar.metrics.v1.RecordResultR\aresults\x12T\n" +
-	"\x13rejected_executions\x18\x05 \x03(\v2#.cugar.metrics.v1.RejectedExecutionR\x12rejectedExecutions\"\x90\x01\n" +
+	"\x13rejected_executions\x18\x05 \x03(\v2#.cugar.metrics.v1.RejectedExecutionR\x12rejectedExecutions\"\xc8\x01\n" +
 	"\x13GetDashboardRequest\x121\n" +
 	"\x06window\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06window\x12\x18\n" +
 	"\aprofile\x18\x02 \x01(\tR\aprofile\x12\x16\n" +
 	"\x06domain\x18\x03 \x01(\tR\x06domain\x12\x14\n" +
-	"\x05model\x18\x04 \x01(\tR\x05model\"\xb2\b\n" +
+	"\x05model\x18\x04 \x01(\tR\x05model\x126\n" +
+	"\x05scope\x18\x05 \x01(\x0e2 .cugar.metrics.v1.DashboardScopeR\x05scope\"\x93\x01\n" +
+	"\x15WatchDashboardRequest\x12C\n" +
+	"\tdashboard\x18\x01 \x01(\v2%.cugar.metrics.v1.GetDashboardRequestR\tdashboard\x125\n" +
+	"\binterval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\binterval\"\xb2\b\n" +
 	"\rGoldenSignals\x12&\n" +
 	"\fsuccess_rate\x18\x01 \x01(\x01H\x00R\vsuccessRate\x88\x01\x01\x12\"\n" +
 	"\n" +
@@ -2871,7 +2975,7 @@ const file_cugar_metrics_v1_metrics_service_proto_rawDesc = "" +
 	"latencyP50\x12:\n" +
 	"\vlatency_p95\x18\f \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"latencyP95\x12O\n" +
-	"\x17time_to_first_token_p95\x18\r \x01(\v2\x19.google.protobuf.DurationR\x13timeToFirstTokenP95\"\x9a\b\n" +
+	"\x17time_to_first_token_p95\x18\r \x01(\v2\x19.google.protobuf.DurationR\x13timeToFirstTokenP95\"\xfb\b\n" +
 	"\x14GetDashboardResponse\x121\n" +
 	"\x06window\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06window\x12F\n" +
 	"\x11window_start_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x0fwindowStartTime\x12B\n" +
@@ -2893,7 +2997,10 @@ const file_cugar_metrics_v1_metrics_service_proto_rawDesc = "" +
 	"\x14first_execution_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x12firstExecutionTime\x12J\n" +
 	"\x13last_execution_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x11lastExecutionTime\x125\n" +
 	"\x06ingest\x18\x10 \x01(\v2\x1d.cugar.metrics.v1.IngestStatsR\x06ingest\x124\n" +
-	"\x06models\x18\x11 \x03(\v2\x1c.cugar.metrics.v1.ModelStatsR\x06models*L\n" +
+	"\x06models\x18\x11 \x03(\v2\x1c.cugar.metrics.v1.ModelStatsR\x06models\x12\x1a\n" +
+	"\breplicas\x18\x12 \x03(\tR\breplicas\x12)\n" +
+	"\x10missing_replicas\x18\x13 \x03(\tR\x0fmissingReplicas\x12\x18\n" +
+	"\apartial\x18\x14 \x01(\bR\apartial*L\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fOUTCOME_SUCCESS\x10\x01\x12\x13\n" +
@@ -2929,14 +3036,16 @@ const file_cugar_metrics_v1_metrics_service_proto_rawDesc = "" +
 	"\x1dMODEL_CALL_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19MODEL_CALL_STATUS_SUCCESS\x10\x01\x12\x1b\n" +
 	"\x17MODEL_CALL_STATUS_ERROR\x10\x02\x12\"\n" +
-	"\x1eMODEL_CALL_STATUS_RATE_LIMITED\x10\x03*N\n" +
+	"\x1eMODEL_CALL_STATUS_RATE_LIMITED\x10\x03*k\n" +
 	"\x0eDashboardScope\x12\x1f\n" +
 	"\x1bDASHBOARD_SCOPE_UNSPECIFIED\x10\x00\x12\x1b\n" +
-	"\x17DASHBOARD_SCOPE_REPLICA\x10\x012\xc2\x02\n" +
+	"\x17DASHBOARD_SCOPE_REPLICA\x10\x01\x12\x1b\n" +
+	"\x17DASHBOARD_SCOPE_CLUSTER\x10\x022\xa7\x03\n" +
 	"\x0eMetricsService\x12f\n" +
 	"\x0fRecordExecution\x12(.cugar.metrics.v1.RecordExecutionRequest\x1a).cugar.metrics.v1.RecordExecutionResponse\x12i\n" +
 	"\x10RecordExecutions\x12).cugar.metrics.v1.RecordExecutionsRequest\x1a*.cugar.metrics.v1.RecordExecutionsResponse\x12]\n" +
-	"\fGetDashboard\x12%.cugar.metrics.v1.GetDashboardRequest\x1a&.cugar.metrics.v1.GetDashboardResponseB\xdf\x01\n" +
+	"\fGetDashboard\x12%.cugar.metrics.v1.GetDashboardRequest\x1a&.cugar.metrics.v1.GetDashboardResponse\x12c\n" +
+	"\x0eWatchDashboard\x12'.cugar.metrics.v1.WatchDashboardRequest\x1a&.cugar.metrics.v1.GetDashboardResponse0\x01B\xdf\x01\n" +
 	"\x14com.cugar.metrics.v1B\x13MetricsServiceProtoP\x01ZPgithub.com/cugar-metrics/cugar-metrics/clients/go/gen/cugar/metrics/v1;metricsv1\xa2\x02\x03CMX\xaa\x02\x10Cugar.Metrics.V1\xca\x02\x10Cugar\\Metrics\\V1\xe2\x02\x1cCugar\\Metrics\\V1\\GPBMetadata\xea\x02\x12Cugar::Metrics::V1b\x06proto3"
 
 var (
@@ -2952,7 +3061,7 @@ func file_cugar_metrics_v1_metrics_service_proto_rawDescGZIP() []byte {
 }
 
 var file_cugar_metrics_v1_metrics_service_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_cugar_metrics_v1_metrics_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_cugar_metrics_v1_metrics_service_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_cugar_metrics_v1_metrics_service_proto_goTypes = []any{
 	(Outcome)(0),                     // 0: cugar.metrics.v1.Outcome
 	(ApprovalDecision)(0),            // 1: cugar.metrics.v1.ApprovalDecision
@@ -2974,87 +3083,93 @@ var file_cugar_metrics_v1_metrics_service_proto_goTypes = []any{
 	(*RejectedExecution)(nil),        // 17: cugar.metrics.v1.RejectedExecution
 	(*RecordExecutionsResponse)(nil), // 18: cugar.metrics.v1.RecordExecutionsResponse
 	(*GetDashboardRequest)(nil),      // 19: cugar.metrics.v1.GetDashboardRequest
-	(*GoldenSignals)(nil),            // 20: cugar.metrics.v1.GoldenSignals
-	(*ExecutionCounts)(nil),          // 21: cugar.metrics.v1.ExecutionCounts
-	(*ProfileStats)(nil),             // 22: cugar.metrics.v1.ProfileStats
-	(*DomainStats)(nil),              // 23: cugar.metrics.v1.DomainStats
-	(*ToolStats)(nil),                // 24: cugar.metrics.v1.ToolStats
-	(*ErrorTypeCount)(nil),           // 25: cugar.metrics.v1.ErrorTypeCount
-	(*BudgetStats)(nil),              // 26: cugar.metrics.v1.BudgetStats
-	(*ApprovalDecisionStats)(nil),    // 27: cugar.metrics.v1.ApprovalDecisionStats
-	(*ApprovalStats)(nil),            // 28: cugar.metrics.v1.ApprovalStats
-	(*IngestStats)(nil),              // 29: cugar.metrics.v1.IngestStats
-	(*ModelStats)(nil),               // 30: cugar.metrics.v1.ModelStats
-	(*GetDashboardResponse)(nil),     // 31: cugar.metrics.v1.GetDashboardResponse
-	(*timestamppb.Timestamp)(nil),    // 32: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 33: google.protobuf.Duration
+	(*WatchDashboardRequest)(nil),    // 20: cugar.metrics.v1.WatchDashboardRequest
+	(*GoldenSignals)(nil),            // 21: cugar.metrics.v1.GoldenSignals
+	(*ExecutionCounts)(nil),          // 22: cugar.metrics.v1.ExecutionCounts
+	(*ProfileStats)(nil),             // 23: cugar.metrics.v1.ProfileStats
+	(*DomainStats)(nil),              // 24: cugar.metrics.v1.DomainStats
+	(*ToolStats)(nil),                // 25: cugar.metrics.v1.ToolStats
+	(*ErrorTypeCount)(nil),           // 26: cugar.metrics.v1.ErrorTypeCount
+	(*BudgetStats)(nil),              // 27: cugar.metrics.v1.BudgetStats
+	(*ApprovalDecisionStats)(nil),    // 28: cugar.metrics.v1.ApprovalDecisionStats
+	(*ApprovalStats)(nil),            // 29: cugar.metrics.v1.ApprovalStats
+	(*IngestStats)(nil),              // 30: cugar.metrics.v1.IngestStats
+	(*ModelStats)(nil),               // 31: cugar.metrics.v1.ModelStats
+	(*GetDashboardResponse)(nil),     // 32: cugar.metrics.v1.GetDashboardResponse
+	(*timestamppb.Timestamp)(nil),    // 33: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 34: google.protobuf.Duration
 }
 var file_cugar_metrics_v1_metrics_service_proto_depIdxs = []int32{
 	0,  // 0: cugar.metrics.v1.Execution.outcome:type_name -> cugar.metrics.v1.Outcome
-	32, // 1: cugar.metrics.v1.Execution.start_time:type_name -> google.protobuf.Timestamp
-	33, // 2: cugar.metrics.v1.Execution.duration:type_name -> google.protobuf.Duration
+	33, // 1: cugar.metrics.v1.Execution.start_time:type_name -> google.protobuf.Timestamp
+	34, // 2: cugar.metrics.v1.Execution.duration:type_name -> google.protobuf.Duration
 	9,  // 3: cugar.metrics.v1.Execution.budget:type_name -> cugar.metrics.v1.Budget
 	10, // 4: cugar.metrics.v1.Execution.approvals:type_name -> cugar.metrics.v1.Approval
 	11, // 5: cugar.metrics.v1.Execution.tool_calls:type_name -> cugar.metrics.v1.ToolCall
 	12, // 6: cugar.metrics.v1.Execution.model_calls:type_name -> cugar.metrics.v1.ModelCall
 	1,  // 7: cugar.metrics.v1.Approval.decision:type_name -> cugar.metrics.v1.ApprovalDecision
-	33, // 8: cugar.metrics.v1.Approval.wait:type_name -> google.protobuf.Duration
+	34, // 8: cugar.metrics.v1.Approval.wait:type_name -> google.protobuf.Duration
 	2,  // 9: cugar.metrics.v1.Approval.operation:type_name -> cugar.metrics.v1.ApprovalOperation
 	3,  // 10: cugar.metrics.v1.ToolCall.status:type_name -> cugar.metrics.v1.ToolCallStatus
-	33, // 11: cugar.metrics.v1.ToolCall.duration:type_name -> google.protobuf.Duration
+	34, // 11: cugar.metrics.v1.ToolCall.duration:type_name -> google.protobuf.Duration
 	5,  // 12: cugar.metrics.v1.ModelCall.operation:type_name -> cugar.metrics.v1.ModelOperation
 	6,  // 13: cugar.metrics.v1.ModelCall.status:type_name -> cugar.metrics.v1.ModelCallStatus
-	33, // 14: cugar.metrics.v1.ModelCall.duration:type_name -> google.protobuf.Duration
-	33, // 15: cugar.metrics.v1.ModelCall.time_to_first_token:type_name -> google.protobuf.Duration
+	34, // 14: cugar.metrics.v1.ModelCall.duration:type_name -> google.protobuf.Duration
+	34, // 15: cugar.metrics.v1.ModelCall.time_to_first_token:type_name -> google.protobuf.Duration
 	8,  // 16: cugar.metrics.v1.RecordExecutionRequest.execution:type_name -> cugar.metrics.v1.Execution
 	4,  // 17: cugar.metrics.v1.RecordExecutionResponse.result:type_name -> cugar.metrics.v1.RecordResult
 	8,  // 18: cugar.metrics.v1.RecordExecutionsRequest.executions:type_name -> cugar.metrics.v1.Execution
 	16, // 19: cugar.metrics.v1.RejectedExecution.field_violations:type_name -> cugar.metrics.v1.FieldViolation
 	4,  // 20: cugar.metrics.v1.RecordExecutionsResponse.results:type_name -> cugar.metrics.v1.RecordResult
 	17, // 21: cugar.metrics.v1.RecordExecutionsResponse.rejected_executions:type_name -> cugar.metrics.v1.RejectedExecution
-	33, // 22: cugar.metrics.v1.GetDashboardRequest.window:type_name -> google.protobuf.Duration
-	33, // 23: cugar.metrics.v1.GoldenSignals.latency_p50:type_name -> google.protobuf.Duration
-	33, // 24: cugar.metrics.v1.GoldenSignals.latency_p95:type_name -> google.protobuf.Duration
-	33, // 25: cugar.metrics.v1.GoldenSignals.latency_p99:type_name -> google.protobuf.Duration
-	33, // 26: cugar.metrics.v1.GoldenSignals.latency_mean:type_name -> google.protobuf.Duration
-	33, // 27: cugar.metrics.v1.GoldenSignals.approval_wait_p50:type_name -> google.protobuf.Duration
-	33, // 28: cugar.metrics.v1.GoldenSignals.approval_wait_p95:type_name -> google.protobuf.Duration
-	33, // 29: cugar.metrics.v1.ProfileStats.latency_p95:type_name -> google.protobuf.Duration
-	33, // 30: cugar.metrics.v1.DomainStats.latency_p95:type_name -> google.protobuf.Duration
-	33, // 31: cugar.metrics.v1.ToolStats.latency_p95:type_name -> google.protobuf.Duration
-	1,  // 32: cugar.metrics.v1.ApprovalDecisionStats.decision:type_name -> cugar.metrics.v1.ApprovalDecision
-	33, // 33: cugar.metrics.v1.ApprovalDecisionStats.wait_p95:type_name -> google.protobuf.Duration
-	27, // 34: cugar.metrics.v1.ApprovalStats.by_decision:type_name -> cugar.metrics.v1.ApprovalDecisionStats
-	33, // 35: cugar.metrics.v1.ModelStats.latency_p50:type_name -> google.protobuf.Duration
-	33, // 36: cugar.metrics.v1.ModelStats.latency_p95:type_name -> google.protobuf.Duration
-	33, // 37: cugar.metrics.v1.ModelStats.time_to_first_token_p95:type_name -> google.protobuf.Duration
-	33, // 38: cugar.metrics.v1.GetDashboardResponse.window:type_name -> google.protobuf.Duration
-	32, // 39: cugar.metrics.v1.GetDashboardResponse.window_start_time:type_name -> google.protobuf.Timestamp
-	32, // 40: cugar.metrics.v1.GetDashboardResponse.window_end_time:type_name -> google.protobuf.Timestamp
-	7,  // 41: cugar.metrics.v1.GetDashboardResponse.scope:type_name -> cugar.metrics.v1.DashboardScope
-	21, // 42: cugar.metrics.v1.GetDashboardResponse.executions:type_name -> cugar.metrics.v1.ExecutionCounts
-	20, // 43: cugar.metrics.v1.GetDashboardResponse.golden_signals:type_name -> cugar.metrics.v1.GoldenSignals
-	22, // 44: cugar.metrics.v1.GetDashboardResponse.profiles:type_name -> cugar.metrics.v1.ProfileStats
-	23, // 45: cugar.metrics.v1.GetDashboardResponse.domains:type_name -> cugar.metrics.v1.DomainStats
-	24, // 46: cugar.metrics.v1.GetDashboardResponse.tools:type_name -> cugar.metrics.v1.ToolStats
-	25, // 47: cugar.metrics.v1.GetDashboardResponse.error_types:type_name -> cugar.metrics.v1.ErrorTypeCount
-	26, // 48: cugar.metrics.v1.GetDashboardResponse.budget:type_name -> cugar.metrics.v1.BudgetStats
-	28, // 49: cugar.metrics.v1.GetDashboardResponse.approvals:type_name -> cugar.metrics.v1.ApprovalStats
-	32, // 50: cugar.metrics.v1.GetDashboardResponse.first_execution_time:type_name -> google.protobuf.Timestamp
-	32, // 51: cugar.metrics.v1.GetDashboardResponse.last_execution_time:type_name -> google.protobuf.Timestamp
-	29, // 52: cugar.metrics.v1.GetDashboardResponse.ingest:type_name -> cugar.metrics.v1.IngestStats
-	30, // 53: cugar.metrics.v1.GetDashboardResponse.models:type_name -> cugar.metrics.v1.ModelStats
-	13, // 54: cugar.metrics.v1.MetricsService.RecordExecution:input_type -> cugar.metrics.v1.RecordExecutionRequest
-	15, // 55: cugar.metrics.v1.MetricsService.RecordExecutions:input_type -> cugar.metrics.v1.RecordExecutionsRequest
-	19, // 56: cugar.metrics.v1.MetricsService.GetDashboard:input_type -> cugar.metrics.v1.GetDashboardRequest
-	14, // 57: cugar.metrics.v1.MetricsService.RecordExecution:output_type -> cugar.metrics.v1.RecordExecutionResponse
-	18, // 58: cugar.metrics.v1.MetricsService.RecordExecutions:output_type -> cugar.metrics.v1.RecordExecutionsResponse
-	31, // 59: cugar.metrics.v1.MetricsService.GetDashboard:output_type -> cugar.metrics.v1.GetDashboardResponse
-	57, // [57:60] is the sub-list for method output_type
-	54, // [54:57] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	34, // 22: cugar.metrics.v1.GetDashboardRequest.window:type_name -> google.protobuf.Duration
+	7,  // 23: cugar.metrics.v1.GetDashboardRequest.scope:type_name -> cugar.metrics.v1.DashboardScope
+	19, // 24: cugar.metrics.v1.WatchDashboardRequest.dashboard:type_name -> cugar.metrics.v1.GetDashboardRequest
+	34, // 25: cugar.metrics.v1.WatchDashboardRequest.interval:type_name -> google.protobuf.Duration
+	34, // 26: cugar.metrics.v1.GoldenSignals.latency_p50:type_name -> google.protobuf.Duration
+	34, // 27: cugar.metrics.v1.GoldenSignals.latency_p95:type_name -> google.protobuf.Duration
+	34, // 28: cugar.metrics.v1.GoldenSignals.latency_p99:type_name -> google.protobuf.Duration
+	34, // 29: cugar.metrics.v1.GoldenSignals.latency_mean:type_name -> google.protobuf.Duration
+	34, // 30: cugar.metrics.v1.GoldenSignals.approval_wait_p50:type_name -> google.protobuf.Duration
+	34, // 31: cugar.metrics.v1.GoldenSignals.approval_wait_p95:type_name -> google.protobuf.Duration
+	34, // 32: cugar.metrics.v1.ProfileStats.latency_p95:type_name -> google.protobuf.Duration
+	34, // 33: cugar.metrics.v1.DomainStats.latency_p95:type_name -> google.protobuf.Duration
+	34, // 34: cugar.metrics.v1.ToolStats.latency_p95:type_name -> google.protobuf.Duration
+	1,  // 35: cugar.metrics.v1.ApprovalDecisionStats.decision:type_name -> cugar.metrics.v1.ApprovalDecision
+	34, // 36: cugar.metrics.v1.ApprovalDecisionStats.wait_p95:type_name -> google.protobuf.Duration
+	28, // 37: cugar.metrics.v1.ApprovalStats.by_decision:type_name -> cugar.metrics.v1.ApprovalDecisionStats
+	34, // 38: cugar.metrics.v1.ModelStats.latency_p50:type_name -> google.protobuf.Duration
+	34, // 39: cugar.metrics.v1.ModelStats.latency_p95:type_name -> google.protobuf.Duration
+	34, // 40: cugar.metrics.v1.ModelStats.time_to_first_token_p95:type_name -> google.protobuf.Duration
+	34, // 41: cugar.metrics.v1.GetDashboardResponse.window:type_name -> google.protobuf.Duration
+	33, // 42: cugar.metrics.v1.GetDashboardResponse.window_start_time:type_name -> google.protobuf.Timestamp
+	33, // 43: cugar.metrics.v1.GetDashboardResponse.window_end_time:type_name -> google.protobuf.Timestamp
+	7,  // 44: cugar.metrics.v1.GetDashboardResponse.scope:type_name -> cugar.metrics.v1.DashboardScope
+	22, // 45: cugar.metrics.v1.GetDashboardResponse.executions:type_name -> cugar.metrics.v1.ExecutionCounts
+	21, // 46: cugar.metrics.v1.GetDashboardResponse.golden_signals:type_name -> cugar.metrics.v1.GoldenSignals
+	23, // 47: cugar.metrics.v1.GetDashboardResponse.profiles:type_name -> cugar.metrics.v1.ProfileStats
+	24, // 48: cugar.metrics.v1.GetDashboardResponse.domains:type_name -> cugar.metrics.v1.DomainStats
+	25, // 49: cugar.metrics.v1.GetDashboardResponse.tools:type_name -> cugar.metrics.v1.ToolStats
+	26, // 50: cugar.metrics.v1.GetDashboardResponse.error_types:type_name -> cugar.metrics.v1.ErrorTypeCount
+	27, // 51: cugar.metrics.v1.GetDashboardResponse.budget:type_name -> cugar.metrics.v1.BudgetStats
+	29, // 52: cugar.metrics.v1.GetDashboardResponse.approvals:type_name -> cugar.metrics.v1.ApprovalStats
+	33, // 53: cugar.metrics.v1.GetDashboardResponse.first_execution_time:type_name -> google.protobuf.Timestamp
+	33, // 54: cugar.metrics.v1.GetDashboardResponse.last_execution_time:type_name -> google.protobuf.Timestamp
+	30, // 55: cugar.metrics.v1.GetDashboardResponse.ingest:type_name -> cugar.metrics.v1.IngestStats
+	31, // 56: cugar.metrics.v1.GetDashboardResponse.models:type_name -> cugar.metrics.v1.ModelStats
+	13, // 57: cugar.metrics.v1.MetricsService.RecordExecution:input_type -> cugar.metrics.v1.RecordExecutionRequest
+	15, // 58: cugar.metrics.v1.MetricsService.RecordExecutions:input_type -> cugar.metrics.v1.RecordExecutionsRequest
+	19, // 59: cugar.metrics.v1.MetricsService.GetDashboard:input_type -> cugar.metrics.v1.GetDashboardRequest
+	20, // 60: cugar.metrics.v1.MetricsService.WatchDashboard:input_type -> cugar.metrics.v1.WatchDashboardRequest
+	14, // 61: cugar.metrics.v1.MetricsService.RecordExecution:output_type -> cugar.metrics.v1.RecordExecutionResponse
+	18, // 62: cugar.metrics.v1.MetricsService.RecordExecutions:output_type -> cugar.metrics.v1.RecordExecutionsResponse
+	32, // 63: cugar.metrics.v1.MetricsService.GetDashboard:output_type -> cugar.metrics.v1.GetDashboardResponse
+	32, // 64: cugar.metrics.v1.MetricsService.WatchDashboard:output_type -> cugar.metrics.v1.GetDashboardResponse
+	61, // [61:65] is the sub-list for method output_type
+	57, // [57:61] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_cugar_metrics_v1_metrics_service_proto_init() }
@@ -3063,18 +3178,18 @@ func file_cugar_metrics_v1_metrics_service_proto_init() {
 		return
 	}
 	file_cugar_metrics_v1_metrics_service_proto_msgTypes[4].OneofWrappers = []any{}
-	file_cugar_metrics_v1_metrics_service_proto_msgTypes[12].OneofWrappers = []any{}
-	file_cugar_metrics_v1_metrics_service_proto_msgTypes[14].OneofWrappers = []any{}
+	file_cugar_metrics_v1_metrics_service_proto_msgTypes[13].OneofWrappers = []any{}
 	file_cugar_metrics_v1_metrics_service_proto_msgTypes[15].OneofWrappers = []any{}
 	file_cugar_metrics_v1_metrics_service_proto_msgTypes[16].OneofWrappers = []any{}
-	file_cugar_metrics_v1_metrics_service_proto_msgTypes[18].OneofWrappers = []any{}
+	file_cugar_metrics_v1_metrics_service_proto_msgTypes[17].OneofWrappers = []any{}
+	file_cugar_metrics_v1_metrics_service_proto_msgTypes[19].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cugar_metrics_v1_metrics_service_proto_rawDesc), len(file_cugar_metrics_v1_metrics_service_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,7 @@ const (
 	MetricsService_RecordExecution_FullMethodName  = "/cugar.metrics.v1.MetricsService/RecordExecution"
 	MetricsService_RecordExecutions_FullMethodName = "/cugar.metrics.v1.MetricsService/RecordExecutions"
 	MetricsService_GetDashboard_FullMethodName     = "/cugar.metrics.v1.MetricsService/GetDashboard"
+	MetricsService_WatchDashboard_FullMethodName   = "/cugar.metrics.v1.MetricsService/WatchDashboard"
 )
 
 // MetricsServiceClient is the client API for MetricsService service.
@@ -61,7 +62,21 @@ type MetricsServiceClient interface {
 	//
 	// Returns INVALID_ARGUMENT, with a field violation on `window`, `profile`, `domain` or
 	// `model`, when the window is outside 1 minute to 1 hour or a filter is not a valid name.
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	GetDashboard(ctx context.Context, in *GetDashboardRequest, opts ...grpc.CallOption) (*GetDashboardResponse, error)
+	// WatchDashboard streams a full dashboard for `dashboard` every `interval`, the first one
+	// at once. Watchers with the same request share one computation per tick.
+	//
+	// Returns INVALID_ARGUMENT, with a field violation, when `dashboard` would be refused by
+	// GetDashboard or `interval` is under 1 second or over 1 hour. Returns RESOURCE_EXHAUSTED
+	// when the server already serves its maximum number of watchers, in total or for the
+	// calling key. Ends with UNAVAILABLE ("draining, reconnect") when the server drains: a
+	// client reconnects, usually to another replica.
+	//
+	// Each message is a whole GetDashboardResponse, so a client handles both RPCs alike.
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	WatchDashboard(ctx context.Context, in *WatchDashboardRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetDashboardResponse], error)
 }
 
 type metricsServiceClient struct {
@@ -102,6 +117,25 @@ func (c *metricsServiceClient) GetDashboard(ctx context.Context, in *GetDashboar
 	return out, nil
 }
 
+func (c *metricsServiceClient) WatchDashboard(ctx context.Context, in *WatchDashboardRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetDashboardResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &MetricsService_ServiceDesc.Streams[0], MetricsService_WatchDashboard_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchDashboardRequest, GetDashboardResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type MetricsService_WatchDashboardClient = grpc.ServerStreamingClient[GetDashboardResponse]
+
 // MetricsServiceServer is the server API for MetricsService service.
 // All implementations must embed UnimplementedMetricsServiceServer
 // for forward compatibility.
@@ -130,7 +164,21 @@ type MetricsServiceServer interface {
 	//
 	// Returns INVALID_ARGUMENT, with a field violation on `window`, `profile`, `domain` or
 	// `model`, when the window is outside 1 minute to 1 hour or a filter is not a valid name.
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	GetDashboard(context.Context, *GetDashboardRequest) (*GetDashboardResponse, error)
+	// WatchDashboard streams a full dashboard for `dashboard` every `interval`, the first one
+	// at once. Watchers with the same request share one computation per tick.
+	//
+	// Returns INVALID_ARGUMENT, with a field violation, when `dashboard` would be refused by
+	// GetDashboard or `interval` is under 1 second or over 1 hour. Returns RESOURCE_EXHAUSTED
+	// when the server already serves its maximum number of watchers, in total or for the
+	// calling key. Ends with UNAVAILABLE ("draining, reconnect") when the server drains: a
+	// client reconnects, usually to another replica.
+	//
+	// Each message is a whole GetDashboardResponse, so a client handles both RPCs alike.
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	WatchDashboard(*WatchDashboardRequest, grpc.ServerStreamingServer[GetDashboardResponse]) error
 	mustEmbedUnimplementedMetricsServiceServer()
 }
 
@@ -149,6 +197,9 @@ func (UnimplementedMetricsServiceServer) RecordExecutions(context.Context, *Reco
 }
 func (UnimplementedMetricsServiceServer) GetDashboard(context.Context, *GetDashboardRequest) (*GetDashboardResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetDashboard not implemented")
+}
+func (UnimplementedMetricsServiceServer) WatchDashboard(*WatchDashboardRequest, grpc.ServerStreamingServer[GetDashboardResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchDashboard not implemented")
 }
 func (UnimplementedMetricsServiceServer) mustEmbedUnimplementedMetricsServiceServer() {}
 func (UnimplementedMetricsServiceServer) testEmbeddedByValue()                        {}
@@ -225,6 +276,17 @@ func _MetricsService_GetDashboard_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MetricsService_WatchDashboard_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchDashboardRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(MetricsServiceServer).WatchDashboard(m, &grpc.GenericServerStream[WatchDashboardRequest, GetDashboardResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type MetricsService_WatchDashboardServer = grpc.ServerStreamingServer[GetDashboardResponse]
+
 // MetricsService_ServiceDesc is the grpc.ServiceDesc for MetricsService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -245,6 +307,12 @@ var MetricsService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _MetricsService_GetDashboard_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchDashboard",
+			Handler:       _MetricsService_WatchDashboard_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "cugar/metrics/v1/metrics_service.proto",
 }

@@ -1,0 +1,152 @@
+"""A replica's window state as bytes, and back: what `PeerService.GetWindowState` carries.
+
+Format version 1 is UTF-8 JSON: `start`, `end`, `time`, `first_execution`,
+`first_by_profile`, `layout` (the bucket bounds and sketch mapping, as in a state file: a
+state with another layout is refused, since its sketch keys would not merge), one member per
+windowed counter (`[label..., value]` rows) and distribution (`[label..., {count, sum,
+buckets, zero_count, offset, bins}]` rows; `buckets` may be empty in a window, whose slots
+may keep no bucket counts), and the gauges (`last_execution`,
+`label_values`, `dedup_entries`, `dedup_evicted`). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from cugar_metrics.aggregator.core import (
+    APPROVAL_BUCKETS,
+    EXECUTION_BUCKETS,
+    MODEL_BUCKETS,
+    STEP_BUCKETS,
+    TOOL_BUCKETS,
+    TTFT_BUCKETS,
+    UTILIZATION_BUCKETS,
+    Snapshot,
+    WindowState,
+)
+from cugar_metrics.aggregator.persist import (
+    LAYOUT,
+    MODEL_LAYOUT,
+    StateFormatError,
+    _dist,
+    _float,
+    _frozen,
+    _int,
+    _keyed,
+    _map,
+    _opt_float,
+)
+from cugar_metrics.aggregator.sketch import FrozenDistribution
+
+WINDOW_FORMAT_VERSION = 1
+
+#: counter -> (labels per key, float values)
+_COUNTERS: dict[str, tuple[int, bool]] = {
+    "executions": (3, False),
+    "tool_calls": (3, False),
+    "budget_spent": (1, True),
+    "budget_exceeded": (1, False),
+    "ingest": (1, False),
+    "rejections": (1, False),
+    "overflow": (1, False),
+    "model_calls": (4, False),
+    "model_tokens": (3, False),
+    "model_cost": (2, True),
+}
+#: distribution -> (labels per key, bucket bounds, has a sketch)
+_DISTRIBUTIONS: dict[str, tuple[int, Sequence[float], bool]] = {
+    "durations": (2, EXECUTION_BUCKETS, True),
+    "steps": (1, STEP_BUCKETS, False),
+    "tool_durations": (2, TOOL_BUCKETS, True),
+    "budget_utilization": (1, UTILIZATION_BUCKETS, False),
+    "approvals": (2, APPROVAL_BUCKETS, True),
+    "model_durations": (2, MODEL_BUCKETS, True),
+    "model_ttft": (2, TTFT_BUCKETS, True),
+}
+
+
+def _labels(key: object) -> list[Any]:
+    return list(key) if isinstance(key, tuple) else [key]
+
+
+def _key(labels: tuple[str, ...]) -> Any:
+    return labels[0] if len(labels) == 1 else labels
+
+
+def _window_dist(v: object, what: str, bounds: Sequence[float], sketch: bool) -> FrozenDistribution:
+    """A distribution of a window: as in a state file, except that a window's sketch may
+    come without bucket counts (`buckets` empty: window slots may keep only the sketch
+    keys, or only the count and sum)."""
+    if isinstance(v, dict) and v.get("buckets") == []:
+        count = _int(v.get("count"), f"{what}.count")
+        d = _frozen({**v, "buckets": [count] + [0] * len(bounds)}, what, bounds, sketch)
+        return dataclasses.replace(d, buckets=())
+    return _frozen(v, what, bounds, sketch)
+
+
+def encode_window(w: WindowState) -> bytes:
+    """`w` as format-version-1 bytes."""
+    s = w.current
+    doc: dict[str, Any] = {
+        "start": w.start,
+        "end": w.end,
+        "time": s.time,
+        "first_execution": w.first_execution,
+        "first_by_profile": dict(w.first_by_profile),
+        "layout": {**LAYOUT, **MODEL_LAYOUT},
+        "last_execution": dict(s.last_execution),
+        "label_values": dict(s.label_values),
+        "dedup_entries": s.dedup_entries,
+        "dedup_evicted": s.dedup_evicted,
+    }
+    for name in _COUNTERS:
+        doc[name] = [[*_labels(k), v] for k, v in getattr(s, name).items()]
+    for name in _DISTRIBUTIONS:
+        doc[name] = [[*_labels(k), _dist(d)] for k, d in getattr(s, name).items()]
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def decode_window(data: bytes) -> WindowState:
+    """The window state in `data`; raises StateFormatError (saying where) when it is not a
+    format-version-1 state with this build's layout."""
+    try:
+        h = json.loads(data)
+    except ValueError as e:
+        raise StateFormatError(f"window state is not JSON: {e}") from None
+    if not isinstance(h, dict):
+        raise StateFormatError("window state is not an object")
+    if h.get("layout") != {**LAYOUT, **MODEL_LAYOUT}:
+        raise StateFormatError(
+            "bucket layout or sketch mapping differs from this build's: "
+            f"received {json.dumps(h.get('layout'))}"
+        )
+    fields: dict[str, Any] = {
+        "time": _float(h.get("time"), "time"),
+        "last_execution": _map(h.get("last_execution"), "last_execution", _float),
+        "label_values": _map(h.get("label_values"), "label_values", _int),
+        "dedup_entries": _int(h.get("dedup_entries"), "dedup_entries"),
+        "dedup_evicted": _int(h.get("dedup_evicted"), "dedup_evicted"),
+    }
+    for name, (arity, floats) in _COUNTERS.items():
+        value = _float if floats else _int
+        fields[name] = {
+            _key(k): value(v, f"{name}{list(k)}") for k, v in _keyed(h.get(name), name, arity)
+        }
+    for name, (arity, bounds, sketch) in _DISTRIBUTIONS.items():
+        fields[name] = {
+            _key(k): _window_dist(d, f"{name}{list(k)}", bounds, sketch)
+            for k, d in _keyed(h.get(name), name, arity)
+        }
+    return WindowState(
+        start=_float(h.get("start"), "start"),
+        end=_float(h.get("end"), "end"),
+        current=Snapshot(**fields),
+        first_execution=_opt_float(h.get("first_execution"), "first_execution"),
+        first_by_profile=_map(h.get("first_by_profile"), "first_by_profile", _float),
+    )
+
+
+__all__ = ["WINDOW_FORMAT_VERSION", "decode_window", "encode_window"]
