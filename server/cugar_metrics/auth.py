@@ -60,7 +60,8 @@ FAILURE_REASONS: Final = (
     ROLE_NOT_ALLOWED,
 )
 
-#: The authenticated agent of the RPC being handled (None when auth is off), for the servicer.
+#: The authenticated agent of the RPC being handled (None when auth is off), for the servicer:
+#: execution ids are remembered per agent, so one agent cannot shadow another's ids.
 current_agent: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "cugar_metrics_agent", default=None
 )

@@ -23,6 +23,7 @@ from cugar_metrics.aggregator import (
     build_dashboard,
     merge_windows,
 )
+from cugar_metrics.auth import current_agent
 from cugar_metrics.cluster import MIN_WINDOW_SECONDS, Peers, check_window
 from cugar_metrics.model import Execution, RecordResult
 from cugar_metrics.watch import WatchHub
@@ -96,7 +97,7 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
                 errors.invalid_argument("invalid execution", violations, "INVALID_EXECUTION")
             )
         assert execution is not None
-        (result,) = self._aggregator.record([execution], now)
+        (result,) = self._aggregator.record([execution], now, current_agent.get())
         return pb.RecordExecutionResponse(result=_RESULT[result])
 
     async def RecordExecutions(
@@ -166,7 +167,7 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
             # Shielded: a caller that goes away mid-batch cannot leave it half recorded.
             recorded = await asyncio.shield(self._record(valid, now))
         elif valid:
-            recorded = self._aggregator.record(valid, now)
+            recorded = self._aggregator.record(valid, now, current_agent.get())
         for i, result in zip(positions, recorded, strict=True):
             results[i] = _RESULT[result]
         accepted = recorded.count("accepted")
@@ -181,6 +182,7 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
     async def _record(self, valid: list[Execution], now: float) -> list[RecordResult]:
         """Records `valid` in slices of about SLICE_BYTES of work, yielding between them."""
         recorded: list[RecordResult] = []
+        agent = current_agent.get()  # the task's context: set by the auth interceptor
         start = 0
         while start < len(valid):
             if start:
@@ -190,7 +192,7 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
                 e = valid[stop]
                 work += _EXECUTION_WORK + _CALL_WORK * (len(e.tool_calls) + len(e.approvals))
                 stop += 1
-            recorded += self._aggregator.record(valid[start:stop], now)
+            recorded += self._aggregator.record(valid[start:stop], now, agent)
             start = stop
         return recorded
 

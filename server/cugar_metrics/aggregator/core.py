@@ -378,9 +378,16 @@ class Aggregator:
 
     # --- writes -------------------------------------------------------------------------
 
-    def record(self, executions: Sequence[Execution], now: float) -> list[RecordResult]:
-        """Records valid executions; returns accepted/duplicate for each, in order."""
-        hashes = [id_hash(e.execution_id) for e in executions]
+    def record(
+        self, executions: Sequence[Execution], now: float, agent: str | None = None
+    ) -> list[RecordResult]:
+        """Records valid executions; returns accepted/duplicate for each, in order. With
+        `agent` (the authenticated caller), ids are remembered per agent: one agent's id never
+        makes another's execution a duplicate."""
+        if agent:
+            hashes = [id_hash(f"{agent}\x00{e.execution_id}") for e in executions]
+        else:
+            hashes = [id_hash(e.execution_id) for e in executions]
         with self._lock:
             self._advance(now)
             seen = self._dedup.check_and_add(hashes, now)
