@@ -271,3 +271,134 @@ func ErrorType(err error) string {
 	}
 	return "error"
 }
+
+// ModelCallOption configures a model call started by ExecutionTimer.ModelCall.
+type ModelCallOption func(*ModelCallTimer)
+
+// WithOperation sets the kind of model call (default MODEL_OPERATION_CHAT).
+func WithOperation(op metricsv1.ModelOperation) ModelCallOption {
+	return func(c *ModelCallTimer) { c.call.Operation = op }
+}
+
+// ModelCall starts timing one call to the model of a provider (for example "openai",
+// "gpt-4o"), by default a chat call (WithOperation for another kind). Report its usage with
+// SetUsage and the other setters, mark the first token of a streamed answer with FirstToken,
+// and end it with End(err) or RateLimited: ending adds the call, with its duration on the
+// monotonic clock, to the execution.
+func (t *ExecutionTimer) ModelCall(provider, model string, opts ...ModelCallOption) *ModelCallTimer {
+	c := &ModelCallTimer{
+		exec:  t,
+		start: t.now(),
+		call: &metricsv1.ModelCall{
+			Provider:  provider,
+			Model:     model,
+			Operation: metricsv1.ModelOperation_MODEL_OPERATION_CHAT,
+		},
+	}
+	for _, opt := range opts {
+		opt(c)
+	}
+	return c
+}
+
+// AddModelCall adds a model call measured elsewhere (its duration, status and usage set by
+// the caller).
+func (t *ExecutionTimer) AddModelCall(call *metricsv1.ModelCall) {
+	t.update(func(e *metricsv1.Execution) { e.ModelCalls = append(e.ModelCalls, call) })
+}
+
+// ModelCallTimer times one model call of an execution. It is safe for concurrent use
+// (FirstToken from a stream reader, SetUsage when the answer ends); only the first End or
+// RateLimited counts, and setters after it are ignored.
+type ModelCallTimer struct {
+	exec  *ExecutionTimer
+	start time.Time
+
+	mu         sync.Mutex
+	call       *metricsv1.ModelCall
+	firstToken time.Time
+	ended      bool
+}
+
+func (c *ModelCallTimer) set(f func(m *metricsv1.ModelCall)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.ended {
+		f(c.call)
+	}
+}
+
+// SetUsage sets the tokens of the prompt and of the answer.
+func (c *ModelCallTimer) SetUsage(inputTokens, outputTokens uint64) {
+	c.set(func(m *metricsv1.ModelCall) { m.InputTokens, m.OutputTokens = inputTokens, outputTokens })
+}
+
+// SetCachedInputTokens sets the part of the input tokens served from the provider's cache.
+func (c *ModelCallTimer) SetCachedInputTokens(n uint64) {
+	c.set(func(m *metricsv1.ModelCall) { m.CachedInputTokens = &n })
+}
+
+// SetReasoningTokens sets the part of the output tokens spent on reasoning.
+func (c *ModelCallTimer) SetReasoningTokens(n uint64) {
+	c.set(func(m *metricsv1.ModelCall) { m.ReasoningTokens = &n })
+}
+
+// SetCost sets what the call cost, in the deployment's currency.
+func (c *ModelCallTimer) SetCost(cost float64) {
+	c.set(func(m *metricsv1.ModelCall) { m.Cost = &cost })
+}
+
+// SetResponseModel sets the model that answered (gen_ai.response.model).
+func (c *ModelCallTimer) SetResponseModel(model string) {
+	c.set(func(m *metricsv1.ModelCall) { m.ResponseModel = model })
+}
+
+// FirstToken marks the first token of the answer now; only the first mark counts.
+func (c *ModelCallTimer) FirstToken() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.ended && c.firstToken.IsZero() {
+		c.firstToken = c.exec.now()
+	}
+}
+
+// End ends the call and adds it to its execution: SUCCESS when err is nil, otherwise ERROR
+// with the error type ErrorType(err). Only the first End or RateLimited counts.
+func (c *ModelCallTimer) End(err error) {
+	if err == nil {
+		c.finish(metricsv1.ModelCallStatus_MODEL_CALL_STATUS_SUCCESS, "")
+	} else {
+		c.finish(metricsv1.ModelCallStatus_MODEL_CALL_STATUS_ERROR, ErrorType(err))
+	}
+}
+
+// RateLimited ends the call as refused for a rate or quota limit (an HTTP 429-class answer),
+// with errorType ("RateLimitError" when empty). Only the first End or RateLimited counts.
+func (c *ModelCallTimer) RateLimited(errorType string) {
+	if errorType == "" {
+		errorType = "RateLimitError"
+	}
+	c.finish(metricsv1.ModelCallStatus_MODEL_CALL_STATUS_RATE_LIMITED, ErrorType(WithErrorType(errors.New(errorType), errorType)))
+}
+
+func (c *ModelCallTimer) finish(st metricsv1.ModelCallStatus, errorType string) {
+	c.mu.Lock()
+	if c.ended {
+		c.mu.Unlock()
+		return
+	}
+	c.ended = true
+	end := c.exec.now()
+	d := end.Sub(c.start)
+	if d < 0 {
+		d = 0
+	}
+	m := c.call
+	m.Status, m.ErrorType, m.Duration = st, errorType, durationpb.New(d)
+	if !c.firstToken.IsZero() {
+		ttft := min(max(c.firstToken.Sub(c.start), 0), d)
+		m.TimeToFirstToken = durationpb.New(ttft)
+	}
+	c.mu.Unlock()
+	c.exec.AddModelCall(m)
+}

@@ -6,7 +6,7 @@
 //     [--api-key KEY]
 //
 // Scenarios: basic (the default), late-server, restart, retry-info-over-cap,
-// short-deadline, two-replicas, overflow. Exits 0 when the scenario ran as specified (even
+// short-deadline, two-replicas, overflow, models. Exits 0 when the scenario ran as specified (even
 // when it is meant to drop), non-zero with a message naming the mismatch otherwise; the
 // last line on stdout is one JSON object, the client's own account of the run.
 import { performance } from "node:perf_hooks";
@@ -26,6 +26,7 @@ import {
   type RecorderOptions,
   ToolCallStatus,
   seconds,
+  startRun,
   toSeconds,
 } from "../src/index.js";
 
@@ -290,6 +291,66 @@ const SCENARIOS: Record<string, (options: Options) => Promise<Account | undefine
       direct.close();
     }
     return account(options.scenario, { recorded: 20, delivered });
+  },
+
+  async models(options) {
+    const p = options.profile;
+    const direct = client(options);
+    try {
+      // <profile>-1: two successful chat calls.
+      const run1 = startRun(p, { executionId: `${p}-1` });
+      await run1.modelCall("openai", "gpt-4o", async (call) => {
+        call.firstToken();
+        call.usage({ inputTokens: 1200, outputTokens: 300, cachedInputTokens: 200, cost: 0.012 });
+      });
+      await run1.modelCall("openai", "gpt-4o-mini", async (call) => {
+        call.firstToken();
+        call.usage({ inputTokens: 100, outputTokens: 20 });
+      });
+      const first = run1.end();
+      // <profile>-2: a rate-limited call, then its successful retry.
+      const run2 = startRun(p, { executionId: `${p}-2` });
+      run2.modelCall("anthropic", "claude-sonnet").rateLimited("RateLimitError");
+      await run2.modelCall("anthropic", "claude-sonnet", async (call) => {
+        call.firstToken();
+        call.usage({ inputTokens: 800, outputTokens: 150, reasoningTokens: 40, cost: 0.009 });
+      });
+      const second = run2.end();
+      // <profile>-3: embeddings, then a chat call that times out; the execution fails.
+      const run3 = startRun(p, { executionId: `${p}-3` });
+      await run3.modelCall(
+        "openai",
+        "gpt-4o",
+        (call) => void call.usage({ inputTokens: 500, cost: 0.0001 }),
+        { operation: "embeddings" },
+      );
+      class Timeout extends Error {
+        override name = "Timeout";
+      }
+      try {
+        await run3.modelCall("openai", "gpt-4o", (call) => {
+          call.usage({ inputTokens: 50 });
+          throw new Timeout("the model did not answer in time");
+        });
+        throw new Mismatch("the failing model call did not rethrow");
+      } catch (error) {
+        if (!(error instanceof Timeout)) throw error;
+      }
+      const third = run3.end("ModelError");
+      for (const [i, execution] of [first, second, third].entries()) {
+        for (const call of execution.modelCalls) {
+          const ttft = call.timeToFirstToken === undefined ? 0 : toSeconds(call.timeToFirstToken);
+          if (ttft > toSeconds(call.duration)) {
+            throw new Mismatch(`${execution.executionId}: time to first token over the duration`);
+          }
+        }
+        expect(String(i + 1), `RecordExecution ${execution.executionId}`, await direct.record(execution), "accepted");
+      }
+      expect("4", `RecordExecution ${p}-1 again`, await direct.record(first), "duplicate");
+    } finally {
+      direct.close();
+    }
+    return account(options.scenario, { recorded: 4, delivered: 4 });
   },
 };
 

@@ -42,6 +42,12 @@ export { DEFAULT_RETRY, type RetryOptions, type RetryPolicy, backoffMs } from ".
 export {
   type ApprovalInit,
   type Decision,
+  type ModelCallInit,
+  type ModelCallOperation,
+  type ModelCallOptions,
+  ModelCallTimer,
+  type ModelStatus,
+  type ModelUsage,
   type Operation,
   Run,
   type RunOptions,

@@ -10,6 +10,9 @@ import {
   type BudgetSchema,
   type Execution,
   ExecutionSchema,
+  ModelCallStatus,
+  type ModelCallSchema,
+  ModelOperation,
   Outcome,
   ToolCallStatus,
   type ToolCallSchema,
@@ -36,6 +39,29 @@ const DECISION: Record<Decision, ApprovalDecision> = {
 const OPERATION: Record<Operation, ApprovalOperation> = {
   propose: ApprovalOperation.PROPOSE,
   execute: ApprovalOperation.EXECUTE,
+};
+
+/** The kind of model call, as in `gen_ai.operation.name`. */
+export type ModelCallOperation =
+  | "chat"
+  | "text_completion"
+  | "embeddings"
+  | "generate_content"
+  | "other";
+/** How a model call ended: `rate_limited` is a 429-class refusal, counted apart from errors. */
+export type ModelStatus = "success" | "error" | "rate_limited";
+
+const MODEL_OPERATION: Record<ModelCallOperation, ModelOperation> = {
+  chat: ModelOperation.CHAT,
+  text_completion: ModelOperation.TEXT_COMPLETION,
+  embeddings: ModelOperation.EMBEDDINGS,
+  generate_content: ModelOperation.GENERATE_CONTENT,
+  other: ModelOperation.OTHER,
+};
+const MODEL_STATUS: Record<ModelStatus, ModelCallStatus> = {
+  success: ModelCallStatus.SUCCESS,
+  error: ModelCallStatus.ERROR,
+  rate_limited: ModelCallStatus.RATE_LIMITED,
 };
 
 const LABEL_NAME = /^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/;
@@ -76,6 +102,113 @@ export interface ApprovalInit {
   readonly operation: Operation;
   /** The wait from the request until the decision, in milliseconds. */
   readonly waitMs: number;
+}
+
+/** The token usage and cost of one model call. */
+export interface ModelUsage {
+  /** The tokens of the prompt. */
+  readonly inputTokens?: number;
+  /** The tokens of the answer. */
+  readonly outputTokens?: number;
+  /** Optional; the part of `inputTokens` served from the provider's cache. */
+  readonly cachedInputTokens?: number;
+  /** Optional; the part of `outputTokens` spent on reasoning. */
+  readonly reasoningTokens?: number;
+  /** Optional; what the call cost, in the deployment's currency. */
+  readonly cost?: number;
+  /** Optional; the model that answered (`gen_ai.response.model`). */
+  readonly responseModel?: string;
+}
+
+/** A model call whose duration you measured yourself (for `Run.addModelCall`). */
+export interface ModelCallInit extends ModelUsage {
+  readonly provider: string;
+  readonly model: string;
+  /** Default `"chat"`. */
+  readonly operation?: ModelCallOperation;
+  /** Default `"success"`. */
+  readonly status?: ModelStatus;
+  /** Optional; a short class of error (for `error` and `rate_limited`). */
+  readonly errorType?: string;
+  /** How long the call took, in milliseconds. */
+  readonly durationMs: number;
+  /** Optional; the time until the first token, in milliseconds (at most `durationMs`). */
+  readonly timeToFirstTokenMs?: number;
+}
+
+export interface ModelCallOptions {
+  /** Default `"chat"`. */
+  readonly operation?: ModelCallOperation;
+}
+
+/**
+ * Times one model call; made by `Run.modelCall(provider, model)`. Report the usage with
+ * `usage(...)`, mark the first token with `firstToken()`, then end it with `end()` (success),
+ * `end(error)` (an error typed by `errorTypeOf`) or `rateLimited(errorType?)`. Ending adds a
+ * `ModelCall` with the duration measured by the run's monotonic clock.
+ */
+export class ModelCallTimer {
+  private done = false;
+  private firstTokenAt: number | undefined;
+  private reported: ModelUsage = {};
+
+  constructor(
+    private readonly run: Run,
+    readonly provider: string,
+    readonly model: string,
+    readonly operation: ModelCallOperation,
+    private readonly startedAt: number,
+    private readonly clock: () => number,
+  ) {}
+
+  /** Whether the call was ended. */
+  get ended(): boolean {
+    return this.done;
+  }
+
+  /** Reports the call's token usage, cost and answering model; later values replace earlier ones. */
+  usage(usage: ModelUsage): this {
+    this.reported = { ...this.reported, ...usage };
+    return this;
+  }
+
+  /** Marks the first token of the answer now (the first mark counts). */
+  firstToken(): this {
+    if (this.firstTokenAt === undefined) this.firstTokenAt = this.clock();
+    return this;
+  }
+
+  /** Ends the call: a success without `error`, an error (typed by `errorTypeOf`) with. */
+  end(error?: unknown): void {
+    if (error === undefined || error === null) this.finish("success");
+    else this.finish("error", errorTypeOf(error));
+  }
+
+  /** Ends the call as refused for a rate or quota limit (default error type `RateLimitError`). */
+  rateLimited(errorType: string = "RateLimitError"): void {
+    this.finish("rate_limited", errorTypeOf(errorType));
+  }
+
+  private finish(status: ModelStatus, errorType?: string): void {
+    if (this.done) throw new Error(`model call ${this.provider}/${this.model} already ended`);
+    this.done = true;
+    const endedAt = this.clock();
+    const durationMs = Math.max(0, endedAt - this.startedAt);
+    const ttft =
+      this.firstTokenAt === undefined
+        ? undefined
+        : Math.min(durationMs, Math.max(0, this.firstTokenAt - this.startedAt));
+    this.run.addModelCall({
+      ...this.reported,
+      provider: this.provider,
+      model: this.model,
+      operation: this.operation,
+      status,
+      durationMs,
+      ...(errorType === undefined ? {} : { errorType }),
+      ...(ttft === undefined ? {} : { timeToFirstTokenMs: ttft }),
+    });
+  }
 }
 
 export interface RunOptions {
@@ -133,6 +266,7 @@ export class Run {
   private readonly startedAtWallMs: number;
   private readonly toolCalls: MessageInitShape<typeof ToolCallSchema>[] = [];
   private readonly approvals: MessageInitShape<typeof ApprovalSchema>[] = [];
+  private readonly modelCalls: MessageInitShape<typeof ModelCallSchema>[] = [];
   private budget: MessageInitShape<typeof BudgetSchema> | undefined;
   private steps: number | undefined;
   private execution: Execution | undefined;
@@ -195,6 +329,77 @@ export class Run {
     }
   }
 
+  /** Adds a model call whose duration and usage you measured yourself. */
+  addModelCall(call: ModelCallInit): this {
+    this.assertOpen();
+    this.modelCalls.push({
+      provider: call.provider,
+      model: call.model,
+      responseModel: call.responseModel ?? "",
+      operation: MODEL_OPERATION[call.operation ?? "chat"],
+      status: MODEL_STATUS[call.status ?? "success"],
+      errorType: call.errorType ?? "",
+      duration: millis(call.durationMs),
+      ...(call.timeToFirstTokenMs === undefined
+        ? {}
+        : { timeToFirstToken: millis(call.timeToFirstTokenMs) }),
+      inputTokens: BigInt(call.inputTokens ?? 0),
+      outputTokens: BigInt(call.outputTokens ?? 0),
+      ...(call.cachedInputTokens === undefined
+        ? {}
+        : { cachedInputTokens: BigInt(call.cachedInputTokens) }),
+      ...(call.reasoningTokens === undefined
+        ? {}
+        : { reasoningTokens: BigInt(call.reasoningTokens) }),
+      ...(call.cost === undefined ? {} : { cost: call.cost }),
+    });
+    return this;
+  }
+
+  /**
+   * Starts timing one model call to `provider`/`model` (operation default `"chat"`).
+   * With `fn`, runs it as the call and returns its result: the call ends as a success when
+   * `fn` returns (after `fn` reported usage on the timer it is given), or as an error typed
+   * by `errorTypeOf` when it throws, and the error is rethrown. Without `fn`, returns the
+   * timer, to end yourself.
+   */
+  modelCall(provider: string, model: string, options?: ModelCallOptions): ModelCallTimer;
+  modelCall<T>(
+    provider: string,
+    model: string,
+    fn: (call: ModelCallTimer) => T | Promise<T>,
+    options?: ModelCallOptions,
+  ): Promise<T>;
+  modelCall<T>(
+    provider: string,
+    model: string,
+    fnOrOptions?: ((call: ModelCallTimer) => T | Promise<T>) | ModelCallOptions,
+    options?: ModelCallOptions,
+  ): ModelCallTimer | Promise<T> {
+    this.assertOpen();
+    const opts = typeof fnOrOptions === "function" ? options : fnOrOptions;
+    const timer = new ModelCallTimer(
+      this,
+      provider,
+      model,
+      opts?.operation ?? "chat",
+      this.clock(),
+      this.clock,
+    );
+    if (typeof fnOrOptions !== "function") return timer;
+    const fn = fnOrOptions;
+    return (async () => {
+      try {
+        const result = await fn(timer);
+        if (!timer.ended) timer.end();
+        return result;
+      } catch (error) {
+        if (!timer.ended) timer.end(error ?? "Error");
+        throw error;
+      }
+    })();
+  }
+
   /** Adds a tool call that did not run (budget exhausted, approval denied...). */
   skipToolCall(tool: string, domain: string, reason?: string): this {
     return this.addToolCall({
@@ -253,6 +458,7 @@ export class Run {
       ...(this.budget ? { budget: this.budget } : {}),
       approvals: this.approvals,
       toolCalls: this.toolCalls,
+      modelCalls: this.modelCalls,
     });
     this.execution = execution;
     this.onEnd?.(execution);

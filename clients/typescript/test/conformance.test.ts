@@ -86,6 +86,6 @@ describe("conformance program", () => {
   it("exits 2 naming the scenarios when one is unknown", async () => {
     const result = await conformance("--target", server.target, "--profile", "p", "--scenario", "nope");
     assert.equal(result.code, 2);
-    assert.match(result.stderr, /unknown scenario nope \(one of basic, late-server, restart, short-deadline, overflow, retry-info-over-cap, two-replicas\)/);
+    assert.match(result.stderr, /unknown scenario nope \(one of basic, late-server, restart, short-deadline, overflow, retry-info-over-cap, two-replicas, models\)/);
   });
 });

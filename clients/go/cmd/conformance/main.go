@@ -6,7 +6,8 @@
 //
 // The basic scenario (the default) checks each answer of the server. The fault scenarios
 // (late-server, restart, retry-info-over-cap, short-deadline, two-replicas, overflow) go
-// through the Recorder, or direct calls where the contract says so, and end with one JSON
+// through the Recorder, or direct calls where the contract says so; the models scenario
+// records model calls through ExecutionTimer.ModelCall. Each ends with one JSON
 // line on stdout: the client's own account of the run. It exits 0 when the scenario ran as
 // specified, 1 with a message on stderr otherwise, 2 on a usage error.
 package main
@@ -58,6 +59,7 @@ var scenarios = map[string]func(options) (*account, error){
 	"short-deadline":      shortDeadline,
 	"two-replicas":        twoReplicas,
 	"overflow":            overflow,
+	"models":              models,
 }
 
 func main() {
@@ -281,4 +283,75 @@ func twoReplicas(o options) (*account, error) {
 		delivered++
 	}
 	return &account{Scenario: o.scenario, Recorded: 20, Delivered: delivered}, nil
+}
+
+// timeoutError is the error of a model call that did not answer in time.
+type timeoutError struct{}
+
+func (timeoutError) Error() string     { return "the model did not answer in time" }
+func (timeoutError) ErrorType() string { return "Timeout" }
+
+func models(o options) (*account, error) {
+	c, err := newClient(o)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	p := o.profile
+
+	// <profile>-1: two successful chat calls.
+	run := cugarmetrics.StartExecution(p)
+	call := run.ModelCall("openai", "gpt-4o")
+	call.FirstToken()
+	call.SetUsage(1200, 300)
+	call.SetCachedInputTokens(200)
+	call.SetCost(0.012)
+	call.End(nil)
+	call = run.ModelCall("openai", "gpt-4o-mini")
+	call.FirstToken()
+	call.SetUsage(100, 20)
+	call.End(nil)
+	first := run.End(nil)
+
+	// <profile>-2: a rate-limited call, then its successful retry.
+	run = cugarmetrics.StartExecution(p)
+	run.ModelCall("anthropic", "claude-sonnet").RateLimited("RateLimitError")
+	call = run.ModelCall("anthropic", "claude-sonnet")
+	call.FirstToken()
+	call.SetUsage(800, 150)
+	call.SetReasoningTokens(40)
+	call.SetCost(0.009)
+	call.End(nil)
+	second := run.End(nil)
+
+	// <profile>-3: embeddings, then a chat call that times out; the execution fails.
+	run = cugarmetrics.StartExecution(p)
+	call = run.ModelCall("openai", "gpt-4o", cugarmetrics.WithOperation(metricsv1.ModelOperation_MODEL_OPERATION_EMBEDDINGS))
+	call.SetUsage(500, 0)
+	call.SetCost(0.0001)
+	call.End(nil)
+	call = run.ModelCall("openai", "gpt-4o")
+	call.SetUsage(50, 0)
+	call.End(timeoutError{})
+	third := run.End(cugarmetrics.WithErrorType(errors.New("the model failed"), "ModelError"))
+
+	for i, e := range []*metricsv1.Execution{first, second, third} {
+		e.ExecutionId = fmt.Sprintf("%s-%d", p, i+1)
+		for _, m := range e.GetModelCalls() {
+			if m.GetTimeToFirstToken().AsDuration() > m.GetDuration().AsDuration() {
+				return nil, fmt.Errorf("%s: time to first token over the duration", e.GetExecutionId())
+			}
+		}
+		got, err := c.Record(context.Background(), e)
+		if err != nil || got != cugarmetrics.ResultAccepted {
+			return nil, fmt.Errorf("RecordExecution %s: %v, %v; want accepted", e.GetExecutionId(), got, err)
+		}
+		fmt.Printf("ok   RecordExecution %s = accepted\n", e.GetExecutionId())
+	}
+	got, err := c.Record(context.Background(), first)
+	if err != nil || got != cugarmetrics.ResultDuplicate {
+		return nil, fmt.Errorf("RecordExecution %s again: %v, %v; want duplicate", first.GetExecutionId(), got, err)
+	}
+	fmt.Printf("ok   RecordExecution %s again = duplicate\n", first.GetExecutionId())
+	return &account{Scenario: o.scenario, Recorded: 4, Delivered: 4}, nil
 }
