@@ -54,7 +54,7 @@ def parse_peers(spec: str) -> tuple[list[str], str | None]:
     dns = [p for p in items if p.startswith("dns:///")]
     if dns:
         if len(items) != 1:
-            raise ValueError("--peers: a dns:/// name cannot be mixed with other peers")
+            raise ValueError("a dns:/// name cannot be mixed with other peers")
         name = dns[0].removeprefix("dns:///")
         _split(name)
         return [], name
