@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 PEER_SERVICE = "cugar.metrics.v1.PeerService"
 MIN_WINDOW_SECONDS = 60
+#: The largest window state a replica accepts from a peer (the server's message limit).
+MAX_STATE_BYTES = 16 * 1024 * 1024
 #: How often a `dns:///` peer name is resolved again.
 RESOLVE_SECONDS = 5.0
 
@@ -52,7 +54,7 @@ def parse_peers(spec: str) -> tuple[list[str], str | None]:
     dns = [p for p in items if p.startswith("dns:///")]
     if dns:
         if len(items) != 1:
-            raise ValueError("--peers: a dns:/// name cannot be mixed with other peers")
+            raise ValueError("a dns:/// name cannot be mixed with other peers")
         name = dns[0].removeprefix("dns:///")
         _split(name)
         return [], name
@@ -140,10 +142,11 @@ class Peers:
     def _stub(self, target: str) -> peer_grpc.PeerServiceStub:
         channel = self._channels.get(target)
         if channel is None:
+            options = [("grpc.max_receive_message_length", MAX_STATE_BYTES)]
             channel = (
-                grpc.aio.secure_channel(target, self._secure)
+                grpc.aio.secure_channel(target, self._secure, options=options)
                 if self._secure is not None
-                else grpc.aio.insecure_channel(target)
+                else grpc.aio.insecure_channel(target, options=options)
             )
             self._channels[target] = channel
         return peer_grpc.PeerServiceStub(channel)

@@ -519,6 +519,13 @@ class Config:
 
     def _check_relations(self) -> None:
         """Checks between options; none of them reads a file (see `preflight`)."""
+        if self.peers is not None:
+            from cugar_metrics.cluster import parse_peers
+
+            try:
+                parse_peers(self.peers)
+            except ValueError as e:
+                raise ConfigError(f"--peers: {e}") from None
         if (
             self.grpc_port
             and self.grpc_port == self.metrics_port

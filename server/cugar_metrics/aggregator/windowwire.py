@@ -4,17 +4,23 @@ Format version 1 is UTF-8 JSON: `start`, `end`, `time`, `first_execution`,
 `first_by_profile`, `layout` (the bucket bounds and sketch mapping, as in a state file: a
 state with another layout is refused, since its sketch keys would not merge), one member per
 windowed counter (`[label..., value]` rows) and distribution (`[label..., {count, sum,
-buckets, zero_count, offset, bins}]` rows; `buckets` may be empty in a window, whose slots
-may keep no bucket counts), and the gauges (`last_execution`,
-`label_values`, `dedup_entries`, `dedup_evicted`). Pure: no I/O.
+buckets, zero_count, offset, bins}]` rows, `bins` being base64 of the zlib-compressed sketch
+key counts from key `offset` as little-endian int64; `buckets` may be empty in a window,
+whose slots may keep no bucket counts), and the gauges (`last_execution`, `label_values`,
+`dedup_entries`, `dedup_evicted`). Pure: no I/O.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
+import zlib
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from cugar_metrics.aggregator.core import (
     APPROVAL_BUCKETS,
@@ -31,7 +37,6 @@ from cugar_metrics.aggregator.persist import (
     LAYOUT,
     MODEL_LAYOUT,
     StateFormatError,
-    _dist,
     _float,
     _frozen,
     _int,
@@ -76,11 +81,59 @@ def _key(labels: tuple[str, ...]) -> Any:
     return labels[0] if len(labels) == 1 else labels
 
 
+def _wire_dist(d: FrozenDistribution) -> dict[str, Any]:
+    """A distribution with its sketch key counts as base64 of zlib-compressed little-endian
+    int64s (compact: most keys of a wide sketch are empty)."""
+    return {
+        "count": d.count,
+        "sum": d.sum,
+        "buckets": list(d.buckets),
+        "zero_count": d.zero_count,
+        "offset": d.offset,
+        "bins": base64.b64encode(
+            zlib.compress(np.asarray(d.bins, dtype="<i8").tobytes(), 1)
+        ).decode(),
+    }
+
+
+def _bins(v: object, what: str) -> npt.NDArray[np.int64]:
+    if not isinstance(v, str):
+        raise StateFormatError(f"{what}.bins: not a base64 string")
+    try:
+        raw = zlib.decompress(base64.b64decode(v, validate=True))
+    except (ValueError, zlib.error):
+        raise StateFormatError(f"{what}.bins: not base64 of zlib data") from None
+    if len(raw) % 8:
+        raise StateFormatError(f"{what}.bins: {len(raw)} bytes, not whole int64s")
+    bins = np.frombuffer(raw, dtype="<i8").astype(np.int64)
+    if bins.size and int(bins.min()) < 0:
+        raise StateFormatError(f"{what}.bins: a negative count")
+    return bins
+
+
 def _window_dist(v: object, what: str, bounds: Sequence[float], sketch: bool) -> FrozenDistribution:
+    if not isinstance(v, dict):
+        raise StateFormatError(f"{what}: not an object")
+    bins = _bins(v.get("bins"), what)
+    zero = _int(v.get("zero_count"), f"{what}.zero_count")
+    # count, sum, buckets and offset checked as in a state file; the sketch counts here
+    d = _checked({**v, "bins": [], "zero_count": 0}, what, bounds, False)
+    if sketch and zero + int(bins.sum()) != d.count:
+        raise StateFormatError(
+            f"{what}: sketch counts add up to {zero + int(bins.sum())}, not {d.count}"
+        )
+    if not sketch and (zero or bins.size):
+        raise StateFormatError(f"{what}: a distribution without a sketch has sketch counts")
+    return dataclasses.replace(d, zero_count=zero, bins=bins)
+
+
+def _checked(
+    v: dict[str, Any], what: str, bounds: Sequence[float], sketch: bool
+) -> FrozenDistribution:
     """A distribution of a window: as in a state file, except that a window's sketch may
     come without bucket counts (`buckets` empty: window slots may keep only the sketch
     keys, or only the count and sum)."""
-    if isinstance(v, dict) and v.get("buckets") == []:
+    if v.get("buckets") == []:
         count = _int(v.get("count"), f"{what}.count")
         d = _frozen({**v, "buckets": [count] + [0] * len(bounds)}, what, bounds, sketch)
         return dataclasses.replace(d, buckets=())
@@ -105,7 +158,7 @@ def encode_window(w: WindowState) -> bytes:
     for name in _COUNTERS:
         doc[name] = [[*_labels(k), v] for k, v in getattr(s, name).items()]
     for name in _DISTRIBUTIONS:
-        doc[name] = [[*_labels(k), _dist(d)] for k, d in getattr(s, name).items()]
+        doc[name] = [[*_labels(k), _wire_dist(d)] for k, d in getattr(s, name).items()]
     return json.dumps(doc, separators=(",", ":")).encode()
 
 

@@ -73,3 +73,11 @@ def test_a_replica_leaves_its_own_address_out() -> None:
     # A DNS name resolving to this replica (localhost) and nothing else: no peer left.
     assert asyncio.run(targets("dns:///localhost:4001")) == []
     assert asyncio.run(targets("dns:///localhost:4003")) != []
+
+
+def test_bad_peers_are_a_configuration_error_naming_the_flag() -> None:
+    from cugar_metrics.config import Config, ConfigError
+
+    with pytest.raises(ConfigError, match=r"--peers: peer 'nohost' is not host:port"):
+        Config(peers="a:1,nohost")
+    assert Config(peers="dns:///svc:50051").peers == "dns:///svc:50051"

@@ -123,8 +123,9 @@ type GetWindowStateResponse struct {
 	// (the histogram bucket bounds and the sketch mapping: logarithmic, with its relative
 	// accuracy; the receiver refuses a state with a different layout), and one member per
 	// counter (`[label..., count]` rows) and per distribution (`[label..., {count, sum,
-	// buckets, zero_count, offset, bins}]` rows, `bins` being the sketch's key counts from key
-	// `offset`; `buckets` may be empty in a window, whose slots may keep no bucket counts),
+	// buckets, zero_count, offset, bins}]` rows, `bins` being base64 of the zlib-compressed
+	// sketch key counts from key `offset` as little-endian int64; `buckets` may be empty in a
+	// window, whose slots may keep no bucket counts),
 	// plus the label sets and the last execution times by profile.
 	State         []byte `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
 	unknownFields protoimpl.UnknownFields

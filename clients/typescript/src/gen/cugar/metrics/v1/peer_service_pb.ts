@@ -95,8 +95,9 @@ export type GetWindowStateResponse = Message<"cugar.metrics.v1.GetWindowStateRes
    * (the histogram bucket bounds and the sketch mapping: logarithmic, with its relative
    * accuracy; the receiver refuses a state with a different layout), and one member per
    * counter (`[label..., count]` rows) and per distribution (`[label..., {count, sum,
-   * buckets, zero_count, offset, bins}]` rows, `bins` being the sketch's key counts from key
-   * `offset`; `buckets` may be empty in a window, whose slots may keep no bucket counts),
+   * buckets, zero_count, offset, bins}]` rows, `bins` being base64 of the zlib-compressed
+   * sketch key counts from key `offset` as little-endian int64; `buckets` may be empty in a
+   * window, whose slots may keep no bucket counts),
    * plus the label sets and the last execution times by profile.
    *
    * @generated from field: bytes state = 3;
