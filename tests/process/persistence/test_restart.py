@@ -71,7 +71,7 @@ def dashboard_without_clock(response: pb.GetDashboardResponse) -> pb.GetDashboar
     """The dashboard without what moves with the clock (the window's end and length)."""
     d = pb.GetDashboardResponse()
     d.CopyFrom(response)
-    for name in ("window_end_time", "window", "replica"):
+    for name in ("window_end_time", "window", "replica", "replicas"):
         d.ClearField(name)
     d.golden_signals.ClearField("throughput_per_second")
     return d
