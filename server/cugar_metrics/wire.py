@@ -14,6 +14,8 @@ from google.protobuf.message import DecodeError
 from cugar.metrics.v1 import metrics_service_pb2 as pb
 
 _EXECUTIONS_TAG = (1 << 3) | 2  # field 1, length-delimited
+#: The largest field number protobuf accepts (2^29 - 1).
+_MAX_FIELD_NUMBER = (1 << 29) - 1
 #: Fields walked at most: a valid batch has at most 1000, and the walk is Python code, so a
 #: body of millions of tiny fields is refused after this many instead of holding the loop.
 MAX_FIELDS = 10_000
@@ -58,8 +60,8 @@ class WireBatch:
                 )
             tag, pos = _varint(data, pos)
             wire_type = tag & 7
-            if tag >> 3 == 0:
-                raise UndecodableError("request", f"field number 0 at byte {pos}")
+            if not 0 < tag >> 3 <= _MAX_FIELD_NUMBER:
+                raise UndecodableError("request", f"field number {tag >> 3} at byte {pos}")
             if wire_type == 0:
                 _, pos = _varint(data, pos)
                 continue

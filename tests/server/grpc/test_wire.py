@@ -51,3 +51,12 @@ def test_a_body_of_many_tiny_fields_is_refused_after_a_bounded_walk() -> None:
         WireBatch(b"\x10\x01" * (MAX_FIELDS + 1))
     assert caught.value.field == "request"
     assert len(WireBatch(b"\x10\x01" * MAX_FIELDS)) == 0
+
+
+def test_a_field_number_past_protobufs_largest_is_refused() -> None:
+    """A tag of field number 2^29 (a varint of five bytes) is refused by protobuf: here too."""
+    data = b"\x80\x80\x80\x80\x10\x00"
+    with pytest.raises(DecodeError):
+        pb.RecordExecutionsRequest.FromString(data)
+    with pytest.raises(UndecodableError, match="field number 536870912"):
+        WireBatch(data)
