@@ -95,10 +95,13 @@ def batch_result(responses: Sequence[pb.RecordExecutionsResponse]) -> BatchResul
 
 
 def dashboard_request(
-    window: DurationLike | None, profile: str | None, domain: str | None
+    window: DurationLike | None,
+    profile: str | None,
+    domain: str | None,
+    model: str | None = None,
 ) -> pb.GetDashboardRequest:
     """The GetDashboard request: ``window`` in seconds or a timedelta, or None for all time."""
-    request = pb.GetDashboardRequest(profile=profile or "", domain=domain or "")
+    request = pb.GetDashboardRequest(profile=profile or "", domain=domain or "", model=model or "")
     if window is not None:
         set_duration(request.window, window)
     return request
@@ -274,14 +277,16 @@ class Client:
         profile: str | None = None,
         domain: str | None = None,
         *,
+        model: str | None = None,
         timeout: float | None = None,
     ) -> pb.GetDashboardResponse:
         """The golden signals and breakdowns of the replica that answers.
 
         ``window`` (seconds or a timedelta, 1 minute to 1 hour) limits them to the recent
-        past; None covers everything since the replica started.
+        past; None covers everything since the replica started. ``model`` limits the models
+        rows (and model signals) to one model.
         """
-        request = dashboard_request(window, profile, domain)
+        request = dashboard_request(window, profile, domain, model)
         response: pb.GetDashboardResponse = self._call(
             self._stub.GetDashboard, request, timeout, InvalidRequestError
         )
@@ -406,10 +411,11 @@ class AsyncClient:
         profile: str | None = None,
         domain: str | None = None,
         *,
+        model: str | None = None,
         timeout: float | None = None,
     ) -> pb.GetDashboardResponse:
         """The golden signals and breakdowns of the replica that answers."""
-        request = dashboard_request(window, profile, domain)
+        request = dashboard_request(window, profile, domain, model)
         response: pb.GetDashboardResponse = await self._call(
             self._stub.GetDashboard, request, timeout, InvalidRequestError
         )
