@@ -77,6 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--profile", default=None, help="only this profile's executions")
     parser.add_argument("--domain", default=None, help="only this domain's tool calls")
+    parser.add_argument("--model", default=None, help="only this model's calls (Models table)")
     parser.add_argument(
         "--watch",
         type=_watch_arg,
@@ -152,7 +153,13 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "
     return [line(headers), *(line(r) for r in rows)]
 
 
-def render(d: pb.GetDashboardResponse, *, profile: str | None, domain: str | None) -> str:
+def render(
+    d: pb.GetDashboardResponse,
+    *,
+    profile: str | None,
+    domain: str | None,
+    model: str | None = None,
+) -> str:
     """The terminal view of one dashboard."""
     g = d.golden_signals
     window = (
@@ -161,6 +168,8 @@ def render(d: pb.GetDashboardResponse, *, profile: str | None, domain: str | Non
         else ABSENT
     )
     filters = f"profile={profile or 'all'} domain={domain or 'all'}"
+    if model:
+        filters += f" model={model}"
     lines = [
         f"cugar-metrics dashboard — replica {d.replica or ABSENT}",
         "  these numbers are this replica's only; the cluster-wide view is PromQL over "
@@ -360,13 +369,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         with Client(args.target, timeout=args.timeout, **connection) as client:
             while True:
-                dashboard = client.get_dashboard(args.window, args.profile, args.domain)
+                dashboard = client.get_dashboard(
+                    args.window, args.profile, args.domain, model=args.model
+                )
                 if args.json:
                     print(as_json(dashboard, indent=None if args.watch else 2), flush=True)
                 else:
                     if args.watch and tty:
                         print("\x1b[H\x1b[2J", end="")
-                    print(render(dashboard, profile=args.profile, domain=args.domain))
+                    print(
+                        render(
+                            dashboard, profile=args.profile, domain=args.domain, model=args.model
+                        )
+                    )
                     if args.watch:
                         print(
                             f"\nrefreshed {datetime.now(UTC):%H:%M:%S} UTC, every "
