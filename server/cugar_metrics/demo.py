@@ -29,6 +29,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import timedelta
 
 from cugar_metrics import client_options
 from cugar_metrics.config import ConfigError, parse_duration
@@ -192,6 +193,15 @@ def lognormal(rng: random.Random, median: float, sigma: float) -> float:
     return median * math.exp(rng.gauss(0.0, sigma))
 
 
+def _seconds(calls: list[ModelCall]) -> float:
+    """The time ``calls`` took one after another (the simulator gives seconds as floats)."""
+    total = 0.0
+    for call in calls:
+        duration = call.duration
+        total += duration.total_seconds() if isinstance(duration, timedelta) else duration
+    return total
+
+
 class Simulator:
     """Draws realistic executions; pure apart from its random generator."""
 
@@ -266,7 +276,7 @@ class Simulator:
         calls: list[ToolCall] = []
         approvals: list[Approval] = []
         model_calls = self.model_calls(profile.name, 1.0)  # planning before the first tool
-        elapsed = sum(float(c.duration) for c in model_calls)
+        elapsed: float = _seconds(model_calls)
         steps = 1 + rng.randint(0, 2)
         for name in workflow:
             tool = TOOLS[name]
@@ -320,14 +330,14 @@ class Simulator:
             # The model reads the tool's result and decides the next step.
             turn = self.model_calls(profile.name, 1.0 + 0.5 * len(calls))
             model_calls += turn
-            elapsed += sum(float(c.duration) for c in turn)
+            elapsed += _seconds(turn)
         if not error_type and rng.random() < 0.005:
             error_type = "ModelOutputError"  # the model's answer could not be parsed
         if not error_type and model_calls[-1].status == ModelStatus.ERROR:
             error_type = "ModelError"  # the last model call timed out: no answer
         turn = self.model_calls(profile.name, 1.0 + 0.5 * len(calls))  # the final answer
         model_calls += turn
-        elapsed += sum(float(c.duration) for c in turn)
+        elapsed += _seconds(turn)
         return Execution(
             profile=profile.name,
             outcome="failure" if error_type else "success",
