@@ -119,3 +119,17 @@ def test_langgraph_agent_runs_become_executions(server: Any) -> None:
     assert rows == [
         ("genericfakechatmodel", "GenericFakeChatModel", 8, 0, 2 * 580 + 320, 2 * 95 + 55, 3 * 20)
     ]
+
+
+class BrokenRecorder:
+    def record(self, execution: Any) -> bool:
+        raise RuntimeError("broken")
+
+
+def test_a_failing_handler_never_breaks_the_agent() -> None:
+    handler = CugarMetricsCallbackHandler(BrokenRecorder(), "sales_rep")  # type: ignore[arg-type]
+    result = agent(turns()).invoke(
+        {"messages": [("user", "score emea")]}, config={"callbacks": [handler]}
+    )
+    assert result["messages"][-1].content == "acme is not scored yet"
+    assert handler.failures.count == 1
