@@ -83,6 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--profile", default=None, help="only this profile's executions")
     parser.add_argument("--domain", default=None, help="only this domain's tool calls")
+    parser.add_argument("--model", default=None, help="only this model's calls (Models table)")
     parser.add_argument(
         "--watch",
         type=_watch_arg,
@@ -158,7 +159,13 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "
     return [line(headers), *(line(r) for r in rows)]
 
 
-def render(d: pb.GetDashboardResponse, *, profile: str | None, domain: str | None) -> str:
+def render(
+    d: pb.GetDashboardResponse,
+    *,
+    profile: str | None,
+    domain: str | None,
+    model: str | None = None,
+) -> str:
     """The terminal view of one dashboard."""
     g = d.golden_signals
     window = (
@@ -167,6 +174,8 @@ def render(d: pb.GetDashboardResponse, *, profile: str | None, domain: str | Non
         else ABSENT
     )
     filters = f"profile={profile or 'all'} domain={domain or 'all'}"
+    if model:
+        filters += f" model={model}"
     if d.scope == pb.DASHBOARD_SCOPE_CLUSTER:
         scope = [
             f"cugar-metrics dashboard — cluster of {len(d.replicas)} replicas "
@@ -382,6 +391,7 @@ def run(args: argparse.Namespace) -> int:
                     args.profile,
                     args.domain,
                     scope=args.scope,
+                    model=args.model,
                     interval=args.watch,
                     on_reconnect=lambda error: print(
                         f"cugar-metrics dashboard: stream ended ({error}); reconnecting to "
@@ -392,7 +402,15 @@ def run(args: argparse.Namespace) -> int:
                 )
             else:
                 dashboards = iter(
-                    [client.get_dashboard(args.window, args.profile, args.domain, scope=args.scope)]
+                    [
+                        client.get_dashboard(
+                            args.window,
+                            args.profile,
+                            args.domain,
+                            scope=args.scope,
+                            model=args.model,
+                        )
+                    ]
                 )
             for dashboard in dashboards:
                 if args.json:
@@ -400,7 +418,11 @@ def run(args: argparse.Namespace) -> int:
                 else:
                     if args.watch and tty:
                         print("\x1b[H\x1b[2J", end="")
-                    print(render(dashboard, profile=args.profile, domain=args.domain))
+                    print(
+                        render(
+                            dashboard, profile=args.profile, domain=args.domain, model=args.model
+                        )
+                    )
                     if args.watch:
                         print(
                             f"\nrefreshed {datetime.now(UTC):%H:%M:%S} UTC, every "

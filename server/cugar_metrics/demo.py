@@ -2,12 +2,15 @@
 
 Agents of the three profiles (demo, sales_rep, sales_manager) run workflows over tools of the
 six canonical domains (territory, intelligence, knowledge, engagement, qualification,
-governance). Durations are drawn from log-normal distributions (tool calls from tens of
-milliseconds to seconds, executions from seconds to minutes); tools fail with typed errors,
-steps are skipped when the budget runs out or an approval is denied, and human approvals are
-approved, denied, time out or are cancelled after realistic waits. A few executions are sent
-twice (a client retry, acknowledged as a duplicate) and a few carry a clock reading instead of
-a measured duration (a buggy agent, rejected by the server), so every metric has data.
+governance), calling models between the tools: each profile has its own model mix, with log-
+normal token counts and latencies, prompt caching, reasoning tokens, a cost per call, a time to
+first token, rate-limited calls (retried) and the odd timeout. Durations are drawn from log-
+normal distributions (tool calls from tens of milliseconds to seconds, executions from seconds
+to minutes); tools fail with typed errors, steps are skipped when the budget runs out or an
+approval is denied, and human approvals are approved, denied, time out or are cancelled after
+realistic waits. A few executions are sent twice (a client retry, acknowledged as a duplicate)
+and a few carry a clock reading instead of a measured duration (a buggy agent, rejected by the
+server), so every metric has data.
 
 Executions go through the client's BatchRecorder at --rate per second; a progress line goes to
 stderr and a summary to stdout. The simulated durations are values, not waits: a run of 30 s
@@ -26,6 +29,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import timedelta
 
 from cugar_metrics import client_options
 from cugar_metrics.config import ConfigError, parse_duration
@@ -37,6 +41,8 @@ from cugar_metrics_client import (
     CugarMetricsError,
     Decision,
     Execution,
+    ModelCall,
+    ModelStatus,
     Operation,
     PermissionDeniedError,
     RecorderStats,
@@ -137,6 +143,43 @@ PROFILES = (
         ),
     ),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    provider: str
+    name: str
+    #: Median prompt and answer tokens of one call.
+    input_tokens: float
+    output_tokens: float
+    #: Median seconds per call and the share of it until the first token.
+    median_seconds: float
+    #: Price per million input, cached input and output tokens.
+    input_price: float
+    cached_price: float
+    output_price: float
+    #: Share of the answer spent reasoning (0 for a model that does not reason).
+    reasoning_share: float = 0.0
+
+
+MODELS: dict[str, Model] = {
+    m.name: m
+    for m in (
+        Model("openai", "gpt-4o", 2400, 350, 3.2, 2.5, 1.25, 10.0),
+        Model("openai", "gpt-4o-mini", 1500, 200, 1.4, 0.15, 0.075, 0.6),
+        Model("anthropic", "claude-sonnet", 3000, 450, 4.5, 3.0, 0.3, 15.0, 0.3),
+    )
+}
+#: Which models each profile's agent calls, with weights.
+PROFILE_MODELS: dict[str, tuple[tuple[str, float], ...]] = {
+    "demo": (("gpt-4o-mini", 1.0),),
+    "sales_rep": (("gpt-4o", 0.6), ("gpt-4o-mini", 0.4)),
+    "sales_manager": (("claude-sonnet", 0.7), ("gpt-4o", 0.3)),
+}
+#: Share of model calls refused for a rate limit (then retried), and of calls timing out.
+MODEL_RATE_LIMITED = 0.03
+MODEL_TIMEOUT = 0.004
+MODEL_TIMEOUT_SECONDS = 60.0
 TOOL_ERRORS = ("timeout", "rate_limited", "upstream_5xx", "invalid_response")
 #: An approval that nobody answers times out after 15 minutes.
 APPROVAL_TIMEOUT_SECONDS = 900.0
@@ -150,12 +193,76 @@ def lognormal(rng: random.Random, median: float, sigma: float) -> float:
     return median * math.exp(rng.gauss(0.0, sigma))
 
 
+def _seconds(calls: list[ModelCall]) -> float:
+    """The time ``calls`` took one after another (the simulator gives seconds as floats)."""
+    total = 0.0
+    for call in calls:
+        duration = call.duration
+        total += duration.total_seconds() if isinstance(duration, timedelta) else duration
+    return total
+
+
 class Simulator:
     """Draws realistic executions; pure apart from its random generator."""
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
         self._weights = [p.weight for p in PROFILES]
+
+    def model_calls(self, profile: str, context: float) -> list[ModelCall]:
+        """One model turn: a call (after any rate-limited attempts) with ``context`` times the
+        model's usual prompt."""
+        rng = self.rng
+        names, weights = zip(*PROFILE_MODELS[profile], strict=True)
+        model = MODELS[rng.choices(names, weights)[0]]
+        calls: list[ModelCall] = []
+        while rng.random() < MODEL_RATE_LIMITED and len(calls) < 3:
+            calls.append(
+                ModelCall(
+                    model.provider,
+                    model.name,
+                    status=ModelStatus.RATE_LIMITED,
+                    duration=lognormal(rng, 0.08, 0.5),
+                    error_type="RateLimitError",
+                )
+            )
+        input_tokens = max(1, round(lognormal(rng, model.input_tokens * context, 0.4)))
+        if rng.random() < MODEL_TIMEOUT:
+            calls.append(
+                ModelCall(
+                    model.provider,
+                    model.name,
+                    status=ModelStatus.ERROR,
+                    duration=MODEL_TIMEOUT_SECONDS,
+                    input_tokens=input_tokens,
+                    error_type="Timeout",
+                )
+            )
+            return calls
+        output_tokens = max(1, round(lognormal(rng, model.output_tokens, 0.6)))
+        cached = round(input_tokens * rng.uniform(0.0, 0.7)) if model.provider == "openai" else 0
+        reasoning = round(output_tokens * model.reasoning_share * rng.uniform(0.5, 1.5))
+        reasoning = min(reasoning, output_tokens)
+        duration = lognormal(rng, model.median_seconds * (output_tokens / model.output_tokens), 0.3)
+        cost = (
+            (input_tokens - cached) * model.input_price
+            + cached * model.cached_price
+            + output_tokens * model.output_price
+        ) / 1e6
+        calls.append(
+            ModelCall(
+                model.provider,
+                model.name,
+                duration=duration,
+                time_to_first_token=duration * rng.uniform(0.05, 0.3),
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cached_input_tokens=cached if model.provider == "openai" else None,
+                reasoning_tokens=reasoning if model.reasoning_share else None,
+                cost=round(cost, 6),
+            )
+        )
+        return calls
 
     def execution(self) -> Execution:
         rng = self.rng
@@ -168,7 +275,8 @@ class Simulator:
         error_type = ""
         calls: list[ToolCall] = []
         approvals: list[Approval] = []
-        elapsed = lognormal(rng, 1.5, 0.5)  # planning by the model before the first tool
+        model_calls = self.model_calls(profile.name, 1.0)  # planning before the first tool
+        elapsed: float = _seconds(model_calls)
         steps = 1 + rng.randint(0, 2)
         for name in workflow:
             tool = TOOLS[name]
@@ -219,9 +327,17 @@ class Simulator:
                 continue
             calls.append(ToolCall(name, tool.domain, ToolStatus.SUCCESS, duration))
             elapsed += duration
+            # The model reads the tool's result and decides the next step.
+            turn = self.model_calls(profile.name, 1.0 + 0.5 * len(calls))
+            model_calls += turn
+            elapsed += _seconds(turn)
         if not error_type and rng.random() < 0.005:
             error_type = "ModelOutputError"  # the model's answer could not be parsed
-        elapsed += lognormal(rng, 1.0, 0.5)  # the final answer
+        if not error_type and model_calls[-1].status == ModelStatus.ERROR:
+            error_type = "ModelError"  # the last model call timed out: no answer
+        turn = self.model_calls(profile.name, 1.0 + 0.5 * len(calls))  # the final answer
+        model_calls += turn
+        elapsed += _seconds(turn)
         return Execution(
             profile=profile.name,
             outcome="failure" if error_type else "success",
@@ -231,6 +347,7 @@ class Simulator:
             budget=Budget(spent=round(spent, 3), limit=limit, exceeded=exceeded),
             tool_calls=calls,
             approvals=approvals,
+            model_calls=model_calls,
         )
 
 

@@ -253,6 +253,50 @@ def two_replicas(options: Options) -> dict[str, object]:
     return account(options.scenario, recorded=20, delivered=delivered)
 
 
+class Timeout(Exception):  # named as the scenario's error_type
+    """A model call that took too long."""
+
+
+def models(options: Options) -> dict[str, object]:
+    """The model-call table of clients/CONFORMANCE.md, through run.model_call()."""
+    p = options.profile
+    recorded = 0
+    with client(options) as direct:
+        with direct.run(p, execution_id=f"{p}-1") as first:
+            with first.model_call("openai", "gpt-4o") as call:
+                call.first_token()
+                call.usage(1200, 300, cached_input_tokens=200, cost=0.012)
+            with first.model_call("openai", "gpt-4o-mini") as call:
+                call.first_token()
+                call.usage(100, 20)
+        expect(f"{p}-1", first.result, RecordResult.ACCEPTED)
+        recorded += 1
+        with direct.run(p, execution_id=f"{p}-2") as second:
+            with second.model_call("anthropic", "claude-sonnet") as call:
+                call.rate_limited(error_type="RateLimitError")
+            with second.model_call("anthropic", "claude-sonnet") as call:
+                call.first_token()
+                call.usage(800, 150, reasoning_tokens=40, cost=0.009)
+        expect(f"{p}-2", second.result, RecordResult.ACCEPTED)
+        recorded += 1
+        with direct.run(p, execution_id=f"{p}-3") as third:
+            with third.model_call("openai", "gpt-4o", "embeddings") as call:
+                call.usage(500, 0, cost=0.0001)
+            try:
+                with third.model_call("openai", "gpt-4o") as call:
+                    call.input_tokens = 50
+                    raise Timeout("no answer")
+            except Timeout:
+                pass
+            third.fail("ModelError")
+        expect(f"{p}-3", third.result, RecordResult.ACCEPTED)
+        recorded += 1
+        assert first.execution is not None
+        expect(f"{p}-1 again", direct.record(first.execution), RecordResult.DUPLICATE)
+        recorded += 1
+    return account(options.scenario, recorded=recorded, delivered=3)
+
+
 def basic(options: Options) -> dict[str, object] | None:
     with client(options) as direct:
         scenario(direct, options.profile)
@@ -263,6 +307,7 @@ def basic(options: Options) -> dict[str, object] | None:
 SCENARIOS: dict[str, Callable[[Options], dict[str, object] | None]] = {
     "basic": basic,
     "late-server": late_server,
+    "models": models,
     "restart": restart,
     "retry-info-over-cap": retry_info_over_cap,
     "short-deadline": short_deadline,

@@ -8,6 +8,8 @@ import random
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar_metrics import dashboard_view, demo
 from cugar_metrics_client import Client, Execution, ToolCall
@@ -96,6 +98,39 @@ def test_demo_sends_exactly_the_seeded_run(server: Any, capsys: Any) -> None:
     errors = Counter(e.error_type for e in failed)
     assert sorted((x.error_type, x.count) for x in d.error_types) == sorted(errors.items())
 
+    model_calls = [c for e in accepted for c in e.model_calls]
+    want_models = {}
+    for provider, model in {(c.provider, c.model) for c in model_calls}:
+        mine = [c for c in model_calls if (c.provider, c.model) == (provider, model)]
+        want_models[(provider, model)] = (
+            len(mine),
+            sum(c.status == "error" for c in mine),
+            sum(c.status == "rate_limited" for c in mine),
+            sum(c.input_tokens for c in mine),
+            sum(c.output_tokens for c in mine),
+            sum(c.cached_input_tokens or 0 for c in mine),
+            sum(c.reasoning_tokens or 0 for c in mine),
+        )
+    got_models = {
+        (m.provider, m.model): (
+            m.calls,
+            m.errors,
+            m.rate_limited,
+            m.input_tokens,
+            m.output_tokens,
+            m.cached_input_tokens,
+            m.reasoning_tokens,
+        )
+        for m in d.models
+    }
+    assert got_models == want_models
+    assert len(want_models) == 3
+    assert sum(row[2] for row in want_models.values()) > 0  # some calls were rate-limited
+    cost = {(m.provider, m.model): m.cost for m in d.models}
+    for key in want_models:
+        want_cost = sum(c.cost or 0.0 for c in model_calls if (c.provider, c.model) == key)
+        assert cost[key] == pytest.approx(want_cost, rel=1e-9)
+
     out = capsys.readouterr()
     assert "demo: 300 executions" in out.out
     assert f"accepted {len(accepted)}, duplicate {duplicates}" in out.out
@@ -181,6 +216,23 @@ def test_dashboard_view_renders_tables(server: Any, capsys: Any) -> None:
     ), out
     assert any(line.split() == ["ApprovalTimeout", "1"] for line in out.splitlines()), out
     assert any(line.split() == ["timeout", "0", "—"] for line in out.splitlines()), out
+
+
+def test_dashboard_model_filter(server: Any, capsys: Any) -> None:
+    """--model limits the Models table to one model, and the header says so."""
+    with Client(server.target) as client, client.run("sales_rep") as run:
+        for model in ("gpt-4o", "gpt-4o-mini"):
+            with run.model_call("openai", model) as call:
+                call.usage(100, 10)
+    args = parse(dashboard_view, ["--target", server.target, "--model", "gpt-4o-mini", "--json"])
+    assert dashboard_view.run(args) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [(m["model"], m["calls"]) for m in data["models"]] == [("gpt-4o-mini", 1)]
+    args = parse(dashboard_view, ["--target", server.target, "--model", "gpt-4o"])
+    assert dashboard_view.run(args) == 0
+    out = capsys.readouterr().out
+    assert "model=gpt-4o" in out
+    assert "gpt-4o-mini" not in out
 
 
 def test_dashboard_rejects_a_window_below_a_minute(server: Any, capsys: Any) -> None:

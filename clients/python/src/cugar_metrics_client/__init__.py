@@ -32,6 +32,9 @@ from ._model import (
     DurationLike,
     Execution,
     ExecutionLike,
+    ModelCall,
+    ModelOperation,
+    ModelStatus,
     Operation,
     Outcome,
     RecordResult,
@@ -40,7 +43,7 @@ from ._model import (
     ToolStatus,
     new_execution_id,
 )
-from ._run import AsyncRun, Run, RunState, current_run, error_type_of
+from ._run import AsyncRun, ModelCallTimer, Run, RunState, current_run, error_type_of
 from ._tls import TlsConfig
 
 __version__ = "0.1.0"
@@ -62,6 +65,10 @@ __all__ = [
     "FieldViolation",
     "InvalidExecutionError",
     "InvalidRequestError",
+    "ModelCall",
+    "ModelCallTimer",
+    "ModelOperation",
+    "ModelStatus",
     "Operation",
     "Outcome",
     "PermissionDeniedError",

@@ -122,14 +122,15 @@ def dashboard_request(
     profile: str | None,
     domain: str | None,
     scope: Scope | None = None,
+    model: str | None = None,
 ) -> pb.GetDashboardRequest:
     """The GetDashboard request: ``window`` in seconds or a timedelta, or None for all time;
     ``scope`` "replica", "cluster", or None for the server's default (cluster when it has
-    peers)."""
+    peers); ``model`` limits the model rows to one model."""
     if scope not in _SCOPES:
         raise ValueError(f"scope is {scope!r}: 'replica', 'cluster' or None")
     request = pb.GetDashboardRequest(
-        profile=profile or "", domain=domain or "", scope=_SCOPES[scope]
+        profile=profile or "", domain=domain or "", model=model or "", scope=_SCOPES[scope]
     )
     if window is not None:
         set_duration(request.window, window)
@@ -314,15 +315,17 @@ class Client:
         domain: str | None = None,
         *,
         scope: Scope | None = None,
+        model: str | None = None,
         timeout: float | None = None,
     ) -> pb.GetDashboardResponse:
         """The golden signals and breakdowns of the replica that answers, or of the whole
         cluster (``scope="cluster"``; None: the server's default, cluster when it has peers).
 
         ``window`` (seconds or a timedelta, 1 minute to 1 hour) limits them to the recent
-        past; None covers everything since the replica started.
+        past; None covers everything since the replica started. ``model`` limits the models
+        rows (and model signals) to one model.
         """
-        request = dashboard_request(window, profile, domain, scope)
+        request = dashboard_request(window, profile, domain, scope, model)
         response: pb.GetDashboardResponse = self._call(
             self._stub.GetDashboard, request, timeout, InvalidRequestError
         )
@@ -335,6 +338,7 @@ class Client:
         domain: str | None = None,
         *,
         scope: Scope | None = None,
+        model: str | None = None,
         interval: DurationLike = 5.0,
         reconnect: bool = True,
         on_reconnect: Callable[[CugarMetricsError], None] | None = None,
@@ -348,7 +352,7 @@ class Client:
         error is raised (``InvalidRequestError``, ``ResourceExhaustedError``, ...).
         """
         request = pb.WatchDashboardRequest(
-            dashboard=dashboard_request(window, profile, domain, scope)
+            dashboard=dashboard_request(window, profile, domain, scope, model)
         )
         set_duration(request.interval, interval)
         failures = 0
@@ -483,11 +487,12 @@ class AsyncClient:
         domain: str | None = None,
         *,
         scope: Scope | None = None,
+        model: str | None = None,
         timeout: float | None = None,
     ) -> pb.GetDashboardResponse:
         """The golden signals and breakdowns of the replica that answers, or of the cluster
-        (``scope``, as for ``Client.get_dashboard``)."""
-        request = dashboard_request(window, profile, domain, scope)
+        (``scope``, ``model`` as for ``Client.get_dashboard``)."""
+        request = dashboard_request(window, profile, domain, scope, model)
         response: pb.GetDashboardResponse = await self._call(
             self._stub.GetDashboard, request, timeout, InvalidRequestError
         )

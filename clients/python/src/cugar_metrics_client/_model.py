@@ -56,6 +56,24 @@ class Operation(enum.StrEnum):
     EXECUTE = "execute"
 
 
+class ModelStatus(enum.StrEnum):
+    """How one model call ended; ``RATE_LIMITED`` is a rate or quota refusal (HTTP 429)."""
+
+    SUCCESS = "success"
+    ERROR = "error"
+    RATE_LIMITED = "rate_limited"
+
+
+class ModelOperation(enum.StrEnum):
+    """The kind of model call, as in ``gen_ai.operation.name``."""
+
+    CHAT = "chat"
+    TEXT_COMPLETION = "text_completion"
+    EMBEDDINGS = "embeddings"
+    GENERATE_CONTENT = "generate_content"
+    OTHER = "other"
+
+
 class RecordResult(enum.StrEnum):
     """What the server did with one execution."""
 
@@ -82,6 +100,18 @@ _DECISION_PB: dict[str, pb.ApprovalDecision] = {
 _OPERATION_PB: dict[str, pb.ApprovalOperation] = {
     Operation.PROPOSE: pb.APPROVAL_OPERATION_PROPOSE,
     Operation.EXECUTE: pb.APPROVAL_OPERATION_EXECUTE,
+}
+_MODEL_STATUS_PB: dict[str, pb.ModelCallStatus] = {
+    ModelStatus.SUCCESS: pb.MODEL_CALL_STATUS_SUCCESS,
+    ModelStatus.ERROR: pb.MODEL_CALL_STATUS_ERROR,
+    ModelStatus.RATE_LIMITED: pb.MODEL_CALL_STATUS_RATE_LIMITED,
+}
+_MODEL_OPERATION_PB: dict[str, pb.ModelOperation] = {
+    ModelOperation.CHAT: pb.MODEL_OPERATION_CHAT,
+    ModelOperation.TEXT_COMPLETION: pb.MODEL_OPERATION_TEXT_COMPLETION,
+    ModelOperation.EMBEDDINGS: pb.MODEL_OPERATION_EMBEDDINGS,
+    ModelOperation.GENERATE_CONTENT: pb.MODEL_OPERATION_GENERATE_CONTENT,
+    ModelOperation.OTHER: pb.MODEL_OPERATION_OTHER,
 }
 RESULT_FROM_PB: dict[int, RecordResult] = {
     pb.RECORD_RESULT_ACCEPTED: RecordResult.ACCEPTED,
@@ -204,6 +234,60 @@ class Budget:
 
 
 @dataclass(slots=True)
+class ModelCall:
+    """One call to a model: who answered, how it ended, how long it took, what it used.
+
+    ``time_to_first_token`` (None when not measured) is at most ``duration``; the
+    optional counts (``cached_input_tokens``, ``reasoning_tokens``) and ``cost`` are sent
+    only when set.
+    """
+
+    provider: str
+    model: str
+    operation: ModelOperation | str = ModelOperation.CHAT
+    status: ModelStatus | str = ModelStatus.SUCCESS
+    duration: DurationLike = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cost: float | None = None
+    time_to_first_token: DurationLike | None = None
+    response_model: str = ""
+    error_type: str = ""
+
+    def to_proto(self) -> pb.ModelCall:
+        """The protobuf message for this model call."""
+        message = pb.ModelCall()
+        self.fill(message)
+        return message
+
+    def fill(self, message: pb.ModelCall) -> None:
+        """Write this model call into an empty ``message``."""
+        message.provider = self.provider
+        message.model = self.model
+        if self.response_model:
+            message.response_model = self.response_model
+        message.operation = _lookup(_MODEL_OPERATION_PB, self.operation, "model operation")
+        message.status = _lookup(_MODEL_STATUS_PB, self.status, "model call status")
+        if self.error_type:
+            message.error_type = self.error_type
+        duration = message.duration
+        duration.seconds, duration.nanos = _seconds_nanos(self.duration)
+        if self.time_to_first_token is not None:
+            ttft = message.time_to_first_token
+            ttft.seconds, ttft.nanos = _seconds_nanos(self.time_to_first_token)
+        message.input_tokens = self.input_tokens
+        message.output_tokens = self.output_tokens
+        if self.cached_input_tokens is not None:
+            message.cached_input_tokens = self.cached_input_tokens
+        if self.reasoning_tokens is not None:
+            message.reasoning_tokens = self.reasoning_tokens
+        if self.cost is not None:
+            message.cost = self.cost
+
+
+@dataclass(slots=True)
 class Execution:
     """One finished agent run.
 
@@ -224,6 +308,7 @@ class Execution:
     execution_id: str = field(default_factory=new_execution_id)
     trace_id: str = ""
     start_time: datetime | None = None
+    model_calls: Sequence[ModelCall] = ()
 
     def to_proto(self) -> pb.Execution:
         """The protobuf message for this execution.
@@ -275,6 +360,10 @@ class Execution:
                 entry.operation = _lookup(_OPERATION_PB, approval.operation, "approval operation")
                 wait = entry.wait
                 wait.seconds, wait.nanos = _seconds_nanos(approval.wait)
+        if self.model_calls:
+            add_model_call = message.model_calls.add
+            for model_call in self.model_calls:
+                model_call.fill(add_model_call())
 
 
 ExecutionLike: TypeAlias = Execution | pb.Execution

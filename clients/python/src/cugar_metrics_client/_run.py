@@ -20,6 +20,9 @@ from ._model import (
     Decision,
     DurationLike,
     Execution,
+    ModelCall,
+    ModelOperation,
+    ModelStatus,
     Operation,
     Outcome,
     RecordResult,
@@ -51,6 +54,84 @@ def current_run() -> RunState | None:
     return _current.get()
 
 
+class ModelCallTimer:
+    """One model call being timed by ``run.model_call(...)``.
+
+    The agent sets the usage it got back (``input_tokens``, ``output_tokens`` and, when known,
+    ``cached_input_tokens``, ``reasoning_tokens``, ``cost``, ``response_model``), may mark the
+    first token with ``first_token()``, and may end the call as ``rate_limited(...)`` or
+    ``error(...)``. Times come from ``time.perf_counter`` (a monotonic clock).
+    """
+
+    def __init__(self, provider: str, model: str, operation: ModelOperation | str) -> None:
+        self.provider = provider
+        self.model = model
+        self.operation = operation
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.cached_input_tokens: int | None = None
+        self.reasoning_tokens: int | None = None
+        self.cost: float | None = None
+        self.response_model = ""
+        self.status: ModelStatus | str = ModelStatus.SUCCESS
+        self.error_type = ""
+        self.call: ModelCall | None = None
+        """The call as added to the execution, once the block has ended."""
+        self._started = time.perf_counter()
+        self._first_token: float | None = None
+
+    def usage(
+        self,
+        input_tokens: int,
+        output_tokens: int,
+        *,
+        cached_input_tokens: int | None = None,
+        reasoning_tokens: int | None = None,
+        cost: float | None = None,
+    ) -> None:
+        """Set the token usage (and cost) the provider reported, in one call."""
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
+        self.cached_input_tokens = cached_input_tokens
+        self.reasoning_tokens = reasoning_tokens
+        self.cost = cost
+
+    def first_token(self) -> None:
+        """Mark now as the arrival of the first token (the first call counts)."""
+        if self._first_token is None:
+            self._first_token = time.perf_counter() - self._started
+
+    def rate_limited(self, error_type: str = "RateLimitError") -> None:
+        """End the call as refused for a rate or quota limit."""
+        self.status, self.error_type = ModelStatus.RATE_LIMITED, error_type
+
+    def error(self, error_type: str) -> None:
+        """End the call as failed with ``error_type`` even though the block does not raise."""
+        self.status, self.error_type = ModelStatus.ERROR, error_type
+
+    def _finish(self) -> ModelCall:
+        elapsed = time.perf_counter() - self._started
+        ttft = self._first_token
+        if ttft is not None:
+            ttft = min(ttft, elapsed)
+        self.call = ModelCall(
+            provider=self.provider,
+            model=self.model,
+            operation=self.operation,
+            status=self.status,
+            duration=elapsed,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cached_input_tokens=self.cached_input_tokens,
+            reasoning_tokens=self.reasoning_tokens,
+            cost=self.cost,
+            time_to_first_token=ttft,
+            response_model=self.response_model,
+            error_type=self.error_type,
+        )
+        return self.call
+
+
 class RunState:
     """What the body of ``run()`` adds to the execution being measured.
 
@@ -67,6 +148,7 @@ class RunState:
         self.steps = 0
         self.tool_calls: list[ToolCall] = []
         self.approvals: list[Approval] = []
+        self.model_calls: list[ModelCall] = []
         self.budget: Budget | None = None
         self.failure: str | None = None
         self.execution: Execution | None = None
@@ -118,6 +200,30 @@ class RunState:
             raise
         self.tool_call(tool, domain, duration=time.perf_counter() - started)
 
+    def add_model_call(self, call: ModelCall) -> None:
+        """Add a model call measured elsewhere."""
+        self.model_calls.append(call)
+
+    @contextmanager
+    def model_call(
+        self, provider: str, model: str, operation: ModelOperation | str = ModelOperation.CHAT
+    ) -> Iterator[ModelCallTimer]:
+        """Time a call to a model: ``with run.model_call("openai", "gpt-4o") as call: ...``.
+
+        Set the usage on ``call``; if the block raises, the call is an error of the
+        exception's class name (unless ``call.rate_limited()`` was said first) and the
+        exception propagates. The call is added on exit.
+        """
+        timer = ModelCallTimer(provider, model, operation)
+        try:
+            yield timer
+        except BaseException as error:
+            if timer.status == ModelStatus.SUCCESS:  # a rate limit set before stays one
+                timer.error(error_type_of(error))
+            self.model_calls.append(timer._finish())
+            raise
+        self.model_calls.append(timer._finish())
+
     def approval(
         self,
         decision: Decision | str,
@@ -165,6 +271,7 @@ class RunState:
             execution_id=self.execution_id,
             trace_id=self.trace_id,
             start_time=self._start_time,
+            model_calls=self.model_calls,
         )
         return self.execution
 
