@@ -230,7 +230,8 @@ def main() -> int:
                 f"| server CPU per span | {noop_cpu} µs | {real_cpu} µs | {res['cpu_ratio']:.2f} |",
                 "",
                 f"Assembly buffer at its bound (`--otlp-max-pending-spans 20000`, "
-                f"{mem['pending_spans'] + mem['evicted']:,.0f} child spans whose agent never comes): "
+                f"{mem['pending_spans'] + mem['evicted']:,.0f} child spans whose agent never "
+                "comes): "
                 f"RSS {mem['rss_before_mib']} MiB before, {mem['rss_full_mib']} MiB with the "
                 f"buffer full; {mem['pending_spans']:,.0f} spans held, "
                 f"{mem['evicted']:,.0f} evicted.",
