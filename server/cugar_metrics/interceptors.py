@@ -230,46 +230,61 @@ def _capped(
 ) -> grpc.RpcMethodHandler:
     """`handler` (a unary-stream or stream-stream method) with `caps` held while it runs."""
 
-    async def refuse(context: grpc.aio.ServicerContext, why: str) -> None:
-        refused.inc()
-        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{why}; retry later")
+    async def acquire(context: grpc.aio.ServicerContext) -> None:
+        why = caps.acquire(context.peer())
+        if why is not None:
+            refused.inc()
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{why}; retry later")
+
+    return _around(handler, acquire, lambda context: caps.release(context.peer()))
+
+
+_KINDS = (
+    ("unary_unary", grpc.unary_unary_rpc_method_handler),
+    ("unary_stream", grpc.unary_stream_rpc_method_handler),
+    ("stream_unary", grpc.stream_unary_rpc_method_handler),
+    ("stream_stream", grpc.stream_stream_rpc_method_handler),
+)
+
+
+def _around(
+    handler: grpc.RpcMethodHandler,
+    before: Callable[[grpc.aio.ServicerContext], Awaitable[None]],
+    after: Callable[[grpc.aio.ServicerContext], None],
+) -> grpc.RpcMethodHandler:
+    """`handler` with `before(context)` awaited when a call starts and, if it returned,
+    `after(context)` when the call ends, streams included."""
 
     def wrap(behavior: Any) -> Any:
         if inspect.isasyncgenfunction(behavior):
 
             async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                peer = context.peer()
-                why = caps.acquire(peer)
-                if why is not None:
-                    await refuse(context, why)
+                await before(context)
                 try:
                     async for response in behavior(request, context):
                         yield response
                 finally:
-                    caps.release(peer)
+                    after(context)
 
             return stream
 
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            peer = context.peer()
-            why = caps.acquire(peer)
-            if why is not None:
-                await refuse(context, why)
+            await before(context)
             try:
                 return await behavior(request, context)
             finally:
-                caps.release(peer)
+                after(context)
 
         return call
 
-    kwargs = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(wrap(handler.unary_stream), **kwargs)
-    if handler.stream_stream is not None:
-        return grpc.stream_stream_rpc_method_handler(wrap(handler.stream_stream), **kwargs)
+    for kind, make in _KINDS:
+        behavior = getattr(handler, kind)
+        if behavior is not None:
+            return make(
+                wrap(behavior),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
     return handler
 
 
@@ -313,38 +328,11 @@ class CallTracker(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if len(self._waiting) > 100_000:  # bounded even if every call were cancelled early
             self._waiting.pop(next(iter(self._waiting)))
 
-        def track(behavior: Any) -> Any:
-            if inspect.isasyncgenfunction(behavior):
+        async def started(context: grpc.aio.ServicerContext) -> None:
+            self._waiting.pop(key, None)
+            self._running += 1
 
-                async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                    self._waiting.pop(key, None)
-                    self._running += 1
-                    try:
-                        async for response in behavior(request, context):
-                            yield response
-                    finally:
-                        self._running -= 1
+        def ended(context: grpc.aio.ServicerContext) -> None:
+            self._running -= 1
 
-                return stream
-
-            async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                self._waiting.pop(key, None)
-                self._running += 1
-                try:
-                    return await behavior(request, context)
-                finally:
-                    self._running -= 1
-
-            return call
-
-        kwargs = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(track(handler.unary_unary), **kwargs)
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(track(handler.unary_stream), **kwargs)
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(track(handler.stream_unary), **kwargs)
-        return grpc.stream_stream_rpc_method_handler(track(handler.stream_stream), **kwargs)
+        return _around(handler, started, ended)
