@@ -26,6 +26,8 @@ PER_PROCESS = (
     "cugar_build_info",
     "cugar_rpc_refusals",
     "cugar_otlp_",
+    "cugar_peer_",
+    "cugar_dashboard_",
 )
 
 
@@ -47,7 +49,11 @@ def samples(server: ServerProcess) -> dict[tuple[str, tuple[tuple[str, str], ...
 def aggregator_samples(
     server: ServerProcess,
 ) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {k: v for k, v in samples(server).items() if not k[0].startswith(PER_PROCESS)}
+    return {
+        k: v
+        for k, v in samples(server).items()
+        if not k[0].startswith(PER_PROCESS) and not k[0].endswith("_created")
+    }
 
 
 def batch(ids: list[str], rng: random.Random) -> pb.RecordExecutionsRequest:
