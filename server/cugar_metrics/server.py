@@ -176,9 +176,15 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
     checkpointer = None
     if config.state_file:
         path = Path(config.state_file)
-        restored = restore(aggregator, path, clock())  # before the server reports SERVING
+        # Before the server reports SERVING.
+        restored, problems = restore(aggregator, path, clock())
         checkpointer = Checkpointer(
-            aggregator, path, config.checkpoint_interval, clock, restored=restored
+            aggregator,
+            path,
+            config.checkpoint_interval,
+            clock,
+            restored=restored,
+            restore_problems=problems,
         )
         registry.register(CheckpointCollector(checkpointer))
     if config.auth_keys_file is None and not config.no_auth:

@@ -8,6 +8,10 @@ bytes: one that would not restore is not written (the failure is logged and coun
 `cugar_state_checkpoints_total{result="failure"}`) and the previous file stays. A file that cannot
 be restored (damaged, truncated, another format version or bucket layout) is renamed to
 `<file>.corrupt-<UTC time>` with one log line, and the server starts fresh: never a crash loop.
+A file whose series sections are damaged but whose frame, header and dedup ids are sound is
+restored in part: each bad section is restored empty, logged (one WARNING naming it and why)
+and counted in `cugar_state_restore_problems_total{section}`; everything else is kept, and a
+copy of the file as it was is kept as `<file>.partial-<UTC time>` for inspection.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,7 +34,13 @@ from prometheus_client.registry import Collector
 
 from cugar_metrics.aggregator import Aggregator
 from cugar_metrics.aggregator.core import SavedState
-from cugar_metrics.aggregator.persist import StateFormatError, decode, encode
+from cugar_metrics.aggregator.persist import (
+    SECTIONS,
+    StateFormatError,
+    decode,
+    decode_partial,
+    encode,
+)
 from cugar_metrics.files import write_atomically
 
 log = logging.getLogger("cugar_metrics.state")
@@ -40,16 +50,34 @@ def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def move_aside(path: Path, now: float) -> Path:
-    """Renames a file that cannot be restored to `<file>.corrupt-<UTC time>`; returns it."""
+def _aside_name(path: Path, now: float, kind: str) -> Path:
     stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    target = path.with_name(f"{path.name}.{kind}-{stamp}")
     n = 1
     while target.exists():
         n += 1
-        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+        target = path.with_name(f"{path.name}.{kind}-{stamp}-{n}")
+    return target
+
+
+def move_aside(path: Path, now: float) -> Path:
+    """Renames a file that cannot be restored to `<file>.corrupt-<UTC time>`; returns it."""
+    target = _aside_name(path, now, "corrupt")
     os.replace(path, target)
     return target
+
+
+def keep_partial(path: Path, data: bytes, now: float) -> Path:
+    """Writes a copy of a file restored only in part to `<file>.partial-<UTC time>`; returns
+    it. A copy, not a rename: the file stays where it is until the next checkpoint replaces
+    it, so a crash before that restores the same again."""
+    target = _aside_name(path, now, "partial")
+    write_atomically(target, data)
+    return target
+
+
+#: A series section that could not be restored, and why.
+Problem = tuple[str, str]
 
 
 def _read_regular(path: Path) -> bytes:
@@ -68,21 +96,31 @@ def _read_regular(path: Path) -> bytes:
 
 def load(path: Path, now: float) -> SavedState | None:
     """The saved state in `path`, or None (no file, or one that was moved aside)."""
+    return load_partial(path, now)[0]
+
+
+def load_partial(path: Path, now: float) -> tuple[SavedState | None, list[Problem]]:
+    """The saved state in `path` (None: no file, or one that was moved aside), and the series
+    sections restored empty because they could not be restored (each logged as a WARNING)."""
     try:
         data = _read_regular(path)
     except FileNotFoundError:
         log.info("no state file at %s: starting fresh", path)
-        return None
+        return None, []
     except OSError as e:
         if e.errno == errno.EINVAL:  # not a regular file: left where it is, never moved
             log.error("state file %s is not a regular file: starting fresh", path)
-            return None
+            return None, []
         problem = f"cannot be read ({e.strerror})"
     else:
         try:
-            return decode(data)
+            state, problems = decode_partial(data)
         except StateFormatError as e:
             problem = f"cannot be restored ({e})"
+        else:
+            if problems:
+                _report_partial(path, data, now, problems)
+            return state, problems
     try:
         aside = move_aside(path, now)
     except OSError as e:
@@ -93,16 +131,36 @@ def load(path: Path, now: float) -> SavedState | None:
             problem,
             e.strerror,
         )
-        return None
+        return None, []
     log.error("state file %s %s: moved it to %s and starting fresh", path, problem, aside)
-    return None
+    return None, []
 
 
-def restore(aggregator: Aggregator, path: Path, now: float) -> SavedState | None:
-    """Restores `aggregator` from `path` if it holds a usable state; logs what it restored."""
-    state = load(path, now)
+def _report_partial(path: Path, data: bytes, now: float, problems: list[Problem]) -> None:
+    for section, reason in problems:
+        log.warning(
+            "state file %s: section %s cannot be restored (%s): it starts empty, the rest of"
+            " the state is restored",
+            path,
+            section,
+            reason,
+        )
+    try:
+        copy = keep_partial(path, data, now)
+    except OSError as e:
+        log.error("state file %s was restored in part; no copy of it could be kept (%s)", path, e)
+        return
+    log.warning("state file %s was restored in part: a copy of it is kept at %s", path, copy)
+
+
+def restore(
+    aggregator: Aggregator, path: Path, now: float
+) -> tuple[SavedState | None, list[Problem]]:
+    """Restores `aggregator` from `path` if it holds a usable state; logs what it restored.
+    Returns the state and the series sections that were restored empty (see load_partial)."""
+    state, problems = load_partial(path, now)
     if state is None:
-        return None
+        return None, problems
     aggregator.restore(state, now)
     s = state.snapshot
     log.info(
@@ -117,7 +175,7 @@ def restore(aggregator: Aggregator, path: Path, now: float) -> SavedState | None
         s.dedup_entries,
         _iso(state.start_time),
     )
-    return state
+    return state, problems
 
 
 class RoundTripError(ValueError):
@@ -143,6 +201,8 @@ class CheckpointStats:
     #: When the last successful checkpoint's state was taken (or the restored one's).
     last_success: float | None = None
     last_bytes: int = 0
+    #: Series sections restored empty at start-up because they could not be restored.
+    restore_problems: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SECTIONS, 0))
 
 
 class Checkpointer:
@@ -156,6 +216,7 @@ class Checkpointer:
         clock: Callable[[], float] = time.time,
         restored: SavedState | None = None,
         encoder: Callable[[SavedState], bytes] = encode,
+        restore_problems: Sequence[Problem] = (),
     ) -> None:
         self.aggregator = aggregator
         self.encoder = encoder
@@ -163,6 +224,8 @@ class Checkpointer:
         self.interval = interval
         self.clock = clock
         self.stats = CheckpointStats(last_success=restored.saved_at if restored else None)
+        for section, _ in restore_problems:
+            self.stats.restore_problems[section] += 1
         self._lock = threading.Lock()  # one writer at a time: periodic and final
         self._task: asyncio.Task[None] | None = None
 
@@ -245,6 +308,15 @@ class CheckpointCollector(Collector):
         total.add_metric(["success"], stats.successes)
         total.add_metric(["failure"], stats.failures)
         yield total
+        problems = CounterMetricFamily(
+            "cugar_state_restore_problems_total",
+            "Sections of the state file restored empty at start-up because they could not be"
+            " restored, by section.",
+            labels=["section"],
+        )
+        for section, n in stats.restore_problems.items():
+            problems.add_metric([section], n)
+        yield problems
         if stats.last_success is not None:
             yield GaugeMetricFamily(
                 "cugar_state_last_checkpoint_timestamp_seconds",
@@ -256,8 +328,11 @@ class CheckpointCollector(Collector):
 __all__ = [
     "CheckpointCollector",
     "Checkpointer",
+    "Problem",
     "RoundTripError",
+    "keep_partial",
     "load",
+    "load_partial",
     "move_aside",
     "restore",
     "verify_round_trip",

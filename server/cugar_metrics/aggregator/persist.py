@@ -12,8 +12,11 @@ Layout of a state file (format version 1)::
 
 Nothing is unpickled: the header is JSON and the payload plain integers. A file is refused
 (`StateFormatError`) when its magic, checksum or version is wrong, when its bucket layouts or
-sketch mapping differ from this build's, or when any value is out of shape (a count that does
-not add up, a negative count, an unsorted generation). Window slots are not saved.
+sketch mapping differ from this build's, or when a value outside the series sections is out of
+shape (an unsorted dedup generation, a negative ingest count). A series section (`SECTIONS`)
+with a value out of shape (a count that does not add up, a row of the wrong shape, an unknown
+outcome) is dropped on its own by `decode_partial`, which reports it; `decode` refuses it.
+Window slots are not saved.
 """
 
 from __future__ import annotations
@@ -78,6 +81,26 @@ MODEL_LAYOUT: dict[str, Any] = {
     "ttft_buckets": list(TTFT_BUCKETS),
 }
 _LATER_LABELS = ("model",)
+
+#: The series sections of the header: one that cannot be restored is dropped on its own
+#: (restored empty, reported) and the rest of the state is kept.
+SECTIONS = (
+    "executions",
+    "durations",
+    "steps",
+    "tool_calls",
+    "tool_durations",
+    "budget_spent",
+    "budget_utilization",
+    "budget_exceeded",
+    "approvals",
+    "model_calls",
+    "model_tokens",
+    "model_cost",
+    "model_durations",
+    "model_ttft",
+    "last_execution",
+)
 
 T = TypeVar("T")
 
@@ -250,8 +273,11 @@ def _hashes(payload: bytes, where: object, what: str) -> npt.NDArray[np.uint64]:
     return arr
 
 
-def decode(data: bytes) -> SavedState:
-    """The state in `data`; raises StateFormatError if it cannot be restored as it is."""
+def decode_partial(data: bytes) -> tuple[SavedState, list[tuple[str, str]]]:
+    """The state in `data`, and the series sections that could not be restored, as
+    (section, reason): each of those is left empty, and the rest is kept. Raises
+    StateFormatError when the file as a whole cannot be restored (magic, version, checksum,
+    header, bucket layouts, dedup ids, the ingest/rejection/overflow counters, label values)."""
     if not data.startswith(MAGIC):
         raise StateFormatError("not a cugar-metrics state file (wrong magic bytes)")
     if len(data) < len(MAGIC) + _PREFIX.size + _DIGEST:
@@ -337,51 +363,129 @@ def decode(data: bytes) -> SavedState:
         sealed=tuple(sealed),
         evicted=_int(d.get("evicted"), "dedup.evicted"),
     )
-    executions = counts("executions", 3)
-    durations = dists("durations", 2, EXECUTION_BUCKETS)
+    problems: list[tuple[str, str]] = []
+
+    def section(key: str, build: Callable[[], dict[Any, T]]) -> dict[Any, T]:
+        """One series section: a bad one is left empty and reported, the rest is kept."""
+        try:
+            return build()
+        except StateFormatError as e:
+            problems.append((key, str(e)))
+            return {}
+
+    def known(key: str, m: dict[Any, T], *allowed: tuple[int, Sequence[str]]) -> dict[Any, T]:
+        for position, values in allowed:
+            unknown = {k[position] for k in m} - set(values)
+            if unknown:
+                raise StateFormatError(f"{key}: unknown values {sorted(unknown)}")
+        return m
+
+    executions: dict[tuple[str, str, str], int] = section(
+        "executions",
+        lambda: known(
+            "executions",
+            {(k[0], k[1], k[2]): n for k, n in counts("executions", 3).items()},
+            (1, OUTCOMES),
+        ),
+    )
+    durations: dict[tuple[str, str], FrozenDistribution] = section(
+        "durations",
+        lambda: known(
+            "durations",
+            {(k[0], k[1]): v for k, v in dists("durations", 2, EXECUTION_BUCKETS).items()},
+            (1, OUTCOMES),
+        ),
+    )
     saved_at = _float(h.get("saved_at"), "saved_at")
     snapshot = Snapshot(
         time=saved_at,
-        executions={(k[0], k[1], k[2]): n for k, n in executions.items()},
-        durations={(k[0], k[1]): v for k, v in durations.items()},
-        steps=by_name(dists("steps", 1, STEP_BUCKETS, sketch=False)),
-        tool_calls={(k[0], k[1], k[2]): n for k, n in counts("tool_calls", 3).items()},
-        tool_durations={
-            (k[0], k[1]): v for k, v in dists("tool_durations", 2, TOOL_BUCKETS).items()
-        },
-        budget_spent=_map(h.get("budget_spent"), "budget_spent", _float),
-        budget_utilization=by_name(
-            dists("budget_utilization", 1, UTILIZATION_BUCKETS, sketch=False)
+        executions=executions,
+        durations=durations,
+        steps=section("steps", lambda: by_name(dists("steps", 1, STEP_BUCKETS, sketch=False))),
+        tool_calls=section(
+            "tool_calls",
+            lambda: known(
+                "tool_calls",
+                {(k[0], k[1], k[2]): n for k, n in counts("tool_calls", 3).items()},
+                (2, TOOL_STATUSES),
+            ),
         ),
-        budget_exceeded=_map(h.get("budget_exceeded"), "budget_exceeded", _int),
-        approvals={(k[0], k[1]): v for k, v in dists("approvals", 2, APPROVAL_BUCKETS).items()},
-        model_calls={
-            (k[0], k[1], k[2], k[3]): _int(n, f"model_calls{list(k)}")
-            for k, n in _keyed(later("model_calls"), "model_calls", 4)
-        },
-        model_tokens={
-            (k[0], k[1], k[2]): _int(n, f"model_tokens{list(k)}")
-            for k, n in _keyed(later("model_tokens"), "model_tokens", 3)
-        },
-        model_cost=pairs(
-            {
-                k: _float(v, f"model_cost{list(k)}")
-                for k, v in _keyed(later("model_cost"), "model_cost", 2)
-            }
+        tool_durations=section(
+            "tool_durations",
+            lambda: {(k[0], k[1]): v for k, v in dists("tool_durations", 2, TOOL_BUCKETS).items()},
         ),
-        model_durations=pairs(
-            {
-                k: _frozen(d, f"model_durations{list(k)}", MODEL_BUCKETS, True)
-                for k, d in _keyed(later("model_durations"), "model_durations", 2)
-            }
+        budget_spent=section(
+            "budget_spent", lambda: _map(h.get("budget_spent"), "budget_spent", _float)
         ),
-        model_ttft=pairs(
-            {
-                k: _frozen(d, f"model_ttft{list(k)}", TTFT_BUCKETS, True)
-                for k, d in _keyed(later("model_ttft"), "model_ttft", 2)
-            }
+        budget_utilization=section(
+            "budget_utilization",
+            lambda: by_name(dists("budget_utilization", 1, UTILIZATION_BUCKETS, sketch=False)),
         ),
-        last_execution=_map(h.get("last_execution"), "last_execution", _float),
+        budget_exceeded=section(
+            "budget_exceeded", lambda: _map(h.get("budget_exceeded"), "budget_exceeded", _int)
+        ),
+        approvals=section(
+            "approvals",
+            lambda: known(
+                "approvals",
+                {(k[0], k[1]): v for k, v in dists("approvals", 2, APPROVAL_BUCKETS).items()},
+                (1, DECISIONS),
+            ),
+        ),
+        model_calls=section(
+            "model_calls",
+            lambda: known(
+                "model_calls",
+                {
+                    (k[0], k[1], k[2], k[3]): _int(n, f"model_calls{list(k)}")
+                    for k, n in _keyed(later("model_calls"), "model_calls", 4)
+                },
+                (2, MODEL_OPERATIONS),
+                (3, MODEL_STATUSES),
+            ),
+        ),
+        model_tokens=section(
+            "model_tokens",
+            lambda: known(
+                "model_tokens",
+                {
+                    (k[0], k[1], k[2]): _int(n, f"model_tokens{list(k)}")
+                    for k, n in _keyed(later("model_tokens"), "model_tokens", 3)
+                },
+                (2, TOKEN_TYPES),
+            ),
+        ),
+        model_cost=section(
+            "model_cost",
+            lambda: pairs(
+                {
+                    k: _float(v, f"model_cost{list(k)}")
+                    for k, v in _keyed(later("model_cost"), "model_cost", 2)
+                }
+            ),
+        ),
+        model_durations=section(
+            "model_durations",
+            lambda: pairs(
+                {
+                    k: _frozen(d, f"model_durations{list(k)}", MODEL_BUCKETS, True)
+                    for k, d in _keyed(later("model_durations"), "model_durations", 2)
+                }
+            ),
+        ),
+        model_ttft=section(
+            "model_ttft",
+            lambda: pairs(
+                {
+                    k: _frozen(d, f"model_ttft{list(k)}", TTFT_BUCKETS, True)
+                    for k, d in _keyed(later("model_ttft"), "model_ttft", 2)
+                }
+            ),
+        ),
+        last_execution=section(
+            "last_execution",
+            lambda: _map(h.get("last_execution"), "last_execution", _float),
+        ),
         ingest=_fixed(h.get("ingest"), "ingest", INGEST_RESULTS),
         rejections=_fixed(h.get("rejections"), "rejections", REJECTION_REASONS),
         overflow=_fixed(overflow_saved, "overflow", CAPPED_LABELS),
@@ -389,18 +493,6 @@ def decode(data: bytes) -> SavedState:
         dedup_entries=len(dedup.open) + sum(len(g) for g, _ in dedup.sealed),
         dedup_evicted=dedup.evicted,
     )
-    for what, values, allowed in (
-        ("executions", {k[1] for k in snapshot.executions}, OUTCOMES),
-        ("durations", {k[1] for k in snapshot.durations}, OUTCOMES),
-        ("tool_calls", {k[2] for k in snapshot.tool_calls}, TOOL_STATUSES),
-        ("approvals", {k[1] for k in snapshot.approvals}, DECISIONS),
-        ("model_calls", {k[2] for k in snapshot.model_calls}, MODEL_OPERATIONS),
-        ("model_calls", {k[3] for k in snapshot.model_calls}, MODEL_STATUSES),
-        ("model_tokens", {k[2] for k in snapshot.model_tokens}, TOKEN_TYPES),
-    ):
-        unknown = values - set(allowed)
-        if unknown:
-            raise StateFormatError(f"{what}: unknown values {sorted(unknown)}")
     return SavedState(
         saved_at=saved_at,
         start_time=_float(h.get("start_time"), "start_time"),
@@ -409,7 +501,25 @@ def decode(data: bytes) -> SavedState:
         first_execution=_opt_float(h.get("first_execution"), "first_execution"),
         first_by_profile=_map(h.get("first_by_profile"), "first_by_profile", _float),
         dedup=dedup,
-    )
+    ), problems
 
 
-__all__ = ["FORMAT_VERSION", "LAYOUT", "MAGIC", "StateFormatError", "decode", "encode"]
+def decode(data: bytes) -> SavedState:
+    """The state in `data`, whole; raises StateFormatError if any part of it cannot be
+    restored (a checkpoint is checked with this before it is written)."""
+    state, problems = decode_partial(data)
+    if problems:
+        raise StateFormatError(problems[0][1])
+    return state
+
+
+__all__ = [
+    "FORMAT_VERSION",
+    "LAYOUT",
+    "MAGIC",
+    "SECTIONS",
+    "StateFormatError",
+    "decode",
+    "decode_partial",
+    "encode",
+]

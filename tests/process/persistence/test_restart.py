@@ -251,3 +251,67 @@ def test_sigkill_between_checkpoints_loses_only_what_came_after_the_last_one(
         channel.close()
     finally:
         assert second.stop() == 0
+
+
+def test_a_damaged_section_is_dropped_alone_and_every_other_counter_continues(
+    tmp_path: Path,
+) -> None:
+    import hashlib
+    import json
+    import struct
+
+    state = tmp_path / "state.bin"
+    rng = random.Random(9)
+    first = launch(tmp_path, "--state-file", str(state), name="first")
+    try:
+        channel, client = stub(first)
+        client.RecordExecutions(batch([f"exec-{i}" for i in range(200)], rng), timeout=10)
+        client.RecordExecutions(batch([f"exec-{i}" for i in range(5)], rng), timeout=10)
+        counters_before = aggregator_samples(first)
+        channel.close()
+    finally:
+        assert first.stop() == 0
+    # Damage one series section: a duration distribution whose buckets no longer add up.
+    data = state.read_bytes()
+    head_len = struct.unpack_from("<IQ", data, len(MAGIC))[1]
+    start = len(MAGIC) + 12
+    header = json.loads(data[start : start + head_len])
+    header["durations"][0][-1]["count"] += 1
+    head = json.dumps(header, separators=(",", ":")).encode()
+    body = MAGIC + struct.pack("<IQ", FORMAT_VERSION, len(head)) + head
+    body += data[start + head_len : -32]
+    damaged = body + hashlib.sha256(body).digest()
+    state.write_bytes(damaged)
+
+    second = launch(tmp_path, "--state-file", str(state), name="second")
+    try:
+        lines = [line for line in second.output().splitlines() if "section " in line]
+        assert len(lines) == 1
+        assert "WARNING" in lines[0] and "section durations cannot be restored" in lines[0]
+        assert "bucket counts add up to" in lines[0]
+        assert not list(tmp_path.glob("state.bin.corrupt-*"))
+        copies = list(tmp_path.glob("state.bin.partial-*"))
+        assert len(copies) == 1 and copies[0].read_bytes() == damaged
+        assert "executions=200 (accepted=200 duplicate=5 rejected=0)" in second.output()
+        now = samples(second)
+        assert now[("cugar_state_restore_problems_total", (("section", "durations"),))] == 1
+        assert now[("cugar_state_restore_problems_total", (("section", "executions"),))] == 0
+        after = aggregator_samples(second)
+        duration = "cugar_execution_duration_seconds"
+        kept = {k: v for k, v in counters_before.items() if not k[0].startswith(duration)}
+        assert {k: v for k, v in after.items() if not k[0].startswith(duration)} == kept
+        assert sum(v for k, v in counters_before.items() if k[0] == f"{duration}_count") == 200
+        assert all(v == 0 for k, v in after.items() if k[0] == f"{duration}_count")
+        channel, client = stub(second)
+        dashboard = client.GetDashboard(pb.GetDashboardRequest(), timeout=10)
+        assert dashboard.executions.total == 200
+        again = client.RecordExecutions(batch([f"exec-{i}" for i in range(200)], rng), timeout=10)
+        assert list(again.results) == [pb.RECORD_RESULT_DUPLICATE] * 200
+        channel.close()
+    finally:
+        assert second.stop() == 0
+    assert decode(state.read_bytes()).snapshot.ingest == {
+        "accepted": 200,
+        "duplicate": 205,
+        "rejected": 0,
+    }
