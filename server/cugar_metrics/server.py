@@ -113,6 +113,9 @@ class RunningServer:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     service: MetricsService | None = None
     peers: Peers | None = None
+    #: After the drain: OTLP spans that were still waiting for their agent, as (model calls
+    #: recorded alone, tool calls dropped); None without the OTLP receiver.
+    otlp_drained: tuple[int, int] | None = None
 
     async def stop(self, grace: float | None = None, delay: float | None = None) -> None:
         """Drain: NOT_SERVING; keep serving for `delay`; then refuse new RPCs and let the
@@ -139,15 +142,11 @@ class RunningServer:
             task.cancel()
         if self.traces is not None:
             # Spans still waiting for their agent: model calls recorded alone, tool calls
-            # dropped; before the final checkpoint so the state file has them.
+            # dropped; before the final checkpoint so the state file has them. The final log
+            # line tells how many.
             out = self.traces.drain()
-            if out.counts:
-                log.info(
-                    "OTLP spans still waiting at the drain: %d model calls recorded alone, "
-                    "%d tool calls dropped",
-                    len(out.lone_model_calls),
-                    out.counts["evicted"] - len(out.lone_model_calls),
-                )
+            alone = len(out.lone_model_calls)
+            self.otlp_drained = (alone, out.counts["evicted"] - alone)
         if self.checkpointer is not None:
             await self.checkpointer.close()  # the in-flight RPCs have finished
         self._http.shutdown()
@@ -455,12 +454,20 @@ async def serve(config: Config) -> None:
     t0 = time.monotonic()
     await running.stop()
     ingest = running.aggregator.snapshot(time.time()).ingest
+    otlp_waiting = ""
+    if running.otlp_drained is not None:
+        alone, dropped = running.otlp_drained
+        otlp_waiting = (
+            f"; OTLP spans still waiting: {alone} model calls recorded alone,"
+            f" {dropped} tool calls dropped"
+        )
     log.info(
-        "drained in %.2fs; final counts: accepted=%d duplicate=%d rejected=%d",
+        "drained in %.2fs; final counts: accepted=%d duplicate=%d rejected=%d%s",
         time.monotonic() - t0,
         ingest["accepted"],
         ingest["duplicate"],
         ingest["rejected"],
+        otlp_waiting,
     )
 
 

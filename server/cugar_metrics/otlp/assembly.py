@@ -6,6 +6,12 @@ and are exported, before their agent span, often in an earlier Export call, so t
 here, per trace, until it comes. When an agent span arrives, its execution is made at once
 with every waiting descendant.
 
+An agent span whose direct child is an agent span of the same `gen_ai.agent.name`, recorded
+already, is that same run seen twice, and is not recorded again: OpenLLMetry's LangGraph
+instrumentation (`opentelemetry-instrumentation-langchain`) wraps the graph's own
+`invoke_agent` span in a second one of the same name. Children end before their parents, so
+the inner span, which holds the calls and the error type, is the one recorded.
+
 What is held is bounded by count (`max_spans`: every span kept, waiting or as a link) and by
 time (a trace that received no span for `timeout` seconds is let go). A span is counted once,
 under one result:
@@ -14,8 +20,8 @@ under one result:
 - `tool_call`: a tool span, recorded in its agent's execution;
 - `model_call`: a model span, recorded in its agent's execution, or alone when no agent is
   above it;
-- `ignored`: a span that is not GenAI (kept only as a link while its trace waits), or a tool
-  span with no agent above it;
+- `ignored`: a span that is not GenAI (kept only as a link while its trace waits), a tool
+  span with no agent above it, or an agent span that wraps the same run (above);
 - `evicted`: a tool or model span let go before its agent came (count bound, timeout or
   drain); a model call among them is still recorded alone in the model series;
 - `late`: a tool or model span that came after its agent was recorded, dropped: this is how
@@ -75,6 +81,8 @@ class _Trace:
     parents: dict[bytes, bytes] = field(default_factory=dict)
     #: The agent spans seen (recorded), to find a span's nearest agent ancestor.
     agents: set[bytes] = field(default_factory=set)
+    #: (parent span id, agent name) -> the recorded agent span: to find a wrapper of a run.
+    agent_children: dict[tuple[bytes, str], bytes] = field(default_factory=dict)
     #: Tool and model spans whose agent has not come yet.
     waiting: dict[bytes, _Waiting] = field(default_factory=dict)
 
@@ -152,8 +160,14 @@ class Assembler:
             out.counts["ignored"] += 1
             self._resolve_waiting(trace, out)
         elif kind is Kind.AGENT:
+            name = str(attrs.get("gen_ai.agent.name", ""))
+            if (span_id, name) in trace.agent_children:
+                out.counts["ignored"] += 1  # a wrapper of a run already recorded
+                self._resolve_waiting(trace, out)
+                return
             run = mapping.agent_run(span, attrs, self.profile_attribute)
             trace.agents.add(span_id)
+            trace.agent_children.setdefault((span.parent_span_id, name), span_id)
             tools: list[tuple[int, bytes, pb.ToolCall]] = []
             models: list[tuple[int, bytes, pb.ModelCall]] = []
             for child_id, w in list(trace.waiting.items()):

@@ -25,6 +25,9 @@ Older instrumentations without `gen_ai.operation.name`: `traceloop.span.kind` `a
 `workflow` is an agent run and `tool` a tool call; `llm.request.type` `chat` or `completion`
 is a model call.
 
+An agent span that wraps a run already recorded under the same `gen_ai.agent.name` (as
+OpenLLMetry's LangGraph instrumentation emits) is not a second execution: see `assembly`.
+
 Pure: no I/O, no gRPC. The result is protobuf messages of the contract, validated afterwards
 by the same rules as any recorded execution.
 """

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from opentelemetry.trace import Status, StatusCode
+
 from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar_metrics.otlp import Assembler, execution_id
 from cugar_metrics.validation import Limits, validate_execution
@@ -201,3 +203,46 @@ def test_older_instrumentations_are_classified_by_their_own_attributes() -> None
         ("openai", "gpt-4o", pb.MODEL_OPERATION_CHAT)
     ]
     assert e.profile == "unknown"
+
+
+def test_an_agent_span_wrapping_the_same_run_is_not_a_second_execution() -> None:
+    # OpenLLMetry's LangGraph instrumentation: `invoke_agent LangGraph` around the graph's own
+    # `invoke_agent` span of the same name, which holds the calls and the error type.
+    assembler = Assembler()
+    agent = Agent()
+    with agent.agent("LangGraph") as outer:
+        with agent.agent("LangGraph") as inner:
+            with agent.chat(tokens=(120, 30)):
+                pass
+            with agent.tool("score_lead") as t:
+                fail(t, "CrmDown")
+            fail(inner, "CrmDown")
+        first = agent.take()  # the graph's span and its calls, exported before the wrapper
+        outer.set_status(Status(StatusCode.ERROR))
+    out = assembler.add(first, NOW)
+    e = one_execution(out.executions)
+    ctx = inner.get_span_context()
+    assert e.execution_id == execution_id(
+        ctx.trace_id.to_bytes(16, "big"), ctx.span_id.to_bytes(8, "big")
+    )
+    assert (e.outcome, e.error_type) == (pb.OUTCOME_FAILURE, "CrmDown")
+    assert [(t.tool, t.status) for t in e.tool_calls] == [("score_lead", pb.TOOL_CALL_STATUS_ERROR)]
+    assert [(m.input_tokens, m.output_tokens) for m in e.model_calls] == [(120, 30)]
+    assert dict(out.counts) == {"execution": 1, "tool_call": 1, "model_call": 1}
+    wrapper = assembler.add(agent.take(), NOW + 1)
+    assert (wrapper.executions, dict(wrapper.counts)) == ([], {"ignored": 1})
+
+
+def test_a_sub_agent_of_another_name_is_an_execution_of_its_own() -> None:
+    assembler = Assembler()
+    agent = Agent()
+    with agent.agent("planner"):
+        with agent.agent("researcher"), agent.chat(tokens=(10, 1)):
+            pass
+        with agent.chat(tokens=(20, 2)):
+            pass
+    out = assembler.add(agent.take(), NOW)
+    assert sorted(
+        (e.profile, [m.input_tokens for m in e.model_calls]) for e, _ in out.executions
+    ) == [("planner", [20]), ("researcher", [10])]
+    assert dict(+out.counts) == {"execution": 2, "model_call": 2}
