@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf.duration_pb2 import Duration
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from prometheus_client.parser import text_string_to_metric_families
@@ -185,3 +186,85 @@ def test_a_bad_labels_file_stops_start_up_naming_the_flag(
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("cugar-metrics: error: --labels-file: ") and problem in line
+
+
+def test_a_tool_call_domain_is_refused_by_its_index_and_models_fold(tmp_path: Path) -> None:
+    labels = tmp_path / "labels.yaml"
+    labels.write_text(
+        "domain:\n  allow: [territory, qualification]\n  outside: reject\n"
+        "model:\n  allow: ['gpt-4*']\n  outside: fold\n"
+    )
+    proc = launch(tmp_path, "--labels-file", str(labels), name="calls")
+
+    def model_call(model: str) -> pb.ModelCall:
+        return pb.ModelCall(
+            provider="openai",
+            model=model,
+            operation=pb.MODEL_OPERATION_CHAT,
+            status=pb.MODEL_CALL_STATUS_SUCCESS,
+            duration=Duration(seconds=1),
+            input_tokens=10,
+            output_tokens=5,
+        )
+
+    bad_domain = pb_execution("c-2")
+    bad_domain.tool_calls[1].domain = "exfiltration"
+    try:
+        with grpc.insecure_channel(proc.target) as channel:
+            stub = pb_grpc.MetricsServiceStub(channel)
+            reply = stub.RecordExecutions(
+                pb.RecordExecutionsRequest(
+                    executions=[
+                        pb_execution("c-0", model_calls=[model_call("gpt-4o")]),
+                        pb_execution("c-1", model_calls=[model_call("mystery-9")]),
+                        bad_domain,
+                        pb_execution("c-3", model_calls=[model_call("mystery-9")]),
+                    ]
+                ),
+                timeout=5,
+            )
+            assert (reply.accepted_count, reply.rejected_count) == (3, 1)
+            (refused,) = reply.rejected_executions
+            assert refused.index == 2
+            assert [(v.field, v.reason) for v in refused.field_violations] == [
+                ("executions[2].tool_calls[1].domain", "NOT_ALLOWED")
+            ]
+            dashboard = stub.GetDashboard(pb.GetDashboardRequest(), timeout=5)
+        assert {(m.provider, m.model): m.calls for m in dashboard.models} == {
+            ("openai", "gpt-4o"): 1,
+            ("openai", "_other"): 2,
+        }
+        assert {d.domain: d.calls for d in dashboard.domains} == {
+            "territory": 3,
+            "qualification": 3,
+        }
+        s = samples(proc)
+        assert s[("cugar_label_folds_total", (("label", "model"), ("reason", "not_allowed")))] == 2
+        assert s[("cugar_ingest_rejections_total", (("reason", "not_allowed"),))] == 1
+    finally:
+        assert proc.stop() == 0
+
+
+def test_without_keys_the_per_agent_cap_folds_nothing(tmp_path: Path) -> None:
+    """--max-values-per-agent counts per key name: with --no-auth there is none, and every
+    value is kept as itself (the global caps still apply)."""
+    proc = launch(tmp_path, "--max-values-per-agent", "1", name="nokeys")
+    try:
+        with grpc.insecure_channel(proc.target) as channel:
+            stub = pb_grpc.MetricsServiceStub(channel)
+            stub.RecordExecutions(
+                pb.RecordExecutionsRequest(
+                    executions=[pb_execution(f"n-{i}", profile=f"team_{i}") for i in range(3)]
+                ),
+                timeout=5,
+            )
+            dashboard = stub.GetDashboard(pb.GetDashboardRequest(), timeout=5)
+        assert {p.profile: p.total for p in dashboard.profiles} == {
+            "team_0": 1,
+            "team_1": 1,
+            "team_2": 1,
+        }
+        s = samples(proc)
+        assert s[("cugar_label_folds_total", (("label", "profile"), ("reason", "agent_cap")))] == 0
+    finally:
+        assert proc.stop() == 0
