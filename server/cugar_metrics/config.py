@@ -273,6 +273,23 @@ class Config:
     max_error_types: int = option(
         100, INT, "distinct execution error types kept", low=1, high=100_000
     )
+    labels_file: str | None = option(
+        None,
+        PATH,
+        "YAML allow-lists of profiles, domains, tools and models; a value outside is "
+        "rejected or folded into `_other`",
+        see="Labels",
+    )
+    max_values_per_agent: int = option(
+        0,
+        INT,
+        "with authentication, distinct profiles, domains and tools each key may introduce; "
+        "its further new values become `_overflow` (0: off)",
+        low=1,
+        high=100_000,
+        zero_off=True,
+        see="Labels",
+    )
     max_models: int = option(
         50, INT, "distinct provider/model pairs of model calls kept", low=1, high=100_000
     )
@@ -701,6 +718,7 @@ def preflight(config: Config) -> list[str]:
     auth users, state file), each naming its flag; empty when they can all be used."""
     from cugar_metrics.auth import KeysFileError, load_keys
     from cugar_metrics.http_auth import AuthFileError, read_users
+    from cugar_metrics.labels import LabelsFileError, load_rules
     from cugar_metrics.tls import TlsError, check_ca_file, load_pem
 
     problems: list[str] = []
@@ -755,6 +773,14 @@ def preflight(config: Config) -> list[str]:
             read_users(config.metrics_basic_auth_file)
         except AuthFileError as e:
             add(f"--metrics-basic-auth-file: {e}")
+    if config.labels_file is not None:
+        problem = _special_file("--labels-file", config.labels_file)
+        if problem is None:
+            try:
+                load_rules(config.labels_file)
+            except LabelsFileError as e:
+                problem = f"--labels-file: {e}"
+        add(problem)
     if config.state_file is not None:
         add(_state_file_problem(config.state_file))
     return problems

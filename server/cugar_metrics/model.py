@@ -100,4 +100,5 @@ REJECTION_REASONS: Final = (
     "inconsistent",  # fields that contradict each other (error_type on success, ...)
     "too_many",  # more tool calls, approvals or model calls than allowed in one execution
     "batch_size",  # a RecordExecutions batch that is empty or too large (all its items)
+    "not_allowed",  # a label value outside the allow-list of --labels-file (`reject`)
 )

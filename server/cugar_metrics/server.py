@@ -41,6 +41,7 @@ from cugar_metrics.exposition import metrics_app
 from cugar_metrics.files import write_atomically
 from cugar_metrics.http_auth import BasicAuthUsers, require_basic_auth
 from cugar_metrics.interceptors import CallTracker, MetricsInterceptor, RequestGuard, RpcMetrics
+from cugar_metrics.labels import LabelPolicy, load_rules
 from cugar_metrics.service import MAX_BATCH, MetricsService, add_to_server
 from cugar_metrics.statefile import CheckpointCollector, Checkpointer, restore
 from cugar_metrics.tls import grpc_server_credentials, metrics_server_class
@@ -233,7 +234,14 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
     add_peer_service(PeerServicer(aggregator, config.replica, clock), server)
     pending_peers: list[Peers] = []
     # Its peers are set once the gRPC port is bound (a replica leaves itself out).
-    metrics_service = MetricsService(aggregator, limits, config.replica, clock, watch=watch)
+    labels = LabelPolicy(
+        load_rules(config.labels_file) if config.labels_file is not None else {},
+        config.max_values_per_agent,
+        registry,
+    )
+    metrics_service = MetricsService(
+        aggregator, limits, config.replica, clock, watch=watch, labels=labels
+    )
     add_to_server(metrics_service, server)
     assembler = otlp.Assembler(
         max_spans=config.otlp_max_pending_spans,

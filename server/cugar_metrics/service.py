@@ -25,6 +25,7 @@ from cugar_metrics.aggregator import (
 )
 from cugar_metrics.auth import current_agent
 from cugar_metrics.cluster import MIN_WINDOW_SECONDS, Peers, check_window
+from cugar_metrics.labels import LabelPolicy
 from cugar_metrics.model import Execution, RecordResult
 from cugar_metrics.watch import WatchHub
 from cugar_metrics.wire import WireBatch
@@ -68,6 +69,7 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
         *,
         peers: Peers | None = None,
         watch: WatchHub | None = None,
+        labels: LabelPolicy | None = None,
     ) -> None:
         self._aggregator = aggregator
         self._limits = limits
@@ -76,6 +78,7 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
         self._peers = peers
         self._watch = watch if watch is not None else WatchHub()
         self._batch_gate = asyncio.Semaphore(1)
+        self._labels = labels if labels is not None and labels.active else None
 
     async def RecordExecution(
         self, request: pb.RecordExecutionRequest, context: grpc.aio.ServicerContext
@@ -91,6 +94,10 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
             execution, violations = validation.validate_execution(
                 request.execution, "execution", self._limits, now
             )
+            if execution is not None and self._labels is not None:
+                execution, refusal = self._labels.apply(execution, "execution", current_agent.get())
+                if refusal is not None:
+                    violations = [refusal]
         if violations:
             self._aggregator.reject([violations[0].metric_reason], now)
             await context.abort_with_status(
@@ -161,6 +168,8 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
             for i, violations in refused.items():
                 reasons.append(violations[0].metric_reason)
                 rejected.append(_rejected(i, items[i].execution_id, violations))
+        if self._labels is not None:
+            valid, positions = self._apply_labels(valid, positions, rejected, reasons)
         self._aggregator.reject(reasons, now)
         recorded: list[RecordResult] = []
         if valid and isinstance(request, WireBatch):
@@ -178,6 +187,34 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
             results=results,
             rejected_executions=rejected,
         )
+
+    def _apply_labels(
+        self,
+        valid: list[Execution],
+        positions: list[int],
+        rejected: list[pb.RejectedExecution],
+        reasons: list[str],
+    ) -> tuple[list[Execution], list[int]]:
+        """The valid items of a batch with the labels file and per-agent caps applied; the
+        items they refuse join `rejected` (kept in index order) and `reasons`."""
+        assert self._labels is not None
+        agent = current_agent.get()
+        kept: list[Execution] = []
+        kept_positions: list[int] = []
+        refused = False
+        for i, execution in zip(positions, valid, strict=True):
+            applied, violation = self._labels.apply(execution, f"executions[{i}]", agent)
+            if applied is None:
+                assert violation is not None
+                reasons.append(violation.metric_reason)
+                rejected.append(_rejected(i, execution.execution_id, [violation]))
+                refused = True
+            else:
+                kept.append(applied)
+                kept_positions.append(i)
+        if refused:
+            rejected.sort(key=lambda r: r.index)
+        return kept, kept_positions
 
     async def _record(self, valid: list[Execution], now: float) -> list[RecordResult]:
         """Records `valid` in slices of about SLICE_BYTES of work, yielding between them."""

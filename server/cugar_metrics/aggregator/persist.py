@@ -217,8 +217,12 @@ def _map(v: object, what: str, value: Callable[[object, str], T]) -> dict[str, T
     return {_str(k, what): value(x, f"{what}[{k}]") for k, x in v.items()}
 
 
-def _fixed(v: object, what: str, keys: Sequence[str]) -> dict[str, int]:
+def _fixed(v: object, what: str, keys: Sequence[str], added: Sequence[str] = ()) -> dict[str, int]:
+    """Counts by a fixed set of keys; `added` may be missing (a state written before they
+    existed) and restore as 0."""
     counts = _map(v, what, _int)
+    for key in added:
+        counts.setdefault(key, 0)
     if set(counts) != set(keys):
         raise StateFormatError(f"{what}: keys {sorted(counts)}, expected {sorted(keys)}")
     return {k: counts[k] for k in keys}
@@ -487,7 +491,7 @@ def decode_partial(data: bytes) -> tuple[SavedState, list[tuple[str, str]]]:
             lambda: _map(h.get("last_execution"), "last_execution", _float),
         ),
         ingest=_fixed(h.get("ingest"), "ingest", INGEST_RESULTS),
-        rejections=_fixed(h.get("rejections"), "rejections", REJECTION_REASONS),
+        rejections=_fixed(h.get("rejections"), "rejections", REJECTION_REASONS, ("not_allowed",)),
         overflow=_fixed(overflow_saved, "overflow", CAPPED_LABELS),
         label_values={k: len(v) for k, v in label_values.items()},
         dedup_entries=len(dedup.open) + sum(len(g) for g, _ in dedup.sealed),

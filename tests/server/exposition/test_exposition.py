@@ -121,6 +121,7 @@ cugar_ingest_rejections_total{reason="out_of_range"} 0.0
 cugar_ingest_rejections_total{reason="inconsistent"} 0.0
 cugar_ingest_rejections_total{reason="too_many"} 0.0
 cugar_ingest_rejections_total{reason="batch_size"} 0.0
+cugar_ingest_rejections_total{reason="not_allowed"} 0.0
 """
     )
 

@@ -212,3 +212,20 @@ def test_state_of_100k_demo_executions_is_small() -> None:
     back = Aggregator(start_time=now)
     back.restore(decode(data), now)
     assert_same_state(agg.snapshot(now), back.snapshot(now))
+
+
+def test_a_state_written_before_the_not_allowed_reason_restores_it_at_zero() -> None:
+    """`not_allowed` joined the rejection reasons with --labels-file: a state file written
+    before it, whose rejections lack it, restores with every other count kept."""
+    agg = Aggregator(start_time=T0)
+    agg.reject(["required", "required", "batch_size"], T0 + 1)
+    data = encode(agg.export_state(T0 + 2))
+    body = data[:-32]
+    _, head_len = struct.unpack_from("<IQ", body, len(MAGIC))
+    header = json.loads(body[len(MAGIC) + 12 : len(MAGIC) + 12 + head_len])
+    older = {k: v for k, v in header["rejections"].items() if k != "not_allowed"}
+    back = Aggregator(start_time=T0 + 5)
+    back.restore(decode(_reheader(data, {"rejections": older})), T0 + 5)
+    rejections = back.snapshot(T0 + 5).rejections
+    assert rejections["required"] == 2 and rejections["batch_size"] == 1
+    assert rejections["not_allowed"] == 0

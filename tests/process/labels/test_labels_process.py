@@ -1,0 +1,270 @@
+"""Labels an operator controls, in the real `cugar-metrics serve` process: the labels file's
+reject and fold, the per-agent caps, and a labels file that cannot be used."""
+
+from __future__ import annotations
+
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf.duration_pb2 import Duration
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from prometheus_client.parser import text_string_to_metric_families
+
+from cugar.metrics.v1 import metrics_service_pb2 as pb
+from cugar.metrics.v1 import metrics_service_pb2_grpc as pb_grpc
+from tests.conftest import pb_execution
+from tests.server.auth.helpers import bearer, make_keys
+from tests.support.serverproc import CLI, ServerProcess, launch
+
+pytestmark = pytest.mark.e2e
+
+LABELS = """\
+profile:
+  allow: ["sales_*"]
+  outside: reject
+tool:
+  allow: ["search_*"]
+  outside: fold
+"""
+
+
+def samples(proc: ServerProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(proc.metrics_url, timeout=5) as r:
+        text = r.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def violations(error: grpc.RpcError) -> list[tuple[str, str]]:
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    bad = error_details_pb2.BadRequest()
+    next(d for d in status.details if d.Is(bad.DESCRIPTOR)).Unpack(bad)
+    return [(v.field, v.reason) for v in bad.field_violations]
+
+
+def test_reject_and_fold_from_a_labels_file(tmp_path: Path) -> None:
+    labels = tmp_path / "labels.yaml"
+    labels.write_text(LABELS)
+    proc = launch(tmp_path, "--labels-file", str(labels), name="labels")
+    try:
+        with grpc.insecure_channel(proc.target) as channel:
+            stub = pb_grpc.MetricsServiceStub(channel)
+            # Outside the profile allow-list: refused, naming the field.
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.RecordExecution(
+                    pb.RecordExecutionRequest(execution=pb_execution("r-1", profile="intruder")),
+                    timeout=5,
+                )
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert violations(caught.value) == [("execution.profile", "NOT_ALLOWED")]
+            # A batch: item 1 refused by its profile, items 0 and 2 kept; score_lead folds.
+            reply = stub.RecordExecutions(
+                pb.RecordExecutionsRequest(
+                    executions=[
+                        pb_execution("b-0"),
+                        pb_execution("b-1", profile="other_team"),
+                        pb_execution("b-2", profile="sales_lead"),
+                    ]
+                ),
+                timeout=5,
+            )
+            assert (reply.accepted_count, reply.rejected_count) == (2, 1)
+            (refused,) = reply.rejected_executions
+            assert refused.index == 1 and refused.execution_id == "b-1"
+            assert [(v.field, v.reason) for v in refused.field_violations] == [
+                ("executions[1].profile", "NOT_ALLOWED")
+            ]
+            dashboard = stub.GetDashboard(pb.GetDashboardRequest(), timeout=5)
+        assert {p.profile: p.total for p in dashboard.profiles} == {
+            "sales_rep": 1,
+            "sales_lead": 1,
+        }
+        assert {(t.domain, t.tool): t.calls for t in dashboard.tools} == {
+            ("territory", "search_accounts"): 2,
+            ("qualification", "_other"): 2,
+        }
+        assert dashboard.ingest.rejected == 2 and dashboard.ingest.accepted == 2
+        s = samples(proc)
+        assert s[("cugar_ingest_rejections_total", (("reason", "not_allowed"),))] == 2
+        folds = (("label", "tool"), ("reason", "not_allowed"))
+        assert s[("cugar_label_folds_total", folds)] == 2
+        assert (
+            s[("cugar_label_folds_total", (("label", "profile"), ("reason", "not_allowed")))] == 0
+        )
+        assert (
+            "cugar_executions_total",
+            (("outcome", "success"), ("profile", "intruder")),
+        ) not in s
+    finally:
+        assert proc.stop() == 0
+
+
+def test_one_key_cannot_take_every_profile_slot(tmp_path: Path) -> None:
+    """Agent A sends 60 distinct profiles (more than the 50 profile slots); agent B's real
+    profile is still counted as itself, and A's profiles past its 5 become _overflow."""
+    keys = make_keys(tmp_path)
+    a = keys.add("agent-a", "recorder")
+    b = keys.add("agent-b", "recorder")
+    proc = launch(
+        tmp_path,
+        "--auth-keys-file",
+        str(keys.path),
+        "--max-values-per-agent",
+        "5",
+        name="agentcap",
+    )
+    try:
+        with grpc.insecure_channel(proc.target) as channel:
+            stub = pb_grpc.MetricsServiceStub(channel)
+            reply = stub.RecordExecutions(
+                pb.RecordExecutionsRequest(
+                    executions=[pb_execution(f"a-{i}", profile=f"squat_{i}") for i in range(60)]
+                ),
+                metadata=bearer(a),
+                timeout=10,
+            )
+            assert reply.accepted_count == 60
+            stub.RecordExecution(
+                pb.RecordExecutionRequest(execution=pb_execution("b-1", profile="billing")),
+                metadata=bearer(b),
+                timeout=5,
+            )
+            dashboard = stub.GetDashboard(
+                pb.GetDashboardRequest(), metadata=bearer(keys.by_name["read-agent"]), timeout=5
+            )
+        totals = {p.profile: p.total for p in dashboard.profiles}
+        assert totals == {
+            **{f"squat_{i}": 1 for i in range(5)},
+            "_overflow": 55,
+            "billing": 1,
+        }
+        s = samples(proc)
+        assert s[("cugar_label_folds_total", (("label", "profile"), ("reason", "agent_cap")))] == 55
+        assert s[("cugar_label_overflow_total", (("label", "profile"),))] == 0
+    finally:
+        assert proc.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("profile: [a]\n", "profile: expected exactly the keys allow and outside"),
+        ("hostname:\n  allow: [a]\n  outside: fold\n", "'hostname' is not one of"),
+        ("tool:\n  allow: [a]\n  outside: drop\n", "tool.outside: 'drop' is not reject or fold"),
+        ("tool: [\n", "is not valid YAML"),
+    ],
+)
+def test_a_bad_labels_file_stops_start_up_naming_the_flag(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    labels = tmp_path / "labels.yaml"
+    labels.write_text(text)
+    done = subprocess.run(
+        [
+            str(CLI),
+            "serve",
+            "--no-auth",
+            "--grpc-port",
+            "0",
+            "--metrics-port",
+            "0",
+            "--labels-file",
+            str(labels),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("cugar-metrics: error: --labels-file: ") and problem in line
+
+
+def test_a_tool_call_domain_is_refused_by_its_index_and_models_fold(tmp_path: Path) -> None:
+    labels = tmp_path / "labels.yaml"
+    labels.write_text(
+        "domain:\n  allow: [territory, qualification]\n  outside: reject\n"
+        "model:\n  allow: ['gpt-4*']\n  outside: fold\n"
+    )
+    proc = launch(tmp_path, "--labels-file", str(labels), name="calls")
+
+    def model_call(model: str) -> pb.ModelCall:
+        return pb.ModelCall(
+            provider="openai",
+            model=model,
+            operation=pb.MODEL_OPERATION_CHAT,
+            status=pb.MODEL_CALL_STATUS_SUCCESS,
+            duration=Duration(seconds=1),
+            input_tokens=10,
+            output_tokens=5,
+        )
+
+    bad_domain = pb_execution("c-2")
+    bad_domain.tool_calls[1].domain = "exfiltration"
+    try:
+        with grpc.insecure_channel(proc.target) as channel:
+            stub = pb_grpc.MetricsServiceStub(channel)
+            reply = stub.RecordExecutions(
+                pb.RecordExecutionsRequest(
+                    executions=[
+                        pb_execution("c-0", model_calls=[model_call("gpt-4o")]),
+                        pb_execution("c-1", model_calls=[model_call("mystery-9")]),
+                        bad_domain,
+                        pb_execution("c-3", model_calls=[model_call("mystery-9")]),
+                    ]
+                ),
+                timeout=5,
+            )
+            assert (reply.accepted_count, reply.rejected_count) == (3, 1)
+            (refused,) = reply.rejected_executions
+            assert refused.index == 2
+            assert [(v.field, v.reason) for v in refused.field_violations] == [
+                ("executions[2].tool_calls[1].domain", "NOT_ALLOWED")
+            ]
+            dashboard = stub.GetDashboard(pb.GetDashboardRequest(), timeout=5)
+        assert {(m.provider, m.model): m.calls for m in dashboard.models} == {
+            ("openai", "gpt-4o"): 1,
+            ("openai", "_other"): 2,
+        }
+        assert {d.domain: d.calls for d in dashboard.domains} == {
+            "territory": 3,
+            "qualification": 3,
+        }
+        s = samples(proc)
+        assert s[("cugar_label_folds_total", (("label", "model"), ("reason", "not_allowed")))] == 2
+        assert s[("cugar_ingest_rejections_total", (("reason", "not_allowed"),))] == 1
+    finally:
+        assert proc.stop() == 0
+
+
+def test_without_keys_the_per_agent_cap_folds_nothing(tmp_path: Path) -> None:
+    """--max-values-per-agent counts per key name: with --no-auth there is none, and every
+    value is kept as itself (the global caps still apply)."""
+    proc = launch(tmp_path, "--max-values-per-agent", "1", name="nokeys")
+    try:
+        with grpc.insecure_channel(proc.target) as channel:
+            stub = pb_grpc.MetricsServiceStub(channel)
+            stub.RecordExecutions(
+                pb.RecordExecutionsRequest(
+                    executions=[pb_execution(f"n-{i}", profile=f"team_{i}") for i in range(3)]
+                ),
+                timeout=5,
+            )
+            dashboard = stub.GetDashboard(pb.GetDashboardRequest(), timeout=5)
+        assert {p.profile: p.total for p in dashboard.profiles} == {
+            "team_0": 1,
+            "team_1": 1,
+            "team_2": 1,
+        }
+        s = samples(proc)
+        assert s[("cugar_label_folds_total", (("label", "profile"), ("reason", "agent_cap")))] == 0
+    finally:
+        assert proc.stop() == 0
