@@ -11,13 +11,12 @@ from pathlib import Path
 
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar.metrics.v1 import metrics_service_pb2_grpc as pb_grpc
+from cugar_metrics_client._errors import violations_of
 from tests.conftest import pb_execution
 from tests.process.faults.helpers import accepted, raw_call, record, scrape, value
 from tests.server.auth.helpers import bearer, make_keys
@@ -29,15 +28,7 @@ INT32 = st.integers(min_value=-(2**31), max_value=2**31 - 1)
 
 
 def fields(error: grpc.RpcError) -> list[str]:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None, error
-    found = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            found += [v.field for v in bad.field_violations]
-    return found
+    return [v.field for v in violations_of(error)]
 
 
 def test_bad_input_is_invalid_argument_never_unknown(tmp_path: Path) -> None:

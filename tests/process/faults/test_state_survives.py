@@ -12,12 +12,11 @@ import math
 from pathlib import Path
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar.metrics.v1 import metrics_service_pb2_grpc as pb_grpc
 from cugar_metrics.validation import MAX_BUDGET, MIN_BUDGET_LIMIT
+from cugar_metrics_client._errors import violations_of
 from tests.conftest import pb_execution
 from tests.process.faults.helpers import scrape, value
 from tests.support.serverproc import launch
@@ -26,15 +25,7 @@ ORDINARY = 100
 
 
 def violation_fields(error: grpc.RpcError) -> list[str]:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None, error
-    found = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            found += [v.field for v in bad.field_violations]
-    return found
+    return [v.field for v in violations_of(error)]
 
 
 def test_extreme_budgets_cannot_wipe_the_state_file(tmp_path: Path) -> None:

@@ -10,28 +10,19 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from grpc_status import rpc_status
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from cugar.metrics.v1 import metrics_service_pb2 as pb
+from cugar_metrics_client._errors import violations_of
 from tests.conftest import ServerHandle, dur, pb_execution
 
 
 def bad_request(error: grpc.RpcError) -> list[tuple[str, str]]:
-    status = rpc_status.from_call(error)
-    assert status is not None
-    out = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            br = error_details_pb2.BadRequest()
-            detail.Unpack(br)
-            out += [(v.field, v.reason) for v in br.field_violations]
-    return out
+    return [(v.field, v.reason) for v in violations_of(error)]
 
 
 def samples(server: ServerHandle) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

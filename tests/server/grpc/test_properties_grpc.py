@@ -4,13 +4,12 @@ with field violations, never INTERNAL, never partly recorded."""
 from __future__ import annotations
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar_metrics.aggregator import Snapshot
+from cugar_metrics_client._errors import violations_of
 from tests.conftest import ServerHandle
 from tests.server.validation.test_validation_properties import executions
 
@@ -36,15 +35,7 @@ def expected_delta(m: pb.Execution) -> tuple[int, int, int, int]:
 
 
 def violations(error: grpc.RpcError) -> list[str]:
-    status = rpc_status.from_call(error)
-    assert status is not None
-    fields = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            fields += [v.field for v in bad.field_violations]
-    return fields
+    return [v.field for v in violations_of(error)]
 
 
 @SETTINGS
