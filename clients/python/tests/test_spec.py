@@ -83,6 +83,11 @@ def python_values() -> dict[str, Any]:
         "recorder.retry_max_backoff_seconds": spec.RECORDER_RETRY_MAX_BACKOFF,
         "recorder.retry_backoff_multiplier": spec.RECORDER_RETRY_BACKOFF_MULTIPLIER,
         "recorder.retryable_codes": list(spec.RECORDER_RETRYABLE_CODES),
+        "watch.interval_seconds": defaults(Client.watch_dashboard)["interval"],
+        "watch.reconnect_codes": list(spec.WATCH_RECONNECT_CODES),
+        "watch.reconnect_initial_backoff_seconds": spec.watch_backoff(0),
+        "watch.reconnect_max_backoff_seconds": spec.watch_backoff(100),
+        "watch.reconnect_backoff_multiplier": spec.watch_backoff(2) / spec.watch_backoff(1),
     }
 
 

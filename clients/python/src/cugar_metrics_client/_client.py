@@ -44,7 +44,14 @@ from ._retry import (
     check_retries,
 )
 from ._run import AsyncRun, Run, track_async, track_sync
-from ._spec import ATTEMPT_DEADLINE, CALL_DEADLINE, RETRY_INFO_CAP
+from ._spec import (
+    ATTEMPT_DEADLINE,
+    CALL_DEADLINE,
+    RETRY_INFO_CAP,
+    WATCH_INTERVAL,
+    WATCH_RECONNECT_CODES,
+    watch_backoff,
+)
 from ._tls import TlsConfig
 
 P = ParamSpec("P")
@@ -113,8 +120,6 @@ _SCOPES = {
     "replica": pb.DASHBOARD_SCOPE_REPLICA,
     "cluster": pb.DASHBOARD_SCOPE_CLUSTER,
 }
-#: Waits before reopening a dashboard stream that ended, after successive failures.
-_WATCH_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 def dashboard_request(
@@ -339,7 +344,7 @@ class Client:
         *,
         scope: Scope | None = None,
         model: str | None = None,
-        interval: DurationLike = 5.0,
+        interval: DurationLike = WATCH_INTERVAL,
         reconnect: bool = True,
         on_reconnect: Callable[[CugarMetricsError], None] | None = None,
     ) -> Iterator[pb.GetDashboardResponse]:
@@ -364,13 +369,13 @@ class Client:
                     yield response
                 return  # the server ended the stream without an error
             except grpc.RpcError as error:
-                if not reconnect or error.code() != grpc.StatusCode.UNAVAILABLE:
+                if not reconnect or error.code().name not in WATCH_RECONNECT_CODES:
                     raise from_rpc_error(error, invalid=InvalidRequestError) from None
                 if on_reconnect is not None:
                     on_reconnect(from_rpc_error(error))
             finally:
                 stream.cancel()
-            time.sleep(_WATCH_BACKOFF[min(failures, len(_WATCH_BACKOFF) - 1)])
+            time.sleep(watch_backoff(failures))
             failures += 1
 
     def _sink(self, execution: Execution) -> RecordResult:

@@ -41,6 +41,22 @@ RECORDER_RETRY_MAX_BACKOFF: Final = 2.0
 RECORDER_RETRY_BACKOFF_MULTIPLIER: Final = 2.0
 RECORDER_RETRYABLE_CODES: Final = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED")
 
+# watch: WatchDashboard streams.
+WATCH_INTERVAL: Final = 5.0
+WATCH_RECONNECT_CODES: Final = ("UNAVAILABLE",)
+WATCH_RECONNECT_INITIAL_BACKOFF: Final = 0.2
+WATCH_RECONNECT_MAX_BACKOFF: Final = 5.0
+WATCH_RECONNECT_BACKOFF_MULTIPLIER: Final = 2.0
+
+
+def watch_backoff(failures: int) -> float:
+    """Seconds to wait before reopening a watch that has failed ``failures`` times in a row
+    (0 after a stream that delivered something)."""
+    return min(
+        WATCH_RECONNECT_INITIAL_BACKOFF * WATCH_RECONNECT_BACKOFF_MULTIPLIER**failures,
+        WATCH_RECONNECT_MAX_BACKOFF,
+    )
+
 
 def seconds_text(seconds: float) -> str:
     """A duration as the gRPC service config writes it: ``0.1s``, ``2s``."""
