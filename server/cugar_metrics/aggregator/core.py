@@ -18,13 +18,25 @@ its start is rounded down to a slot boundary (10 s within the last 5 minutes, 1 
 
 from __future__ import annotations
 
-import dataclasses
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cugar_metrics.aggregator.dedup import DedupIndex, DedupState, id_hash
+from cugar_metrics.aggregator.series import (
+    APPROVAL_BUCKETS,
+    EXECUTION_BUCKETS,
+    MODEL_BUCKETS,
+    SERIES,
+    STEP_BUCKETS,
+    TOOL_BUCKETS,
+    TTFT_BUCKETS,
+    UTILIZATION_BUCKETS,
+    Series,
+    empty_value,
+    windowed,
+)
 from cugar_metrics.aggregator.sketch import (
     SLOT_BINS,
     Distribution,
@@ -36,10 +48,8 @@ from cugar_metrics.aggregator.sketch import (
 from cugar_metrics.model import (
     CAPPED_LABELS,
     DECISIONS,
-    INGEST_RESULTS,
     MODEL_STATUSES,
     OVERFLOW,
-    REJECTION_REASONS,
     TOKEN_TYPES,
     Execution,
     ModelCall,
@@ -58,15 +68,6 @@ MINUTE_UNTIL = 90
 FIVE_MINUTES = 30
 _KEEP_TICKS = MAX_WINDOW_SECONDS // CHECKPOINT_SECONDS + FIVE_MINUTES
 
-# Histogram buckets (upper bounds, seconds or plain numbers), chosen for agent work.
-EXECUTION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
-TOOL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
-APPROVAL_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
-STEP_BUCKETS = (1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377)
-UTILIZATION_BUCKETS = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.5, 2.0)
-MODEL_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
-TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
-
 
 @dataclass(frozen=True, slots=True)
 class Caps:
@@ -80,51 +81,98 @@ class Caps:
     model: int = 50
 
 
-@dataclass(frozen=True)
 class Snapshot:
-    """The aggregator's cumulative state at one instant. Immutable."""
+    """The aggregator's cumulative state at one instant: its `time`, and one value per series
+    of `series.SERIES`, read by the series' field (`snapshot.executions`). Immutable.
+
+    A series with labels is a dict from its key (the label value, or a tuple of them) to a
+    number (counters, gauges) or a FrozenDistribution (histograms); one without labels is a
+    number. The annotations below type the fields the code reads by name; every series of
+    the table is there whether annotated or not.
+    """
+
+    __slots__ = ("time", "values")
+
+    if TYPE_CHECKING:
+        #: (profile, outcome, error_type) -> executions
+        executions: dict[tuple[str, str, str], int]
+        #: (profile, outcome) -> execution duration (seconds)
+        durations: dict[tuple[str, str], FrozenDistribution]
+        #: profile -> steps per execution
+        steps: dict[str, FrozenDistribution]
+        #: (domain, tool, status) -> tool calls
+        tool_calls: dict[tuple[str, str, str], int]
+        #: (domain, tool) -> duration of the calls that ran (seconds)
+        tool_durations: dict[tuple[str, str], FrozenDistribution]
+        #: profile -> cost units spent
+        budget_spent: dict[str, float]
+        #: profile -> spent / limit per execution that reported a budget
+        budget_utilization: dict[str, FrozenDistribution]
+        #: profile -> executions that exceeded their budget
+        budget_exceeded: dict[str, int]
+        #: (profile, decision) -> approval wait (seconds)
+        approvals: dict[tuple[str, str], FrozenDistribution]
+        #: (provider, model, operation, status) -> model calls
+        model_calls: dict[tuple[str, str, str, str], int]
+        #: (provider, model, token type) -> tokens
+        model_tokens: dict[tuple[str, str, str], int]
+        #: (provider, model) -> call duration (seconds)
+        model_durations: dict[tuple[str, str], FrozenDistribution]
+        #: (provider, model) -> time to first token (seconds), over the calls that reported one
+        model_ttft: dict[tuple[str, str], FrozenDistribution]
+        #: (provider, model) -> cost, over the calls that reported one
+        model_cost: dict[tuple[str, str], float]
+        #: accepted / duplicate / rejected -> executions
+        ingest: dict[str, int]
+        #: rejection reason -> executions
+        rejections: dict[str, int]
+        #: label -> values folded into `_overflow`
+        overflow: dict[str, int]
+        #: label -> distinct values kept
+        label_values: dict[str, int]
+        #: profile -> time of its last execution
+        last_execution: dict[str, float]
+        dedup_entries: int
+        dedup_evicted: int
 
     time: float
-    #: (profile, outcome, error_type) -> executions
-    executions: dict[tuple[str, str, str], int]
-    #: (profile, outcome) -> execution duration (seconds)
-    durations: dict[tuple[str, str], FrozenDistribution]
-    #: profile -> steps per execution
-    steps: dict[str, FrozenDistribution]
-    #: (domain, tool, status) -> tool calls
-    tool_calls: dict[tuple[str, str, str], int]
-    #: (domain, tool) -> duration of the calls that ran (seconds)
-    tool_durations: dict[tuple[str, str], FrozenDistribution]
-    #: profile -> cost units spent
-    budget_spent: dict[str, float]
-    #: profile -> spent / limit per execution that reported a budget
-    budget_utilization: dict[str, FrozenDistribution]
-    #: profile -> executions that exceeded their budget
-    budget_exceeded: dict[str, int]
-    #: (profile, decision) -> approval wait (seconds)
-    approvals: dict[tuple[str, str], FrozenDistribution]
-    #: (provider, model, operation, status) -> model calls
-    model_calls: dict[tuple[str, str, str, str], int]
-    #: (provider, model, token type) -> tokens
-    model_tokens: dict[tuple[str, str, str], int]
-    #: (provider, model) -> cost, over the calls that reported one
-    model_cost: dict[tuple[str, str], float]
-    #: (provider, model) -> call duration (seconds)
-    model_durations: dict[tuple[str, str], FrozenDistribution]
-    #: (provider, model) -> time to first token (seconds), over the calls that reported one
-    model_ttft: dict[tuple[str, str], FrozenDistribution]
-    #: profile -> time of its last execution
-    last_execution: dict[str, float]
-    #: accepted / duplicate / rejected -> executions
-    ingest: dict[str, int]
-    #: rejection reason -> executions
-    rejections: dict[str, int]
-    #: label -> values folded into `_overflow`
-    overflow: dict[str, int]
-    #: label -> distinct values kept
-    label_values: dict[str, int]
-    dedup_entries: int
-    dedup_evicted: int
+    values: Mapping[str, Any]
+
+    def __init__(self, time: float, **values: Any) -> None:
+        if values.keys() != _FIELDS.keys():
+            missing = sorted(_FIELDS.keys() - values.keys())
+            unknown = sorted(values.keys() - _FIELDS.keys())
+            raise TypeError(f"Snapshot: missing series {missing}, unknown {unknown}")
+        object.__setattr__(self, "time", time)
+        object.__setattr__(self, "values", {f: values[f] for f in _FIELDS})
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(f"Snapshot has no series {name!r}") from None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Snapshot is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Snapshot):
+            return NotImplemented
+        return self.time == other.time and self.values == other.values
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        series = ", ".join(f"{k}={v!r}" for k, v in self.values.items())
+        return f"Snapshot(time={self.time!r}, {series})"
+
+    def replace(self, **values: Any) -> Snapshot:
+        """This snapshot with some series replaced."""
+        return Snapshot(self.time, **{**self.values, **values})
+
+
+#: Every series by its field, in the table's order.
+_FIELDS: dict[str, Series] = {s.field: s for s in SERIES}
 
 
 class _ProfileSeries:
@@ -141,37 +189,15 @@ class _ProfileSeries:
 #: The Snapshot fields that windows keep, by kind: counters (what changed is added up) and
 #: distributions (count, sum and sketch keys added up). The other fields are gauges, read at
 #: the end of the window.
-WINDOWED_COUNTERS = (
-    "executions",
-    "tool_calls",
-    "budget_spent",
-    "budget_exceeded",
-    "ingest",
-    "rejections",
-    "overflow",
-    "model_calls",
-    "model_tokens",
-    "model_cost",
-)
-WINDOWED_DISTRIBUTIONS = (
-    "durations",
-    "steps",
-    "tool_durations",
-    "budget_utilization",
-    "approvals",
-    "model_durations",
-    "model_ttft",
-)
+WINDOWED_COUNTERS = windowed("counter")
+WINDOWED_DISTRIBUTIONS = windowed("histogram")
+_GAUGES = tuple(s.field for s in SERIES if s.window != "sum")
 
 
 def _empty_part(time: float) -> dict[str, Any]:
-    return {
-        "time": time,
-        "last_execution": {},
-        "label_values": {},
-        "dedup_entries": 0,
-        "dedup_evicted": 0,
-    }
+    fields: dict[str, Any] = {f: empty_value(_FIELDS[f]) for f in _GAUGES}
+    fields["time"] = time
+    return fields
 
 
 def delta(current: Snapshot, earlier: Snapshot) -> Snapshot:
@@ -225,7 +251,7 @@ def _shrunk(part: Snapshot) -> Snapshot:
     fields: dict[str, Any] = {
         n: {k: shrink(d) for k, d in getattr(part, n).items()} for n in WINDOWED_DISTRIBUTIONS
     }
-    return dataclasses.replace(part, **fields)
+    return part.replace(**fields)
 
 
 def merge_parts(parts: Sequence[Snapshot], limit: int | None = SLOT_BINS) -> Snapshot:
@@ -234,17 +260,16 @@ def merge_parts(parts: Sequence[Snapshot], limit: int | None = SLOT_BINS) -> Sna
     `limit` keys if given). Gauges are taken from the last part, the last execution times
     are the latest of all parts."""
     last = parts[-1]
-    last_execution: dict[str, float] = {}
-    for p in parts:
-        for k, t in p.last_execution.items():
-            last_execution[k] = max(t, last_execution.get(k, t))
-    fields: dict[str, Any] = {
-        "time": last.time,
-        "last_execution": last_execution,
-        "label_values": last.label_values,
-        "dedup_entries": last.dedup_entries,
-        "dedup_evicted": last.dedup_evicted,
-    }
+    fields: dict[str, Any] = {"time": last.time}
+    for name in _GAUGES:
+        if _FIELDS[name].window == "latest":
+            latest: dict[Any, float] = {}
+            for p in parts:
+                for k, t in getattr(p, name).items():
+                    latest[k] = max(t, latest.get(k, t))
+            fields[name] = latest
+        else:
+            fields[name] = getattr(last, name)
     for name in WINDOWED_COUNTERS:
         acc: dict[Any, float] = {}
         for p in parts:
@@ -331,25 +356,32 @@ class Aggregator:
         self._dedup = DedupIndex(dedup_horizon, dedup_max_entries)
         self._values: dict[str, set[str]] = {label: set() for label in CAPPED_LABELS}
         self._limits = {label: getattr(self.caps, label) for label in CAPPED_LABELS}
-        self._executions: dict[tuple[str, str, str], int] = {}
-        self._durations: dict[tuple[str, str], Distribution] = {}
-        self._steps: dict[str, Distribution] = {}
-        self._tool_calls: dict[tuple[str, str, str], int] = {}
-        self._tool_durations: dict[tuple[str, str], Distribution] = {}
-        self._budget_spent: dict[str, float] = {}
-        self._budget_util: dict[str, Distribution] = {}
-        self._budget_exceeded: dict[str, int] = {}
-        self._approvals: dict[tuple[str, str], Distribution] = {}
-        self._model_calls: dict[tuple[str, str, str, str], int] = {}
-        self._model_tokens: dict[tuple[str, str, str], int] = {}
-        self._model_cost: dict[tuple[str, str], float] = {}
-        self._model_durations: dict[tuple[str, str], Distribution] = {}
-        self._model_ttft: dict[tuple[str, str], Distribution] = {}
+        #: The live value of every `sum`-windowed series, by field: a dict from key to a
+        #: number or a Distribution (see series.py). The hot path keeps its own references
+        #: to the dicts it updates; they are never replaced, only cleared and refilled.
+        self._data: dict[str, dict[Any, Any]] = {
+            s.field: empty_value(s) for s in SERIES if s.window == "sum"
+        }
+        self._observed = [s for s in SERIES if s.observe is not None]
+        self._executions: dict[tuple[str, str, str], int] = self._data["executions"]
+        self._durations: dict[tuple[str, str], Distribution] = self._data["durations"]
+        self._steps: dict[str, Distribution] = self._data["steps"]
+        self._tool_calls: dict[tuple[str, str, str], int] = self._data["tool_calls"]
+        self._tool_durations: dict[tuple[str, str], Distribution] = self._data["tool_durations"]
+        self._budget_spent: dict[str, float] = self._data["budget_spent"]
+        self._budget_util: dict[str, Distribution] = self._data["budget_utilization"]
+        self._budget_exceeded: dict[str, int] = self._data["budget_exceeded"]
+        self._approvals: dict[tuple[str, str], Distribution] = self._data["approvals"]
+        self._model_calls: dict[tuple[str, str, str, str], int] = self._data["model_calls"]
+        self._model_tokens: dict[tuple[str, str, str], int] = self._data["model_tokens"]
+        self._model_cost: dict[tuple[str, str], float] = self._data["model_cost"]
+        self._model_durations: dict[tuple[str, str], Distribution] = self._data["model_durations"]
+        self._model_ttft: dict[tuple[str, str], Distribution] = self._data["model_ttft"]
+        self._ingest: dict[str, int] = self._data["ingest"]
+        self._rejections: dict[str, int] = self._data["rejections"]
+        self._overflow: dict[str, int] = self._data["overflow"]
         self._models: dict[tuple[str, str], tuple[str, str]] = {}
         self._last_execution: dict[str, float] = {}
-        self._ingest = dict.fromkeys(INGEST_RESULTS, 0)
-        self._rejections = dict.fromkeys(REJECTION_REASONS, 0)
-        self._overflow = dict.fromkeys(CAPPED_LABELS, 0)
         #: Slots by the tick they start at: 10-s, 1-minute and 5-minute ones.
         self._fine: dict[int, _Slot] = {}
         self._minutes: dict[int, _Slot] = {}
@@ -545,6 +577,8 @@ class Aggregator:
                 tdist.observe(t.duration)
         for c in e.model_calls:
             self._apply_model_call(c)
+        for observed in self._observed:
+            self._observe(observed, e)
         self._last_execution[profile] = now
         if self._first_ever is None:
             self._first_ever = now
@@ -554,6 +588,19 @@ class Aggregator:
             self._cur_first = now
         if profile not in self._cur_first_by_profile:
             self._cur_first_by_profile[profile] = now
+
+    def _observe(self, series: Series, e: Execution) -> None:
+        """A series mapped by its table entry's `observe` (series.py)."""
+        assert series.observe is not None
+        values = self._data[series.field]
+        for key, value in series.observe(e):
+            if series.kind == "histogram":
+                d = values.get(key)
+                if d is None:
+                    d = values[key] = Distribution(series.buckets, sketch=series.sketch)
+                d.observe(value)
+            else:
+                values[key] = values.get(key, 0) + value
 
     # --- window slots -------------------------------------------------------------------
 
@@ -692,52 +739,41 @@ class Aggregator:
             self._values = {
                 label: set(state.label_values.get(label, ())) for label in CAPPED_LABELS
             }
-            self._executions = dict(s.executions)
+            for series in SERIES:
+                if series.window != "sum":
+                    continue
+                live = self._data[series.field]
+                live.clear()
+                saved = getattr(s, series.field)
+                if series.kind == "histogram":
+                    live.update(
+                        (k, Distribution.thaw(series.buckets, d, sketch=series.sketch))
+                        for k, d in saved.items()
+                    )
+                elif series.fixed:
+                    live.update((k, saved.get(k, 0)) for k in series.fixed)
+                else:
+                    live.update(saved)
+            # The hot path's caches, and the series it keeps together: a profile's durations
+            # and steps (one lookup per execution), a model's durations and time to first
+            # token.
             self._profiles = {}
-            self._durations = {}
-            self._steps = {}
-            # In the saved order: sums over series then add up in the same order.
             for profile in dict.fromkeys([p for p, _ in s.durations] + list(s.steps)):
-                series = _ProfileSeries(profile)
+                series_ = _ProfileSeries(profile)
                 for outcome in ("success", "failure"):
-                    frozen = s.durations.get((profile, outcome))
-                    if frozen is not None:
-                        series.durations[outcome] = Distribution.thaw(EXECUTION_BUCKETS, frozen)
-                    self._durations[(profile, outcome)] = series.durations[outcome]
-                if profile in s.steps:
-                    series.steps = Distribution.thaw(STEP_BUCKETS, s.steps[profile], sketch=False)
-                self._steps[profile] = series.steps
-                self._profiles[profile] = series
-            self._tool_calls = dict(s.tool_calls)
-            self._tool_durations = {
-                k: Distribution.thaw(TOOL_BUCKETS, d) for k, d in s.tool_durations.items()
-            }
-            self._budget_spent = dict(s.budget_spent)
-            self._budget_util = {
-                k: Distribution.thaw(UTILIZATION_BUCKETS, d, sketch=False)
-                for k, d in s.budget_utilization.items()
-            }
-            self._budget_exceeded = dict(s.budget_exceeded)
-            self._approvals = {
-                k: Distribution.thaw(APPROVAL_BUCKETS, d) for k, d in s.approvals.items()
-            }
-            self._model_calls = dict(s.model_calls)
-            self._model_tokens = dict(s.model_tokens)
-            self._model_cost = dict(s.model_cost)
-            self._model_durations = {
-                k: Distribution.thaw(MODEL_BUCKETS, d) for k, d in s.model_durations.items()
-            }
-            self._model_ttft = {
-                k: Distribution.thaw(TTFT_BUCKETS, s.model_ttft[k])
-                if k in s.model_ttft
-                else Distribution(TTFT_BUCKETS)
-                for k in s.model_durations
-            }
+                    thawed = self._durations.get((profile, outcome))
+                    if thawed is not None:
+                        series_.durations[outcome] = thawed
+                    self._durations[(profile, outcome)] = series_.durations[outcome]
+                thawed_steps = self._steps.get(profile)
+                if thawed_steps is not None:
+                    series_.steps = thawed_steps
+                self._steps[profile] = series_.steps
+                self._profiles[profile] = series_
+            for k in self._model_durations:
+                self._model_ttft.setdefault(k, Distribution(TTFT_BUCKETS))
             self._models = {}
             self._last_execution = dict(s.last_execution)
-            self._ingest = {r: s.ingest.get(r, 0) for r in INGEST_RESULTS}
-            self._rejections = {r: s.rejections.get(r, 0) for r in REJECTION_REASONS}
-            self._overflow = {label: s.overflow.get(label, 0) for label in CAPPED_LABELS}
             self._tools = {}
             self._first_ever = state.first_execution
             self._first_ever_by_profile = dict(state.first_by_profile)
@@ -811,26 +847,19 @@ class Aggregator:
             return WindowState(start, now, part, first, first_by_profile)
 
     def _snapshot(self, now: float) -> Snapshot:
+        fields: dict[str, Any] = {}
+        for series in SERIES:
+            if series.window != "sum":
+                continue
+            live = self._data[series.field]
+            if series.kind == "histogram":
+                fields[series.field] = {k: d.freeze() for k, d in live.items()}
+            else:
+                fields[series.field] = dict(live)
         return Snapshot(
-            time=now,
-            executions=dict(self._executions),
-            durations={k: d.freeze() for k, d in self._durations.items()},
-            steps={k: d.freeze() for k, d in self._steps.items()},
-            tool_calls=dict(self._tool_calls),
-            tool_durations={k: d.freeze() for k, d in self._tool_durations.items()},
-            budget_spent=dict(self._budget_spent),
-            budget_utilization={k: d.freeze() for k, d in self._budget_util.items()},
-            budget_exceeded=dict(self._budget_exceeded),
-            approvals={k: d.freeze() for k, d in self._approvals.items()},
-            model_calls=dict(self._model_calls),
-            model_tokens=dict(self._model_tokens),
-            model_cost=dict(self._model_cost),
-            model_durations={k: d.freeze() for k, d in self._model_durations.items()},
-            model_ttft={k: d.freeze() for k, d in self._model_ttft.items()},
+            now,
+            **fields,
             last_execution=dict(self._last_execution),
-            ingest=dict(self._ingest),
-            rejections=dict(self._rejections),
-            overflow=dict(self._overflow),
             label_values={label: len(v) for label, v in self._values.items()},
             dedup_entries=len(self._dedup),
             dedup_evicted=self._dedup.evicted,
@@ -840,14 +869,7 @@ class Aggregator:
 def _gauges(s: Snapshot) -> Snapshot:
     """`s` with its gauges only (the last part of a window)."""
     fields: dict[str, Any] = {n: {} for n in WINDOWED_COUNTERS + WINDOWED_DISTRIBUTIONS}
-    return Snapshot(
-        time=s.time,
-        last_execution=s.last_execution,
-        label_values=s.label_values,
-        dedup_entries=s.dedup_entries,
-        dedup_evicted=s.dedup_evicted,
-        **fields,
-    )
+    return Snapshot(s.time, **fields, **{n: getattr(s, n) for n in _GAUGES})
 
 
 def merge_windows(windows: Iterable[WindowState]) -> WindowState:

@@ -32,18 +32,20 @@ import numpy as np
 import numpy.typing as npt
 
 from cugar_metrics.aggregator.core import (
-    APPROVAL_BUCKETS,
     CHECKPOINT_SECONDS,
+    SavedState,
+    Snapshot,
+)
+from cugar_metrics.aggregator.dedup import DedupState
+from cugar_metrics.aggregator.series import (
+    APPROVAL_BUCKETS,
     EXECUTION_BUCKETS,
     MODEL_BUCKETS,
     STEP_BUCKETS,
     TOOL_BUCKETS,
     TTFT_BUCKETS,
     UTILIZATION_BUCKETS,
-    SavedState,
-    Snapshot,
 )
-from cugar_metrics.aggregator.dedup import DedupState
 from cugar_metrics.aggregator.sketch import RELATIVE_ACCURACY, FrozenDistribution
 from cugar_metrics.model import (
     CAPPED_LABELS,

@@ -23,13 +23,6 @@ import numpy as np
 import numpy.typing as npt
 
 from cugar_metrics.aggregator.core import (
-    APPROVAL_BUCKETS,
-    EXECUTION_BUCKETS,
-    MODEL_BUCKETS,
-    STEP_BUCKETS,
-    TOOL_BUCKETS,
-    TTFT_BUCKETS,
-    UTILIZATION_BUCKETS,
     Snapshot,
     WindowState,
 )
@@ -43,6 +36,15 @@ from cugar_metrics.aggregator.persist import (
     _keyed,
     _map,
     _opt_float,
+)
+from cugar_metrics.aggregator.series import (
+    APPROVAL_BUCKETS,
+    EXECUTION_BUCKETS,
+    MODEL_BUCKETS,
+    STEP_BUCKETS,
+    TOOL_BUCKETS,
+    TTFT_BUCKETS,
+    UTILIZATION_BUCKETS,
 )
 from cugar_metrics.aggregator.sketch import FrozenDistribution
 
