@@ -25,7 +25,8 @@ import hashlib
 import json
 import math
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
@@ -37,27 +38,9 @@ from cugar_metrics.aggregator.core import (
     Snapshot,
 )
 from cugar_metrics.aggregator.dedup import DedupState
-from cugar_metrics.aggregator.series import (
-    APPROVAL_BUCKETS,
-    EXECUTION_BUCKETS,
-    MODEL_BUCKETS,
-    STEP_BUCKETS,
-    TOOL_BUCKETS,
-    TTFT_BUCKETS,
-    UTILIZATION_BUCKETS,
-)
+from cugar_metrics.aggregator.series import SERIES, Series
 from cugar_metrics.aggregator.sketch import RELATIVE_ACCURACY, FrozenDistribution
-from cugar_metrics.model import (
-    CAPPED_LABELS,
-    DECISIONS,
-    INGEST_RESULTS,
-    MODEL_OPERATIONS,
-    MODEL_STATUSES,
-    OUTCOMES,
-    REJECTION_REASONS,
-    TOKEN_TYPES,
-    TOOL_STATUSES,
-)
+from cugar_metrics.model import CAPPED_LABELS
 
 MAGIC = b"cugar-metrics state\n"
 FORMAT_VERSION = 1
@@ -66,11 +49,7 @@ _DIGEST = 32
 
 #: What a state must agree on with this build to be restored.
 LAYOUT: dict[str, Any] = {
-    "execution_buckets": list(EXECUTION_BUCKETS),
-    "tool_buckets": list(TOOL_BUCKETS),
-    "approval_buckets": list(APPROVAL_BUCKETS),
-    "step_buckets": list(STEP_BUCKETS),
-    "utilization_buckets": list(UTILIZATION_BUCKETS),
+    **{s.layout: list(s.buckets) for s in SERIES if s.kind == "histogram" and not s.since},
     "sketch": {"mapping": "logarithmic", "relative_accuracy": RELATIVE_ACCURACY},
     "checkpoint_seconds": CHECKPOINT_SECONDS,
 }
@@ -79,30 +58,13 @@ LAYOUT: dict[str, Any] = {
 #: model calls existed) restores with none, and its label sets and overflow counts without
 #: the `model` label; a file with them must agree on their buckets.
 MODEL_LAYOUT: dict[str, Any] = {
-    "model_buckets": list(MODEL_BUCKETS),
-    "ttft_buckets": list(TTFT_BUCKETS),
+    s.layout: list(s.buckets) for s in SERIES if s.kind == "histogram" and s.since == "model"
 }
 _LATER_LABELS = ("model",)
 
 #: The series sections of the header: one that cannot be restored is dropped on its own
 #: (restored empty, reported) and the rest of the state is kept.
-SECTIONS = (
-    "executions",
-    "durations",
-    "steps",
-    "tool_calls",
-    "tool_durations",
-    "budget_spent",
-    "budget_utilization",
-    "budget_exceeded",
-    "approvals",
-    "model_calls",
-    "model_tokens",
-    "model_cost",
-    "model_durations",
-    "model_ttft",
-    "last_execution",
-)
+SECTIONS = tuple(s.field for s in SERIES if s.saved == "section")
 
 T = TypeVar("T")
 
@@ -123,6 +85,18 @@ def _dist(d: FrozenDistribution) -> dict[str, Any]:
         "offset": d.offset,
         "bins": [int(n) for n in d.bins],
     }
+
+
+def encode_series(series: Series, value: Any, dist: Callable[[FrozenDistribution], Any]) -> Any:
+    """One series of a snapshot as JSON: an object for a counter or gauge with one label,
+    else rows of label values and a value (`dist` of it for a histogram)."""
+    if series.kind == "histogram":
+        if series.arity == 1:
+            return [[k, dist(d)] for k, d in value.items()]
+        return [[*k, dist(d)] for k, d in value.items()]
+    if series.arity == 1:
+        return dict(value)
+    return [[*k, v] for k, v in value.items()]
 
 
 def encode(state: SavedState) -> bytes:
@@ -146,25 +120,12 @@ def encode(state: SavedState) -> bytes:
         "layout": LAYOUT,
         "saved_at": state.saved_at,
         "start_time": state.start_time,
-        "executions": [[*k, n] for k, n in s.executions.items()],
-        "durations": [[*k, _dist(d)] for k, d in s.durations.items()],
-        "steps": [[k, _dist(d)] for k, d in s.steps.items()],
-        "tool_calls": [[*k, n] for k, n in s.tool_calls.items()],
-        "tool_durations": [[*k, _dist(d)] for k, d in s.tool_durations.items()],
-        "budget_spent": dict(s.budget_spent),
-        "budget_utilization": [[k, _dist(d)] for k, d in s.budget_utilization.items()],
-        "budget_exceeded": dict(s.budget_exceeded),
-        "approvals": [[*k, _dist(d)] for k, d in s.approvals.items()],
         "model_layout": MODEL_LAYOUT,
-        "model_calls": [[*k, n] for k, n in s.model_calls.items()],
-        "model_tokens": [[*k, n] for k, n in s.model_tokens.items()],
-        "model_cost": [[*k, v] for k, v in s.model_cost.items()],
-        "model_durations": [[*k, _dist(d)] for k, d in s.model_durations.items()],
-        "model_ttft": [[*k, _dist(d)] for k, d in s.model_ttft.items()],
-        "last_execution": dict(s.last_execution),
-        "ingest": dict(s.ingest),
-        "rejections": dict(s.rejections),
-        "overflow": dict(s.overflow),
+        **{
+            series.field: encode_series(series, getattr(s, series.field), _dist)
+            for series in SERIES
+            if series.saved != "no"
+        },
         "label_values": {k: sorted(v) for k, v in sorted(state.label_values.items())},
         "first_execution": state.first_execution,
         "first_by_profile": dict(state.first_by_profile),
@@ -279,6 +240,39 @@ def _hashes(payload: bytes, where: object, what: str) -> npt.NDArray[np.uint64]:
     return arr
 
 
+def decode_series(
+    series: Series,
+    raw: object,
+    dist: Callable[[object, str, Sequence[float], bool], FrozenDistribution] = _frozen,
+) -> dict[Any, Any]:
+    """One series as `encode_series` wrote it, checked: its shape, its numbers, the values
+    of its closed labels, its fixed keys. `dist` reads a histogram's distribution."""
+    what = series.field
+    if series.fixed:
+        return _fixed(raw, what, series.fixed, series.fixed_added)
+
+    def value(v: object, at: str) -> Any:
+        if series.kind == "histogram":
+            return dist(v, at, series.buckets, series.sketch)
+        return _float(v, at) if series.floats else _int(v, at)
+
+    out: dict[Any, Any]
+    if series.arity == 1 and series.kind != "histogram":
+        out = _map(raw, what, value)
+    else:
+        out = {
+            (k[0] if series.arity == 1 else k): value(v, f"{what}{list(k)}")
+            for k, v in _keyed(raw, what, series.arity)
+        }
+    for position, label in enumerate(series.labels):
+        allowed = series.closed.get(label)
+        if allowed is not None:
+            unknown = {k[position] for k in out} - set(allowed)
+            if unknown:
+                raise StateFormatError(f"{what}: unknown values {sorted(unknown)}")
+    return out
+
+
 def decode_partial(data: bytes) -> tuple[SavedState, list[tuple[str, str]]]:
     """The state in `data`, and the series sections that could not be restored, as
     (section, reason): each of those is left empty, and the rest is kept. Raises
@@ -320,36 +314,13 @@ def decode_partial(data: bytes) -> tuple[SavedState, list[tuple[str, str]]]:
     if _int(h.get("payload_bytes"), "payload_bytes") != len(payload):
         raise StateFormatError(f"payload is {len(payload)} bytes, header says otherwise")
 
-    def dists(
-        key: str, arity: int, bounds: Sequence[float], sketch: bool = True
-    ) -> dict[tuple[str, ...], FrozenDistribution]:
-        return {
-            k: _frozen(d, f"{key}{list(k)}", bounds, sketch)
-            for k, d in _keyed(h.get(key), key, arity)
-        }
-
-    def counts(key: str, arity: int) -> dict[tuple[str, ...], int]:
-        return {k: _int(n, f"{key}{list(k)}") for k, n in _keyed(h.get(key), key, arity)}
-
-    def by_name(m: Mapping[tuple[str, ...], T]) -> dict[str, T]:
-        return {k[0]: v for k, v in m.items()}
-
-    def later(key: str) -> object:
-        """A section of the model-call series: empty in a file written before them."""
-        return h.get(key) if has_models else []
-
-    def pairs(m: Mapping[tuple[str, ...], T]) -> dict[tuple[str, str], T]:
-        return {(k[0], k[1]): v for k, v in m.items()}
-
     label_values = {
         k: frozenset(_str(x, "label_values") for x in _list(v, "label_values"))
         for k, v in _map(h.get("label_values"), "label_values", _list).items()
     }
-    overflow_saved = h.get("overflow")
-    if not has_models and isinstance(overflow_saved, dict):
+    if not has_models:  # the overflow counts may lack them too (series.fixed_added)
         for label in _LATER_LABELS:
             label_values.setdefault(label, frozenset())
-            overflow_saved = {**overflow_saved, label: overflow_saved.get(label, 0)}
     if set(label_values) != set(CAPPED_LABELS):
         raise StateFormatError(f"label_values: labels {sorted(label_values)}")
     d = h.get("dedup")
@@ -379,126 +350,22 @@ def decode_partial(data: bytes) -> tuple[SavedState, list[tuple[str, str]]]:
             problems.append((key, str(e)))
             return {}
 
-    def known(key: str, m: dict[Any, T], *allowed: tuple[int, Sequence[str]]) -> dict[Any, T]:
-        for position, values in allowed:
-            unknown = {k[position] for k in m} - set(values)
-            if unknown:
-                raise StateFormatError(f"{key}: unknown values {sorted(unknown)}")
-        return m
-
-    executions: dict[tuple[str, str, str], int] = section(
-        "executions",
-        lambda: known(
-            "executions",
-            {(k[0], k[1], k[2]): n for k, n in counts("executions", 3).items()},
-            (1, OUTCOMES),
-        ),
-    )
-    durations: dict[tuple[str, str], FrozenDistribution] = section(
-        "durations",
-        lambda: known(
-            "durations",
-            {(k[0], k[1]): v for k, v in dists("durations", 2, EXECUTION_BUCKETS).items()},
-            (1, OUTCOMES),
-        ),
-    )
     saved_at = _float(h.get("saved_at"), "saved_at")
-    snapshot = Snapshot(
-        time=saved_at,
-        executions=executions,
-        durations=durations,
-        steps=section("steps", lambda: by_name(dists("steps", 1, STEP_BUCKETS, sketch=False))),
-        tool_calls=section(
-            "tool_calls",
-            lambda: known(
-                "tool_calls",
-                {(k[0], k[1], k[2]): n for k, n in counts("tool_calls", 3).items()},
-                (2, TOOL_STATUSES),
-            ),
-        ),
-        tool_durations=section(
-            "tool_durations",
-            lambda: {(k[0], k[1]): v for k, v in dists("tool_durations", 2, TOOL_BUCKETS).items()},
-        ),
-        budget_spent=section(
-            "budget_spent", lambda: _map(h.get("budget_spent"), "budget_spent", _float)
-        ),
-        budget_utilization=section(
-            "budget_utilization",
-            lambda: by_name(dists("budget_utilization", 1, UTILIZATION_BUCKETS, sketch=False)),
-        ),
-        budget_exceeded=section(
-            "budget_exceeded", lambda: _map(h.get("budget_exceeded"), "budget_exceeded", _int)
-        ),
-        approvals=section(
-            "approvals",
-            lambda: known(
-                "approvals",
-                {(k[0], k[1]): v for k, v in dists("approvals", 2, APPROVAL_BUCKETS).items()},
-                (1, DECISIONS),
-            ),
-        ),
-        model_calls=section(
-            "model_calls",
-            lambda: known(
-                "model_calls",
-                {
-                    (k[0], k[1], k[2], k[3]): _int(n, f"model_calls{list(k)}")
-                    for k, n in _keyed(later("model_calls"), "model_calls", 4)
-                },
-                (2, MODEL_OPERATIONS),
-                (3, MODEL_STATUSES),
-            ),
-        ),
-        model_tokens=section(
-            "model_tokens",
-            lambda: known(
-                "model_tokens",
-                {
-                    (k[0], k[1], k[2]): _int(n, f"model_tokens{list(k)}")
-                    for k, n in _keyed(later("model_tokens"), "model_tokens", 3)
-                },
-                (2, TOKEN_TYPES),
-            ),
-        ),
-        model_cost=section(
-            "model_cost",
-            lambda: pairs(
-                {
-                    k: _float(v, f"model_cost{list(k)}")
-                    for k, v in _keyed(later("model_cost"), "model_cost", 2)
-                }
-            ),
-        ),
-        model_durations=section(
-            "model_durations",
-            lambda: pairs(
-                {
-                    k: _frozen(d, f"model_durations{list(k)}", MODEL_BUCKETS, True)
-                    for k, d in _keyed(later("model_durations"), "model_durations", 2)
-                }
-            ),
-        ),
-        model_ttft=section(
-            "model_ttft",
-            lambda: pairs(
-                {
-                    k: _frozen(d, f"model_ttft{list(k)}", TTFT_BUCKETS, True)
-                    for k, d in _keyed(later("model_ttft"), "model_ttft", 2)
-                }
-            ),
-        ),
-        last_execution=section(
-            "last_execution",
-            lambda: _map(h.get("last_execution"), "last_execution", _float),
-        ),
-        ingest=_fixed(h.get("ingest"), "ingest", INGEST_RESULTS),
-        rejections=_fixed(h.get("rejections"), "rejections", REJECTION_REASONS, ("not_allowed",)),
-        overflow=_fixed(overflow_saved, "overflow", CAPPED_LABELS),
-        label_values={k: len(v) for k, v in label_values.items()},
-        dedup_entries=len(dedup.open) + sum(len(g) for g, _ in dedup.sealed),
-        dedup_evicted=dedup.evicted,
-    )
+    fields: dict[str, Any] = {
+        "label_values": {k: len(v) for k, v in label_values.items()},
+        "dedup_entries": len(dedup.open) + sum(len(g) for g, _ in dedup.sealed),
+        "dedup_evicted": dedup.evicted,
+    }
+    for series in SERIES:
+        if series.saved == "no":
+            continue
+        # A series that came later is empty in a file written before it.
+        raw = h.get(series.field) if has_models or series.since != "model" else []
+        if series.saved == "core":
+            fields[series.field] = decode_series(series, raw)
+        else:
+            fields[series.field] = section(series.field, partial(decode_series, series, raw))
+    snapshot = Snapshot(saved_at, **fields)
     return SavedState(
         saved_at=saved_at,
         start_time=_float(h.get("start_time"), "start_time"),
