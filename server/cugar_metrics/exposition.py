@@ -11,6 +11,7 @@ import platform
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import product
 from typing import Any, cast
 from urllib.parse import parse_qs
 
@@ -26,18 +27,9 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from cugar_metrics import __version__
-from cugar_metrics.aggregator import (
-    APPROVAL_BUCKETS,
-    EXECUTION_BUCKETS,
-    MODEL_BUCKETS,
-    STEP_BUCKETS,
-    TOOL_BUCKETS,
-    TTFT_BUCKETS,
-    UTILIZATION_BUCKETS,
-    Snapshot,
-)
+from cugar_metrics.aggregator import Snapshot
+from cugar_metrics.aggregator.series import SERIES, Series
 from cugar_metrics.aggregator.sketch import FrozenDistribution, merge_buckets
-from cugar_metrics.model import DECISIONS
 
 
 def _buckets(bounds: Sequence[float], d: FrozenDistribution) -> list[tuple[str, float]]:
@@ -123,162 +115,53 @@ class AggregatorCollector(Collector):
             yield _as_metric(family)
 
 
-def families(s: Snapshot) -> list[Family]:
-    """Every family of the snapshot, in exposition order."""
-    by_decision = {
-        d: merge_buckets(v for (_, dec), v in s.approvals.items() if dec == d) for d in DECISIONS
-    }
-    empty_wait = FrozenDistribution(0, 0.0, (0,) * (len(APPROVAL_BUCKETS) + 1))
+def series_families(series: Series, value: Any) -> list[Family]:
+    """The /metrics families of one series of the table, from its snapshot value: labelled
+    rows sorted by key, fixed keys in their declared order; a series exposed by fewer labels
+    summed over the others, with every value of its closed labels present."""
+    if not series.labels:
+        rows: list[tuple[tuple[str, ...], Any]] = [((), value)]
+        return [Family(series.metric, series.help, series.kind, (), rows)]
+    if series.exposed_by is not None:
+        by = series.exposed_by
+        positions = [series.labels.index(label) for label in by]
+        groups: dict[tuple[str, ...], list[FrozenDistribution]] = {}
+        for k, d in value.items():
+            groups.setdefault(tuple(_key(k)[i] for i in positions), []).append(d)
+        empty = FrozenDistribution(0, 0.0, (0,) * (len(series.buckets) + 1))
+        keys = list(product(*(series.closed[label] for label in by)))
+        merged = {k: merge_buckets(groups.get(k, [])) for k in keys}
+        dists = [(k, merged[k] if merged[k].buckets else empty) for k in keys]
+        out = []
+        if series.count_metric is not None:
+            name, doc = series.count_metric
+            out.append(Family(name, doc, "counter", by, [(k, d.count) for k, d in dists]))
+        out.append(Family(series.metric, series.help, "histogram", by, dists, series.buckets))
+        return out
+    if series.kind == "histogram":
+        return [_histograms(series.metric, series.help, series.labels, series.buckets, value)]
+    items = value.items() if series.fixed else sorted(value.items())
     return [
-        _counters(
-            "cugar_executions_total",
-            "Finished executions recorded, by profile and outcome.",
-            ("profile", "outcome", "error_type"),
-            sorted(s.executions.items()),
-        ),
-        _histograms(
-            "cugar_execution_duration_seconds",
-            "Measured duration of finished executions.",
-            ("profile", "outcome"),
-            EXECUTION_BUCKETS,
-            s.durations,
-        ),
-        _histograms(
-            "cugar_execution_steps",
-            "Steps per finished execution.",
-            ("profile",),
-            STEP_BUCKETS,
-            {(k,): v for k, v in s.steps.items()},
-        ),
-        _counters(
-            "cugar_tool_calls_total",
-            "Tool calls made by executions, by status.",
-            ("domain", "tool", "status"),
-            sorted(s.tool_calls.items()),
-        ),
-        _histograms(
-            "cugar_tool_call_duration_seconds",
-            "Duration of tool calls that ran (skipped calls excluded).",
-            ("domain", "tool"),
-            TOOL_BUCKETS,
-            s.tool_durations,
-        ),
-        _counters(
-            "cugar_budget_spent_total",
-            "Budget cost units spent by executions.",
-            ("profile",),
-            sorted(s.budget_spent.items()),
-        ),
-        _histograms(
-            "cugar_budget_utilization_ratio",
-            "Budget spent / limit per execution that reported a budget.",
-            ("profile",),
-            UTILIZATION_BUCKETS,
-            {(k,): v for k, v in s.budget_utilization.items()},
-        ),
-        _counters(
-            "cugar_budget_exceeded_total",
-            "Executions that exceeded their budget.",
-            ("profile",),
-            sorted(s.budget_exceeded.items()),
-        ),
-        _counters(
-            "cugar_approvals_total",
-            "Human approval decisions, by decision.",
-            ("decision",),
-            [(d, by_decision[d].count) for d in DECISIONS],
-        ),
         Family(
-            "cugar_approval_wait_seconds",
-            "Wait from an approval request to its decision.",
-            "histogram",
-            ("decision",),
-            [((d,), by_decision[d] if by_decision[d].buckets else empty_wait) for d in DECISIONS],
-            APPROVAL_BUCKETS,
-        ),
-        # Model calls: provider/model pairs under the `model` cap, from zero once seen.
-        _counters(
-            "cugar_model_calls_total",
-            "Model calls made by executions, by operation and status.",
-            ("provider", "model", "operation", "status"),
-            sorted(s.model_calls.items()),
-        ),
-        _counters(
-            "cugar_model_tokens_total",
-            "Model tokens, by type (cached_input is part of input, reasoning part of output).",
-            ("provider", "model", "type"),
-            sorted(s.model_tokens.items()),
-        ),
-        _histograms(
-            "cugar_model_call_duration_seconds",
-            "Duration of model calls.",
-            ("provider", "model"),
-            MODEL_BUCKETS,
-            s.model_durations,
-        ),
-        _histograms(
-            "cugar_model_time_to_first_token_seconds",
-            "Time to the first token of model calls that reported it.",
-            ("provider", "model"),
-            TTFT_BUCKETS,
-            s.model_ttft,
-        ),
-        _counters(
-            "cugar_model_cost_total",
-            "Cost of model calls that reported one, in the deployment's currency.",
-            ("provider", "model"),
-            sorted(s.model_cost.items()),
-        ),
-        # Bounded label sets, in their declared order (created at zero at start-up).
-        _counters(
-            "cugar_ingest_executions_total",
-            "Executions received by the Record RPCs, by result.",
-            ("result",),
-            s.ingest.items(),
-        ),
-        _counters(
-            "cugar_ingest_rejections_total",
-            "Executions rejected by validation, by the reason of their first violation.",
-            ("reason",),
-            s.rejections.items(),
-        ),
-        _counters(
-            "cugar_label_overflow_total",
-            "Label values folded into _overflow because their cardinality cap was reached.",
-            ("label",),
-            s.overflow.items(),
-        ),
-        _gauges(
-            "cugar_label_values",
-            "Distinct values kept per capped label.",
-            ("label",),
-            s.label_values.items(),
-        ),
-        _gauges(
-            "cugar_last_execution_timestamp_seconds",
-            "When the last execution of a profile was recorded.",
-            ("profile",),
-            sorted(s.last_execution.items()),
-        ),
-        _gauges(
-            "cugar_dedup_entries",
-            "Execution ids remembered for deduplication.",
-            (),
-            [((), s.dedup_entries)],
-        ),
-        _counters(
-            "cugar_dedup_evictions_total",
-            "Execution ids forgotten before the dedup horizon because of the entry cap.",
-            (),
-            [((), s.dedup_evicted)],
-        ),
-        _gauges(
+            series.metric, series.help, series.kind, series.labels, [(_key(k), v) for k, v in items]
+        )
+    ]
+
+
+def families(s: Snapshot) -> list[Family]:
+    """Every family of the snapshot, in exposition order: the series table's, then the
+    build information."""
+    out = [f for series in SERIES for f in series_families(series, getattr(s, series.field))]
+    out.append(
+        Family(
             "cugar_build_info",
             "Build information; always 1.",
+            "gauge",
             ("version", "python", "grpcio"),
             [((__version__, platform.python_version(), grpc.__version__), 1)],
-        ),
-    ]
+        )
+    )
+    return out
 
 
 # --- the text format, written directly ----------------------------------------------------

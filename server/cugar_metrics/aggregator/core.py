@@ -578,7 +578,7 @@ class Aggregator:
         for c in e.model_calls:
             self._apply_model_call(c)
         for observed in self._observed:
-            self._observe(observed, e)
+            self._observe(observed, e, profile)
         self._last_execution[profile] = now
         if self._first_ever is None:
             self._first_ever = now
@@ -589,11 +589,11 @@ class Aggregator:
         if profile not in self._cur_first_by_profile:
             self._cur_first_by_profile[profile] = now
 
-    def _observe(self, series: Series, e: Execution) -> None:
+    def _observe(self, series: Series, e: Execution, profile: str) -> None:
         """A series mapped by its table entry's `observe` (series.py)."""
         assert series.observe is not None
         values = self._data[series.field]
-        for key, value in series.observe(e):
+        for key, value in series.observe(e, profile):
             if series.kind == "histogram":
                 d = values.get(key)
                 if d is None:

@@ -87,9 +87,10 @@ class Series:
     exposed_by: tuple[str, ...] | None = None
     count_metric: tuple[str, str] | None = None
     #: The mapping from an accepted execution, for a series `Aggregator._apply` does not
-    #: update itself: (key, value) pairs to add (a number for a counter, an observation for
-    #: a histogram).
-    observe: Callable[[Execution], Iterable[tuple[Any, float]]] | None = None
+    #: update itself: called with the execution and its profile after the profile cap, it
+    #: gives (key, value) pairs to add (a number for a counter, an observation for a
+    #: histogram). Keys must be bounded: the capped profile, or closed values.
+    observe: Callable[[Execution, str], Iterable[tuple[Any, float]]] | None = None
 
     @property
     def arity(self) -> int:
@@ -267,6 +268,7 @@ SERIES: Final[list[Series]] = [
         "Distinct values kept per capped label.",
         "gauge",
         ("label",),
+        fixed=CAPPED_LABELS,
         window="last",
         saved="no",
     ),

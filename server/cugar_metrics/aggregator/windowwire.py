@@ -37,41 +37,20 @@ from cugar_metrics.aggregator.persist import (
     _map,
     _opt_float,
 )
-from cugar_metrics.aggregator.series import (
-    APPROVAL_BUCKETS,
-    EXECUTION_BUCKETS,
-    MODEL_BUCKETS,
-    STEP_BUCKETS,
-    TOOL_BUCKETS,
-    TTFT_BUCKETS,
-    UTILIZATION_BUCKETS,
-)
+from cugar_metrics.aggregator.series import SERIES
 from cugar_metrics.aggregator.sketch import FrozenDistribution
 
 WINDOW_FORMAT_VERSION = 1
 
 #: counter -> (labels per key, float values)
 _COUNTERS: dict[str, tuple[int, bool]] = {
-    "executions": (3, False),
-    "tool_calls": (3, False),
-    "budget_spent": (1, True),
-    "budget_exceeded": (1, False),
-    "ingest": (1, False),
-    "rejections": (1, False),
-    "overflow": (1, False),
-    "model_calls": (4, False),
-    "model_tokens": (3, False),
-    "model_cost": (2, True),
+    s.field: (s.arity, s.floats) for s in SERIES if s.window == "sum" and s.kind == "counter"
 }
 #: distribution -> (labels per key, bucket bounds, has a sketch)
 _DISTRIBUTIONS: dict[str, tuple[int, Sequence[float], bool]] = {
-    "durations": (2, EXECUTION_BUCKETS, True),
-    "steps": (1, STEP_BUCKETS, False),
-    "tool_durations": (2, TOOL_BUCKETS, True),
-    "budget_utilization": (1, UTILIZATION_BUCKETS, False),
-    "approvals": (2, APPROVAL_BUCKETS, True),
-    "model_durations": (2, MODEL_BUCKETS, True),
-    "model_ttft": (2, TTFT_BUCKETS, True),
+    s.field: (s.arity, s.buckets, s.sketch)
+    for s in SERIES
+    if s.window == "sum" and s.kind == "histogram"
 }
 
 
