@@ -19,6 +19,7 @@ cannot take every slot of the global caps. Both kinds of fold are counted in
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Final, Literal
@@ -106,6 +107,21 @@ class LabelPolicy:
             for reason in FOLD_REASONS:
                 if reason == "not_allowed" or label in AGENT_CAPPED:
                     self._folds.labels(label, reason)
+
+    def export(self) -> dict[str, dict[str, frozenset[str]]]:
+        """The values each agent introduced, to be saved (safe from another thread: each copy
+        is one C-level operation)."""
+        return {
+            agent: {label: frozenset(values) for label, values in list(labels.items())}
+            for agent, labels in list(self._seen.items())
+        }
+
+    def restore(self, saved: Mapping[str, Mapping[str, frozenset[str]]]) -> None:
+        """Continues from saved values: an agent at its cap before a restart still is."""
+        self._seen = {
+            agent: {label: set(values) for label, values in labels.items()}
+            for agent, labels in saved.items()
+        }
 
     @property
     def active(self) -> bool:

@@ -239,6 +239,10 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
         config.max_values_per_agent,
         registry,
     )
+    if checkpointer is not None:
+        if restored is not None:
+            labels.restore(restored.agent_values)
+        checkpointer.agent_values = labels.export
     metrics_service = MetricsService(
         aggregator, limits, config.replica, clock, watch=watch, labels=labels
     )

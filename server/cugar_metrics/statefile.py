@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
 import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +36,7 @@ from prometheus_client.registry import Collector
 from cugar_metrics.aggregator import Aggregator
 from cugar_metrics.aggregator.core import SavedState
 from cugar_metrics.aggregator.persist import (
-    SECTIONS,
+    PARTS,
     StateFormatError,
     decode,
     decode_partial,
@@ -202,7 +203,7 @@ class CheckpointStats:
     last_success: float | None = None
     last_bytes: int = 0
     #: Series sections restored empty at start-up because they could not be restored.
-    restore_problems: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SECTIONS, 0))
+    restore_problems: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PARTS, 0))
 
 
 class Checkpointer:
@@ -219,6 +220,9 @@ class Checkpointer:
         restore_problems: Sequence[Problem] = (),
     ) -> None:
         self.aggregator = aggregator
+        #: What the server keeps outside the aggregator and saves with it: the values each
+        #: agent introduced (labels.LabelPolicy.export); set once the policy exists.
+        self.agent_values: Callable[[], Mapping[str, Mapping[str, frozenset[str]]]] | None = None
         self.encoder = encoder
         self.path = path
         self.interval = interval
@@ -234,6 +238,8 @@ class Checkpointer:
         with self._lock:
             t0 = time.monotonic()
             state = self.aggregator.export_state(self.clock())
+            if self.agent_values is not None:
+                state = dataclasses.replace(state, agent_values=self.agent_values())
             try:
                 data = self.encoder(state)
                 verify_round_trip(data, self.encoder)

@@ -18,6 +18,7 @@ its start is rounded down to a slot boundary (10 s within the last 5 minutes, 1 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -323,6 +324,11 @@ class SavedState:
     first_execution: float | None
     first_by_profile: dict[str, float]
     dedup: DedupState
+    #: agent -> label -> the values it introduced, under --max-values-per-agent (kept by the
+    #: server's label policy, not the aggregator; saved with the rest)
+    agent_values: Mapping[str, Mapping[str, frozenset[str]]] = dataclasses.field(
+        default_factory=dict
+    )
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,9 @@ _LATER_LABELS = ("model",)
 #: The series sections of the header: one that cannot be restored is dropped on its own
 #: (restored empty, reported) and the rest of the state is kept.
 SECTIONS = tuple(s.field for s in SERIES if s.saved == "section")
+#: The sections restored on their own: the series', and the values each agent introduced
+#: (a file written before they were saved has none).
+PARTS = (*SECTIONS, "agent_label_values")
 
 T = TypeVar("T")
 
@@ -127,6 +130,10 @@ def encode(state: SavedState) -> bytes:
             if series.saved != "no"
         },
         "label_values": {k: sorted(v) for k, v in sorted(state.label_values.items())},
+        "agent_label_values": {
+            agent: {label: sorted(v) for label, v in sorted(values.items())}
+            for agent, values in sorted(state.agent_values.items())
+        },
         "first_execution": state.first_execution,
         "first_by_profile": dict(state.first_by_profile),
         "dedup": {
@@ -240,6 +247,19 @@ def _hashes(payload: bytes, where: object, what: str) -> npt.NDArray[np.uint64]:
     return arr
 
 
+def _names(v: object, what: str) -> frozenset[str]:
+    return frozenset(_str(x, what) for x in _list(v, what))
+
+
+def _label_sets(v: object, what: str) -> dict[str, frozenset[str]]:
+    """label -> values, each a capped label."""
+    sets = _map(v, what, _names)
+    unknown = set(sets) - set(CAPPED_LABELS)
+    if unknown:
+        raise StateFormatError(f"{what}: unknown labels {sorted(unknown)}")
+    return sets
+
+
 def decode_series(
     series: Series,
     raw: object,
@@ -314,10 +334,7 @@ def decode_partial(data: bytes) -> tuple[SavedState, list[tuple[str, str]]]:
     if _int(h.get("payload_bytes"), "payload_bytes") != len(payload):
         raise StateFormatError(f"payload is {len(payload)} bytes, header says otherwise")
 
-    label_values = {
-        k: frozenset(_str(x, "label_values") for x in _list(v, "label_values"))
-        for k, v in _map(h.get("label_values"), "label_values", _list).items()
-    }
+    label_values = _map(h.get("label_values"), "label_values", _names)
     if not has_models:  # the overflow counts may lack them too (series.fixed_added)
         for label in _LATER_LABELS:
             label_values.setdefault(label, frozenset())
@@ -366,7 +383,13 @@ def decode_partial(data: bytes) -> tuple[SavedState, list[tuple[str, str]]]:
         else:
             fields[series.field] = section(series.field, partial(decode_series, series, raw))
     snapshot = Snapshot(saved_at, **fields)
+
+    agent_values: dict[str, dict[str, frozenset[str]]] = section(
+        "agent_label_values",
+        partial(_map, h.get("agent_label_values", {}), "agent_label_values", _label_sets),
+    )
     return SavedState(
+        agent_values=agent_values,
         saved_at=saved_at,
         start_time=_float(h.get("start_time"), "start_time"),
         snapshot=snapshot,
@@ -390,6 +413,7 @@ __all__ = [
     "FORMAT_VERSION",
     "LAYOUT",
     "MAGIC",
+    "PARTS",
     "SECTIONS",
     "StateFormatError",
     "decode",

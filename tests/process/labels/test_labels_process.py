@@ -153,6 +153,54 @@ def test_one_key_cannot_take_every_profile_slot(tmp_path: Path) -> None:
         assert proc.stop() == 0
 
 
+def test_an_agents_values_survive_a_restart(tmp_path: Path) -> None:
+    """With a state file, the values each agent introduced are saved with the rest: after a
+    restart the agent is still at its cap (a new profile folds), its kept profiles still
+    count as themselves, and another agent's quota is its own."""
+    keys = make_keys(tmp_path)
+    a = keys.add("agent-a", "recorder")
+    b = keys.add("agent-b", "recorder")
+    args = (
+        "--auth-keys-file",
+        str(keys.path),
+        "--max-values-per-agent",
+        "3",
+        "--state-file",
+        str(tmp_path / "state.bin"),
+    )
+
+    def record(proc: ServerProcess, key: str, ids_profiles: list[tuple[str, str]]) -> None:
+        with grpc.insecure_channel(proc.target) as channel:
+            reply = pb_grpc.MetricsServiceStub(channel).RecordExecutions(
+                pb.RecordExecutionsRequest(
+                    executions=[pb_execution(i, profile=p) for i, p in ids_profiles]
+                ),
+                metadata=bearer(key),
+                timeout=10,
+            )
+        assert reply.accepted_count == len(ids_profiles)
+
+    first = launch(tmp_path, *args, name="before")
+    try:
+        record(first, a, [(f"a-{i}", f"team_{i}") for i in range(3)])
+    finally:
+        assert first.stop() == 0
+    second = launch(tmp_path, *args, name="after")
+    try:
+        record(second, a, [("a-3", "team_3"), ("a-4", "team_1")])
+        record(second, b, [("b-0", "billing")])
+        with grpc.insecure_channel(second.target) as channel:
+            dashboard = pb_grpc.MetricsServiceStub(channel).GetDashboard(
+                pb.GetDashboardRequest(), metadata=bearer(keys.by_name["read-agent"]), timeout=5
+            )
+        totals = {p.profile: p.total for p in dashboard.profiles}
+        assert totals == {"team_0": 1, "team_1": 2, "team_2": 1, "_overflow": 1, "billing": 1}
+        s = samples(second)
+        assert s[("cugar_label_folds_total", (("label", "profile"), ("reason", "agent_cap")))] == 1
+    finally:
+        assert second.stop() == 0
+
+
 @pytest.mark.parametrize(
     ("text", "problem"),
     [

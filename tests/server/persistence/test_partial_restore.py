@@ -3,6 +3,7 @@ every other count is kept; damage to the file as a whole still moves it aside.""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -145,6 +146,32 @@ def test_decode_partial_drops_only_the_damaged_section(section: str) -> None:
     # The strict decode (what a checkpoint is checked with) still refuses it.
     with pytest.raises(StateFormatError, match=section):
         decode(damaged)
+
+
+def test_agent_values_round_trip_and_a_damaged_set_is_dropped_alone() -> None:
+    agg = Aggregator(start_time=T0)
+    agg.record([demo_execution(random.Random(3), "e0")], T0 + 1)
+    saved = dataclasses.replace(
+        agg.export_state(T0 + 2),
+        agent_values={"agent-a": {"profile": frozenset({"p1", "p2"}), "tool": frozenset()}},
+    )
+    data = encode(saved)
+    assert decode(data).agent_values == saved.agent_values
+    # A file written before the sets were saved: none, and nothing reported.
+    old = rewrite(data, lambda h: h.pop("agent_label_values"))
+    state, problems = decode_partial(old)
+    assert (state.agent_values, problems) == ({}, [])
+
+    def unknown_label(h: dict[str, Any]) -> None:
+        h["agent_label_values"]["agent-a"]["hostname"] = ["x"]
+
+    state, problems = decode_partial(rewrite(data, unknown_label))
+    assert problems == [
+        ("agent_label_values", "agent_label_values[agent-a]: unknown labels ['hostname']")
+    ]
+    assert state.agent_values == {}
+    for name in saved.snapshot.values:
+        assert _plain(getattr(state.snapshot, name)) == _plain(getattr(saved.snapshot, name))
 
 
 def test_two_damaged_sections_are_both_reported() -> None:
