@@ -7,6 +7,7 @@ manifests agree with the server's ports, probes and drain, the scrape configs fi
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import yaml
 
 from tests.monitoring.promstack import ROOT, RULES_DIR
+from tests.support.serverproc import tool
 
 MON = ROOT / "monitoring"
 PREDECESSOR_ALERTS = {
@@ -166,7 +168,13 @@ def test_grafana_provisioning_points_at_the_mounted_dashboards() -> None:
 
 def test_compose_pins_images_checks_health_and_publishes_only_on_loopback() -> None:
     services = load(ROOT / "docker-compose.yml")["services"]
-    assert set(services) == {"cugar-metrics", "prometheus", "alertmanager", "grafana"}
+    assert set(services) == {
+        "cugar-metrics",
+        "cugar-metrics-2",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+    }
     for name, svc in services.items():
         assert re.search(r":v?\d+\.\d+\.\d+$", svc["image"]), name
         assert svc["healthcheck"]["test"][0] == "CMD", name
@@ -195,6 +203,45 @@ def test_compose_prometheus_config_scrapes_every_replica_by_dns() -> None:
         {"names": ["cugar-metrics"], "type": "A", "port": 9464, "refresh_interval": "15s"}
     ]
     assert prom["global"]["scrape_interval"] == "15s"
+
+
+def test_compose_runs_two_replicas_that_are_peers_behind_one_published_address() -> None:
+    compose = load(ROOT / "docker-compose.yml")
+    services = compose["services"]
+    replicas = {n: svc for n, svc in services.items() if n.startswith("cugar-metrics")}
+    assert sorted(replicas) == ["cugar-metrics", "cugar-metrics-2"]
+    # The name both replicas answer to on the compose network: the first one's service
+    # name, the second one's alias. Peers and Prometheus (dns_sd) both look it up.
+    for name, svc in replicas.items():
+        names = {name, *svc.get("networks", {}).get("default", {}).get("aliases", [])}
+        assert "cugar-metrics" in names, name
+        assert "deploy" not in svc and "scale" not in svc, name
+    env = {n: svc["environment"] for n, svc in replicas.items()}
+    assert {e["CUGAR_METRICS_PEERS"] for e in env.values()} == {"dns:///cugar-metrics:50051"}
+    assert {n: e["CUGAR_METRICS_REPLICA"] for n, e in env.items()} == {
+        "cugar-metrics": "cugar-metrics-1",
+        "cugar-metrics-2": "cugar-metrics-2",
+    }
+    # The same image, health check and settings, apart from the name, state and ports.
+    a, b = replicas["cugar-metrics"], replicas["cugar-metrics-2"]
+    for key in ("image", "build", "healthcheck", "read_only", "cap_drop", "stop_grace_period"):
+        assert a[key] == b[key], key
+    assert {k: v for k, v in env["cugar-metrics"].items() if k != "CUGAR_METRICS_REPLICA"} == {
+        k: v for k, v in env["cugar-metrics-2"].items() if k != "CUGAR_METRICS_REPLICA"
+    }
+    # One published gRPC address; the metrics port stays on the compose network.
+    assert [p for svc in replicas.values() for p in svc.get("ports", [])] == [
+        "127.0.0.1:50051:50051"
+    ]
+    assert a["expose"] == b["expose"] == ["9464"]
+    # A state volume each (the image's CUGAR_METRICS_STATE_FILE lives in /var/lib/cugar-metrics).
+    assert a["volumes"] == ["cugar-metrics-1-state:/var/lib/cugar-metrics"]
+    assert b["volumes"] == ["cugar-metrics-2-state:/var/lib/cugar-metrics"]
+    assert {"cugar-metrics-1-state", "cugar-metrics-2-state"} <= set(compose["volumes"])
+    assert services["prometheus"]["depends_on"]["cugar-metrics"] == {"condition": "service_healthy"}
+    assert services["prometheus"]["depends_on"]["cugar-metrics-2"] == {
+        "condition": "service_healthy"
+    }
 
 
 # -- Kubernetes --------------------------------------------------------------------------------
@@ -241,6 +288,103 @@ def test_deployment_probes_drain_resources_and_security() -> None:
     assert c["securityContext"]["allowPrivilegeEscalation"] is False
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert c["args"] == ["serve", "--host", "0.0.0.0"]
+
+
+def kubectl_kustomize(directory: Path) -> tuple[str, dict[str, dict[str, Any]]]:
+    """`kubectl kustomize DIRECTORY` (no cluster needed): the text and its documents."""
+    result = subprocess.run(
+        [tool("kubectl"), "kustomize", str(directory)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    return out, {f"{d['kind']}/{d['metadata']['name']}": d for d in yaml.safe_load_all(out)}
+
+
+def expand(value: str, defined: dict[str, str]) -> str:
+    """Kubernetes' expansion of an env value: `$(NAME)` becomes the value of a variable
+    defined earlier in the list and stays as written otherwise; `$$` is a literal `$`."""
+    out, i = [], 0
+    while i < len(value):
+        if value.startswith("$$", i):
+            out.append("$")
+            i += 2
+            continue
+        end = value.find(")", i + 2)
+        if value.startswith("$(", i) and end != -1:
+            name = value[i + 2 : end]
+            out.append(defined.get(name, value[i : end + 1]))
+            i = end + 1
+            continue
+        out.append(value[i])
+        i += 1
+    return "".join(out)
+
+
+def pod_env(container: dict[str, Any], pod: dict[str, str]) -> dict[str, str]:
+    """The container's environment as the kubelet builds it, in order, with the downward
+    API fields of `pod` (metadata.name, metadata.namespace)."""
+    defined: dict[str, str] = {}
+    for e in container["env"]:
+        if "valueFrom" in e:
+            defined[e["name"]] = pod[e["valueFrom"]["fieldRef"]["fieldPath"]]
+        else:
+            defined[e["name"]] = expand(e["value"], defined)
+    return defined
+
+
+def test_deployment_finds_its_peers_through_the_headless_service_of_its_namespace(
+    tmp_path: Path,
+) -> None:
+    text, docs = kubectl_kustomize(ROOT / "deploy/kubernetes/overlays/example")
+    dep = docs["Deployment/cugar-metrics"]
+    assert dep["metadata"]["namespace"] == "cugar-metrics"
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    refs = {e["name"]: e["valueFrom"]["fieldRef"] for e in c["env"] if "valueFrom" in e}
+    assert refs == {
+        "CUGAR_METRICS_REPLICA": {"fieldPath": "metadata.name"},
+        "POD_NAMESPACE": {"fieldPath": "metadata.namespace"},
+    }
+    names = [e["name"] for e in c["env"]]
+    # Expansion sees only the variables defined before: POD_NAMESPACE comes first.
+    assert names.index("POD_NAMESPACE") < names.index("CUGAR_METRICS_PEERS")
+    raw = next(e["value"] for e in c["env"] if e["name"] == "CUGAR_METRICS_PEERS")
+    assert raw == "dns:///cugar-metrics-headless.$(POD_NAMESPACE).svc:50051"
+    assert "cugar-metrics-headless.cugar-metrics" not in text  # never hard-coded
+    assert "CUGAR_METRICS_PEER_KEY_FILE" not in {e["name"] for e in c["env"]}  # optional
+    pod = {"metadata.name": "cugar-metrics-6d8f9c7b5d-x2k4q", "metadata.namespace": "cugar-metrics"}
+    env = pod_env(c, pod)
+    assert env["CUGAR_METRICS_PEERS"] == "dns:///cugar-metrics-headless.cugar-metrics.svc:50051"
+    assert env["CUGAR_METRICS_REPLICA"] == "cugar-metrics-6d8f9c7b5d-x2k4q"
+    assert "--peers" not in c["args"] and "--replica" not in c["args"]
+
+    # The name resolves to the pods: the headless Service, in the same namespace, selecting
+    # them, with the gRPC port the peers dial, listing ready pods only.
+    headless = docs["Service/cugar-metrics-headless"]
+    assert headless["metadata"]["namespace"] == "cugar-metrics"
+    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["spec"]["publishNotReadyAddresses"] is False
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert all(labels.get(k) == v for k, v in headless["spec"]["selector"].items())
+    (port,) = headless["spec"]["ports"]
+    assert (port["name"], port["port"], port["targetPort"]) == ("grpc", 50051, "grpc")
+    assert {p["name"]: p["containerPort"] for p in c["ports"]}["grpc"] == 50051
+
+    # Another namespace: the same base, the peers follow it.
+    overlay = tmp_path / "other"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\n"
+        "kind: Kustomization\n"
+        "namespace: agents-prod\n"
+        # kustomize takes a base by a relative path only.
+        f"resources:\n  - {os.path.relpath(ROOT / 'deploy/kubernetes/base', overlay)}\n"
+    )
+    _, other = kubectl_kustomize(overlay)
+    (c,) = other["Deployment/cugar-metrics"]["spec"]["template"]["spec"]["containers"]
+    namespace = other["Deployment/cugar-metrics"]["metadata"]["namespace"]
+    assert namespace == other["Service/cugar-metrics-headless"]["metadata"]["namespace"]
+    env = pod_env(c, {"metadata.name": "p", "metadata.namespace": namespace})
+    assert env["CUGAR_METRICS_PEERS"] == "dns:///cugar-metrics-headless.agents-prod.svc:50051"
 
 
 def test_services_pdb_and_podmonitor_select_the_pods() -> None:
