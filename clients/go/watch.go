@@ -84,6 +84,21 @@ type DashboardWatch struct {
 	streamCancel context.CancelFunc
 	failures     int   // reopens that failed in a row
 	err          error // the error that ended the watch, returned by every later Recv
+	// wait waits d before a reopen and returns false if ctx ends first (sleep; the tests
+	// record the waits instead).
+	wait func(ctx context.Context, d time.Duration) bool
+}
+
+// sleep waits d, or until ctx ends (false).
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // WatchDashboard follows the dashboard req.Dashboard asks for (nil: everything since the
@@ -118,7 +133,7 @@ func (c *Client) WatchDashboard(ctx context.Context, req *metricsv1.WatchDashboa
 		opt(&o)
 	}
 	wctx, cancel := context.WithCancel(ctx)
-	return &DashboardWatch{ctx: wctx, cancel: cancel, stub: c.stub, req: r, opts: o}
+	return &DashboardWatch{ctx: wctx, cancel: cancel, stub: c.stub, req: r, opts: o, wait: sleep}
 }
 
 // Recv returns the next dashboard, waiting for it; it reconnects as WatchDashboard says.
@@ -166,14 +181,11 @@ func (w *DashboardWatch) ended(err error) {
 	if w.opts.onReconnect != nil {
 		w.opts.onReconnect(fromStatus(err))
 	}
-	t := time.NewTimer(watchBackoff(w.failures))
-	defer t.Stop()
-	select {
-	case <-t.C:
-		w.failures++
-	case <-w.ctx.Done():
+	if !w.wait(w.ctx, watchBackoff(w.failures)) {
 		w.finish(status.FromContextError(w.ctx.Err()).Err())
+		return
 	}
+	w.failures++
 }
 
 func (w *DashboardWatch) finish(err error) {

@@ -2,10 +2,12 @@ package cugarmetrics_test
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,7 +87,7 @@ func TestWatchDashboardFollowsNewExecutions(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), watchTimeout)
 	defer cancel()
 	c := newClient(t)
-	profile := name(t, "go")
+	profile := "go_watch_" + strings.ToLower(rand.Text()[:8]) // new on every run, -count=N too
 	w := c.WatchDashboard(ctx, everySecond(&metricsv1.GetDashboardRequest{Profile: profile}))
 	defer w.Close()
 
