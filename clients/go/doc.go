@@ -7,6 +7,8 @@
 //     UNAVAILABLE (the Record RPCs are idempotent by execution_id, so a retry is never
 //     counted twice) and round_robin balancing over every address the target resolves to;
 //   - [Client.Record], [Client.RecordBatch] and [Client.Dashboard];
+//   - [Client.WatchDashboard]: a live dashboard from the server stream, reopened after a
+//     drain or a lost connection ([OnReconnect], [WithoutReconnect]);
 //   - [InvalidArgumentError]: the field violations of a rejected request, read with errors.As;
 //   - [StartExecution]: a timer that picks a unique execution_id, measures the duration on the
 //     monotonic clock, collects tool calls and approvals, and fills in the outcome at End;

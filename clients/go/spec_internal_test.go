@@ -42,6 +42,13 @@ type spec struct {
 		RetryBackoffMultiplier     float64  `yaml:"retry_backoff_multiplier"`
 		RetryableCodes             []string `yaml:"retryable_codes"`
 	} `yaml:"recorder"`
+	Watch struct {
+		IntervalSeconds                float64  `yaml:"interval_seconds"`
+		ReconnectCodes                 []string `yaml:"reconnect_codes"`
+		ReconnectInitialBackoffSeconds float64  `yaml:"reconnect_initial_backoff_seconds"`
+		ReconnectMaxBackoffSeconds     float64  `yaml:"reconnect_max_backoff_seconds"`
+		ReconnectBackoffMultiplier     float64  `yaml:"reconnect_backoff_multiplier"`
+	} `yaml:"watch"`
 }
 
 func readSpec(t *testing.T) spec {
@@ -107,6 +114,11 @@ func TestDefaultsMatchSpec(t *testing.T) {
 		{"recorder.retry_max_backoff_seconds", DefaultRecorderMaxBackoff, seconds(s.Recorder.RetryMaxBackoffSeconds)},
 		{"recorder.retry_backoff_multiplier", DefaultRecorderBackoffMultiplier, s.Recorder.RetryBackoffMultiplier},
 		{"recorder.retryable_codes", recorderRetryableCodes, specCodes(t, s.Recorder.RetryableCodes)},
+		{"watch.interval_seconds", DefaultWatchInterval, seconds(s.Watch.IntervalSeconds)},
+		{"watch.reconnect_codes", watchReconnectCodes, specCodes(t, s.Watch.ReconnectCodes)},
+		{"watch.reconnect_initial_backoff_seconds", DefaultWatchReconnectInitialBackoff, seconds(s.Watch.ReconnectInitialBackoffSeconds)},
+		{"watch.reconnect_max_backoff_seconds", DefaultWatchReconnectMaxBackoff, seconds(s.Watch.ReconnectMaxBackoffSeconds)},
+		{"watch.reconnect_backoff_multiplier", DefaultWatchReconnectBackoffMultiplier, s.Watch.ReconnectBackoffMultiplier},
 	} {
 		equal := false
 		switch got := c.got.(type) {
@@ -144,5 +156,33 @@ func TestNewClientAndRecorderUseTheDefaults(t *testing.T) {
 	p := connectParams()
 	if p.Backoff.BaseDelay != DefaultInitialReconnectBackoff || p.Backoff.MaxDelay != DefaultMaxReconnectBackoff {
 		t.Errorf("reconnect backoff %+v, want %s to %s", p.Backoff, DefaultInitialReconnectBackoff, DefaultMaxReconnectBackoff)
+	}
+}
+
+// A watch reopens its stream after 0.2 s, then twice as long while reopening fails, at most
+// 5 s (spec: watch.reconnect_*), and WatchDashboard fills in the spec's interval.
+func TestWatchUsesTheSpecDefaults(t *testing.T) {
+	s := readSpec(t)
+	want := []time.Duration{200, 400, 800, 1600, 3200, 5000, 5000, 5000}
+	for failures, ms := range want {
+		if got := watchBackoff(failures); got != ms*time.Millisecond {
+			t.Errorf("watchBackoff(%d) = %s, want %s", failures, got, ms*time.Millisecond)
+		}
+	}
+	if got, max := watchBackoff(1000), seconds(s.Watch.ReconnectMaxBackoffSeconds); got != max {
+		t.Errorf("watchBackoff(1000) = %s, want the maximum %s", got, max)
+	}
+	c, err := NewClient("127.0.0.1:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	w := c.WatchDashboard(t.Context(), nil)
+	defer w.Close()
+	if got := w.req.GetInterval().AsDuration(); got != seconds(s.Watch.IntervalSeconds) {
+		t.Errorf("a watch without an interval asks for %s, want %s", got, seconds(s.Watch.IntervalSeconds))
+	}
+	if !w.opts.reconnect {
+		t.Error("a watch reconnects by default")
 	}
 }

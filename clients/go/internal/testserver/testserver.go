@@ -54,8 +54,9 @@ func Binary(dir string) (string, error) {
 	}
 }
 
-// Start runs `cugar-metrics serve` on free ports, with args added to its command line, and
-// waits until its ready file appears.
+// Start runs `cugar-metrics serve` on free ports (the gRPC one given by a "--grpc-port" in
+// args, if there is one), with args added to its command line, and waits until its ready
+// file appears.
 func Start(timeout time.Duration, args ...string) (*Server, error) {
 	wd, err := os.Getwd()
 	if err != nil {
@@ -75,8 +76,12 @@ func Start(timeout time.Duration, args ...string) (*Server, error) {
 		return nil, err
 	}
 	defer logFile.Close()
-	base := []string{"serve", "--host", "127.0.0.1", "--grpc-port", "0",
-		"--metrics-port", "0", "--ready-file", ready}
+	base := []string{"serve", "--host", "127.0.0.1", "--metrics-port", "0", "--ready-file", ready}
+	if !slices.Contains(args, "--grpc-port") {
+		// A port chosen by the system, unless the test needs a fixed one (a server that
+		// replaces another on the same address).
+		base = append(base, "--grpc-port", "0")
+	}
 	if !slices.Contains(args, "--auth-keys-file") {
 		// An explicit authentication choice (without one the server is in protected mode).
 		base = append(base, "--no-auth")
@@ -196,4 +201,15 @@ func (s *Server) Stop(timeout time.Duration) error {
 		<-s.exit
 		return fmt.Errorf("server did not exit within %s of SIGTERM", timeout)
 	}
+}
+
+// FreePort returns a TCP port of 127.0.0.1 that was free a moment ago, for a server that
+// must listen on a port known in advance ("--grpc-port").
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
