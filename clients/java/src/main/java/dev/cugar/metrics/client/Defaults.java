@@ -87,4 +87,24 @@ public final class Defaults {
   public static final Set<Status.Code> RECORDER_RETRYABLE_CODES =
       Set.of(
           Status.Code.UNAVAILABLE, Status.Code.DEADLINE_EXCEEDED, Status.Code.RESOURCE_EXHAUSTED);
+
+  // watch
+
+  /** The time between two dashboards of a watch (the server accepts 1 s to 1 h). */
+  public static final Duration WATCH_INTERVAL = Duration.ofSeconds(5);
+
+  /** Codes that end a watch's stream without ending the watch: the stream is opened again. */
+  public static final Set<Status.Code> WATCH_RECONNECT_CODES = Set.of(Status.Code.UNAVAILABLE);
+
+  /** The wait before reopening a watch's stream after a response (the first failure). */
+  public static final Duration WATCH_RECONNECT_INITIAL_BACKOFF = Duration.ofMillis(200);
+
+  /** The longest wait before reopening a watch's stream. */
+  public static final Duration WATCH_RECONNECT_MAX_BACKOFF = Duration.ofSeconds(5);
+
+  /**
+   * Each wait before reopening is the previous one times this, while reopening fails, at most
+   * {@link #WATCH_RECONNECT_MAX_BACKOFF}.
+   */
+  public static final double WATCH_RECONNECT_BACKOFF_MULTIPLIER = 2;
 }

@@ -7,6 +7,7 @@ import cugar.metrics.v1.MetricsServiceOuterClass.GetDashboardResponse;
 import cugar.metrics.v1.MetricsServiceOuterClass.RecordExecutionRequest;
 import cugar.metrics.v1.MetricsServiceOuterClass.RecordExecutionsRequest;
 import cugar.metrics.v1.MetricsServiceOuterClass.RecordResult;
+import cugar.metrics.v1.MetricsServiceOuterClass.WatchDashboardRequest;
 import io.grpc.Attributes;
 import io.grpc.CallCredentials;
 import io.grpc.CallOptions;
@@ -72,6 +73,9 @@ import java.util.function.Function;
  * retries {@link RateLimitedException} (both are {@link StatusRuntimeException}s); any other
  * failure raises the {@link StatusRuntimeException} of the call.
  *
+ * <p>{@link #watchDashboard} follows a live dashboard through the server-streaming {@code
+ * WatchDashboard} RPC and reconnects when the server drains (see {@link DashboardWatch}).
+ *
  * <p>Thread-safe; create one per process and {@link #close()} it on shutdown.
  */
 public final class MetricsClient implements AutoCloseable {
@@ -87,6 +91,7 @@ public final class MetricsClient implements AutoCloseable {
   private final ManagedChannel channel;
   private final boolean ownsChannel;
   private final MetricsServiceGrpc.MetricsServiceBlockingStub stub;
+  private final MetricsServiceGrpc.MetricsServiceStub asyncStub;
   private final Duration deadline;
   private final Duration attemptDeadline;
   private final int maxAttempts;
@@ -99,6 +104,7 @@ public final class MetricsClient implements AutoCloseable {
     this.channel = channel;
     this.ownsChannel = ownsChannel;
     this.stub = MetricsServiceGrpc.newBlockingStub(channel);
+    this.asyncStub = MetricsServiceGrpc.newStub(channel);
     this.deadline = b.deadline;
     this.attemptDeadline = b.attemptDeadline;
     this.maxAttempts = b.maxAttempts;
@@ -173,6 +179,36 @@ public final class MetricsClient implements AutoCloseable {
   /** The dashboard over everything since the replica started, for one profile. */
   public GetDashboardResponse getDashboard(String profile) {
     return getDashboard(GetDashboardRequest.newBuilder().setProfile(profile).build());
+  }
+
+  /**
+   * Follows the dashboard {@code dashboard} asks for (window, profile, domain, model, scope, as
+   * for {@link #getDashboard(GetDashboardRequest)}): the server pushes a whole {@code
+   * GetDashboardResponse} every {@link Defaults#WATCH_INTERVAL} (5 s), the first one at once, and
+   * the watch reopens the stream when it ends with {@code UNAVAILABLE}. See {@link
+   * DashboardWatch}; close it when done.
+   */
+  public DashboardWatch watchDashboard(GetDashboardRequest dashboard) {
+    return watchDashboard(dashboard, WatchOptions.defaults());
+  }
+
+  /**
+   * {@link #watchDashboard(GetDashboardRequest)} with another interval (the server accepts 1 s to
+   * 1 h), reconnecting turned off, or a listener told of each reconnect.
+   *
+   * <p>The stream is opened at once; the first {@link DashboardWatch#hasNext()} waits for the
+   * first dashboard, or throws when the server refuses the request ({@link
+   * InvalidExecutionException} naming {@code interval}, {@link AuthException}, ...). It has no
+   * deadline: it lasts until {@link DashboardWatch#close()}, an error, or {@link #close()}.
+   */
+  public DashboardWatch watchDashboard(GetDashboardRequest dashboard, WatchOptions options) {
+    Objects.requireNonNull(options, "options");
+    WatchDashboardRequest request =
+        WatchDashboardRequest.newBuilder()
+            .setDashboard(Objects.requireNonNull(dashboard, "dashboard"))
+            .setInterval(ProtoTime.duration(options.interval()))
+            .build();
+    return new DashboardWatch(asyncStub, channel, request, options);
   }
 
   /** The generated blocking stub on this client's channel, without a deadline or retries. */

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import cugar.metrics.v1.MetricsServiceOuterClass.GetDashboardRequest;
 import cugar.metrics.v1.MetricsServiceOuterClass.RecordResult;
 import io.grpc.Status;
 import java.nio.file.Files;
@@ -70,6 +71,26 @@ class AuthTest {
         MetricsClient reader = client(readerKey)) {
       assertEquals(RecordResult.RECORD_RESULT_ACCEPTED, recorder.record(success(profile, 1)));
       assertEquals(1, reader.getDashboard(profile).getExecutions().getTotal());
+    }
+  }
+
+  @Test
+  void aReaderKeyWatchesAndNoKeyEndsTheWatchUnauthenticated() {
+    String profile = uniqueProfile("auth_watch");
+    GetDashboardRequest request = GetDashboardRequest.newBuilder().setProfile(profile).build();
+    try (MetricsClient recorder = client(recorderKey);
+        MetricsClient reader = client(readerKey);
+        MetricsClient anonymous = client(null)) {
+      assertEquals(RecordResult.RECORD_RESULT_ACCEPTED, recorder.record(success(profile, 1)));
+      try (DashboardWatch watch = reader.watchDashboard(request)) {
+        assertEquals(1, watch.next().getExecutions().getTotal());
+      }
+      try (DashboardWatch watch = anonymous.watchDashboard(request)) {
+        AuthException e = assertThrows(AuthException.class, watch::hasNext);
+        assertEquals(Status.Code.UNAUTHENTICATED, e.code());
+        assertEquals("MISSING_CREDENTIALS", e.reason());
+        assertFalse(watch.hasNext());
+      }
     }
   }
 

@@ -21,6 +21,7 @@ import java.util.regex.Pattern;
  * The real cugar-metrics server, started as a process on free ports ({@code --grpc-port 0
  * --metrics-port 0}) and found through its ready file. The executable is {@code
  * .venv/bin/cugar-metrics} of the repository (installed by scripts/install-tools.sh), or {@code
+ * $CUGAR_METRICS_BIN} (the variable the Go and TypeScript suites read too), or {@code
  * $CUGAR_METRICS_SERVER}.
  */
 final class ServerProcess {
@@ -48,14 +49,17 @@ final class ServerProcess {
   }
 
   static Path executable() {
-    String override = System.getenv("CUGAR_METRICS_SERVER");
+    String override = System.getenv("CUGAR_METRICS_BIN");
+    if (override == null || override.isEmpty()) {
+      override = System.getenv("CUGAR_METRICS_SERVER");
+    }
     Path exe =
         override != null && !override.isEmpty()
             ? Path.of(override)
             : repoRoot().resolve(".venv/bin/cugar-metrics");
     if (!Files.isExecutable(exe)) {
       throw new IllegalStateException(
-          exe + " is missing: run scripts/install-tools.sh (or set CUGAR_METRICS_SERVER)");
+          exe + " is missing: run scripts/install-tools.sh (or set CUGAR_METRICS_BIN)");
     }
     return exe;
   }

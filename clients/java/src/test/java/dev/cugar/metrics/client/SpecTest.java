@@ -54,6 +54,13 @@ class SpecTest {
     v.put("recorder.retry_max_backoff_seconds", seconds(Defaults.RECORDER_RETRY_MAX_BACKOFF));
     v.put("recorder.retry_backoff_multiplier", Defaults.RECORDER_RETRY_BACKOFF_MULTIPLIER);
     v.put("recorder.retryable_codes", codes(Defaults.RECORDER_RETRYABLE_CODES));
+    v.put("watch.interval_seconds", seconds(Defaults.WATCH_INTERVAL));
+    v.put("watch.reconnect_codes", codes(Defaults.WATCH_RECONNECT_CODES));
+    v.put(
+        "watch.reconnect_initial_backoff_seconds",
+        seconds(Defaults.WATCH_RECONNECT_INITIAL_BACKOFF));
+    v.put("watch.reconnect_max_backoff_seconds", seconds(Defaults.WATCH_RECONNECT_MAX_BACKOFF));
+    v.put("watch.reconnect_backoff_multiplier", Defaults.WATCH_RECONNECT_BACKOFF_MULTIPLIER);
     return v;
   }
 
@@ -90,7 +97,26 @@ class SpecTest {
       assertEquals(Defaults.RECORDER_BATCH_SIZE, recorder.maxBatchSize());
       assertEquals(Defaults.RECORDER_FLUSH_INTERVAL, recorder.flushInterval());
       assertEquals(Defaults.RECORDER_CLOSE_TIMEOUT, recorder.closeTimeout());
+      WatchOptions watch = WatchOptions.defaults();
+      assertEquals(Defaults.WATCH_INTERVAL, watch.interval());
+      assertTrue(watch.reconnect());
     }
+  }
+
+  /** The watch's reopen waits are the spec's: initial times multiplier^n, at most the maximum. */
+  @Test
+  void theWatchBackoffIsTheSpecs() throws IOException {
+    Map<String, Object> spec = flatten("", load());
+    double initial = ((Number) spec.get("watch.reconnect_initial_backoff_seconds")).doubleValue();
+    double max = ((Number) spec.get("watch.reconnect_max_backoff_seconds")).doubleValue();
+    double multiplier = ((Number) spec.get("watch.reconnect_backoff_multiplier")).doubleValue();
+    List<Double> expected = new ArrayList<>();
+    List<Double> java = new ArrayList<>();
+    for (int failures = 0; failures < 8; failures++) {
+      expected.add(Math.min(initial * Math.pow(multiplier, failures), max));
+      java.add(seconds(DashboardWatch.backoff(failures)));
+    }
+    assertEquals(expected, java);
   }
 
   private static Map<String, Object> load() throws IOException {
