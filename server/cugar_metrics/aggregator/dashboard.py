@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cugar_metrics.aggregator.core import WindowState
+from cugar_metrics.aggregator.series import by_field
 from cugar_metrics.aggregator.sketch import FrozenDistribution, merged_quantiles
 from cugar_metrics.model import DECISIONS
 
@@ -112,8 +113,7 @@ def _p95(dists: Iterable[FrozenDistribution]) -> float | None:
     return merged_quantiles(dists, [0.95])[0]
 
 
-def _nonzero(v: object) -> bool:
-    return bool(v.count) if isinstance(v, FrozenDistribution) else bool(v)
+_SERIES = by_field()
 
 
 def build_dashboard(
@@ -130,28 +130,54 @@ def build_dashboard(
     def by_model(key: tuple[str, ...]) -> bool:
         return not model or key[1] == model
 
-    def part(name: str, keep: Callable[[Any], bool], *, floats: bool = False) -> Any:
-        """The window's series of one Snapshot field that pass the filter, without empty
-        ones (the caller annotates the result: one shape per field)."""
-        return {k: v for k, v in getattr(cur, name).items() if keep(k) and (floats or _nonzero(v))}
+    filters: dict[str, tuple[Callable[[Any], bool], str]] = {
+        "profile": (by_profile, profile),
+        "domain": (by_domain, domain),
+        "model": (by_model, model),
+    }
 
-    executions: dict[tuple[str, str, str], int] = part("executions", by_profile)
-    durations: dict[tuple[str, str], FrozenDistribution] = part("durations", by_profile)
-    steps: dict[str, FrozenDistribution] = part("steps", by_profile)
-    utilization: dict[str, FrozenDistribution] = part("budget_utilization", by_profile)
-    spent: dict[str, float] = part("budget_spent", by_profile, floats=True)
-    exceeded: dict[str, int] = part("budget_exceeded", by_profile)
-    approvals: dict[tuple[str, str], FrozenDistribution] = part("approvals", by_profile)
-    tool_calls: dict[tuple[str, str, str], int] = part("tool_calls", by_domain)
-    tool_durations: dict[tuple[str, str], FrozenDistribution] = part("tool_durations", by_domain)
-    model_calls: dict[tuple[str, str, str, str], int] = part("model_calls", by_model)
-    model_tokens: dict[tuple[str, str, str], int] = part("model_tokens", by_model)
-    model_cost: dict[tuple[str, str], float] = part("model_cost", by_model, floats=True)
-    model_durations: dict[tuple[str, str], FrozenDistribution] = part("model_durations", by_model)
-    model_ttft: dict[tuple[str, str], FrozenDistribution] = part("model_ttft", by_model)
+    def part(name: str, by: str) -> Any:
+        """The window's series of one Snapshot field that pass the filter `by` (when it is
+        set), without empty ones, except float counters (the caller annotates the result:
+        one shape per field)."""
+        keep, active = filters[by]
+        items = getattr(cur, name).items()
+        series = _SERIES[name]
+        if series.kind == "histogram":
+            if active:
+                return {k: v for k, v in items if v.count and keep(k)}
+            return {k: v for k, v in items if v.count}
+        if series.floats:
+            return {k: v for k, v in items if keep(k)} if active else dict(items)
+        if active:
+            return {k: v for k, v in items if v and keep(k)}
+        return {k: v for k, v in items if v}
 
-    succeeded = sum(v for k, v in executions.items() if k[1] == "success")
-    failed = sum(v for k, v in executions.items() if k[1] == "failure")
+    executions: dict[tuple[str, str, str], int] = part("executions", "profile")
+    durations: dict[tuple[str, str], FrozenDistribution] = part("durations", "profile")
+    steps: dict[str, FrozenDistribution] = part("steps", "profile")
+    utilization: dict[str, FrozenDistribution] = part("budget_utilization", "profile")
+    spent: dict[str, float] = part("budget_spent", "profile")
+    exceeded: dict[str, int] = part("budget_exceeded", "profile")
+    approvals: dict[tuple[str, str], FrozenDistribution] = part("approvals", "profile")
+    tool_calls: dict[tuple[str, str, str], int] = part("tool_calls", "domain")
+    tool_durations: dict[tuple[str, str], FrozenDistribution] = part("tool_durations", "domain")
+    model_calls: dict[tuple[str, str, str, str], int] = part("model_calls", "model")
+    model_tokens: dict[tuple[str, str, str], int] = part("model_tokens", "model")
+    model_cost: dict[tuple[str, str], float] = part("model_cost", "model")
+    model_durations: dict[tuple[str, str], FrozenDistribution] = part("model_durations", "model")
+    model_ttft: dict[tuple[str, str], FrozenDistribution] = part("model_ttft", "model")
+
+    # One pass over the executions: per profile [succeeded, failed], and per error type.
+    by_outcome: dict[str, list[int]] = {}
+    error_counts: dict[str, int] = {}
+    for (p, outcome, et), v in executions.items():
+        failure = outcome == "failure"
+        by_outcome.setdefault(p, [0, 0])[failure] += v
+        if failure:
+            error_counts[et] = error_counts.get(et, 0) + v
+    succeeded = sum(ok for ok, _ in by_outcome.values())
+    failed = sum(bad for _, bad in by_outcome.values())
     total = succeeded + failed
     p50, p95, p99 = merged_quantiles(durations.values(), [0.5, 0.95, 0.99])
     duration_count = sum(d.count for d in durations.values())
@@ -163,9 +189,6 @@ def build_dashboard(
 
     # Profiles
     profiles: list[ProfileRow] = []
-    by_outcome: dict[str, list[int]] = {}  # profile -> [succeeded, failed], one pass
-    for (p, outcome, _), v in executions.items():
-        by_outcome.setdefault(p, [0, 0])[outcome == "failure"] += v
     durations_of: dict[str, list[FrozenDistribution]] = {}
     for (p, _), dist in durations.items():
         durations_of.setdefault(p, []).append(dist)
@@ -201,23 +224,17 @@ def build_dashboard(
         row(d, t, [c], [tool_durations[(d, t)]] if (d, t) in tool_durations else [])
         for (d, t), c in sorted(per_tool.items())
     ]
-    domains = [
-        row(
-            d,
-            "",
-            [c for (dd, _), c in per_tool.items() if dd == d],
-            [x for (dd, _), x in tool_durations.items() if dd == d],
-        )
-        for d in sorted({d for d, _ in per_tool})
-    ]
+    counts_of: dict[str, list[dict[str, int]]] = {}
+    for (d, _), c in per_tool.items():
+        counts_of.setdefault(d, []).append(c)
+    dists_of: dict[str, list[FrozenDistribution]] = {}
+    for (d, _), x in tool_durations.items():
+        dists_of.setdefault(d, []).append(x)
+    domains = [row(d, "", counts_of[d], dists_of.get(d, [])) for d in sorted(counts_of)]
     ran = sum(r.calls - r.skipped for r in domains)
     tool_errors = sum(r.errors for r in domains)
 
     # Errors, budget, approvals
-    error_counts: dict[str, int] = {}
-    for (_, outcome, et), v in executions.items():
-        if outcome == "failure":
-            error_counts[et] = error_counts.get(et, 0) + v
     error_types = sorted(error_counts.items(), key=lambda kv: (-kv[1], kv[0]))
     budget_spent = sum(spent.values())
     by_decision = []

@@ -230,14 +230,14 @@ def merged_quantiles(
     zero = sum(d.zero_count for d in parts)
     with_bins = [d for d in parts if len(d.bins)]
     if len(with_bins) == 1:  # the usual case of a dashboard row: nothing to add up
-        lo, cum = with_bins[0].offset, np.cumsum(with_bins[0].bins)
+        lo, cum = with_bins[0].offset, with_bins[0].bins.cumsum()
     elif with_bins:
         lo = min(d.offset for d in with_bins)
         hi = max(d.offset + len(d.bins) for d in with_bins)
         acc = np.zeros(hi - lo, dtype=np.int64)
         for d in with_bins:
             acc[d.offset - lo : d.offset - lo + len(d.bins)] += d.bins
-        cum = np.cumsum(acc)
+        cum = acc.cumsum()
     else:
         lo, cum = 0, np.zeros(0, dtype=np.int64)
     out: list[float | None] = []
@@ -247,7 +247,7 @@ def merged_quantiles(
         if rank < zero:
             out.append(0.0)
             continue
-        idx = int(np.searchsorted(cum, rank - zero, side="right"))
+        idx = int(cum.searchsorted(rank - zero, side="right"))
         idx = min(idx, len(cum) - 1)
         out.append(float(_MAPPING.value(lo + idx)))
     return out
