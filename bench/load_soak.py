@@ -54,6 +54,9 @@ from server import procinfo, workload
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
+sys.path.append(str(ROOT))  # after bench/: its `server` package
+from tests.support.serverproc import wait_for_ready  # noqa: E402
+
 RESULTS = BENCH / "results"
 CLI = ROOT / ".venv" / "bin" / "cugar-metrics"
 PROTO = "cugar/metrics/v1/metrics_service.proto"
@@ -171,19 +174,7 @@ def start_server(
         popen = subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
-    deadline = time.monotonic() + 60
-    while True:
-        if popen.poll() is not None:
-            raise RuntimeError(f"{name} exited with {popen.returncode}: {log_path.read_text()}")
-        try:
-            info = json.loads(ready.read_text())
-            break
-        except (FileNotFoundError, json.JSONDecodeError):
-            pass
-        if time.monotonic() > deadline:
-            popen.kill()
-            raise RuntimeError(f"{name} wrote no ready file: see {log_path}")
-        time.sleep(0.05)
+    info = wait_for_ready(popen, ready, log_path, 60, name)
     grpc_port, metrics_port = int(info["grpc_port"]), int(info["metrics_port"])
     return Server(name, popen, grpc_port, metrics_port, security, log_path, kind)
 

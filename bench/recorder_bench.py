@@ -15,7 +15,6 @@ Writes bench/results/recorder.md. Usage: .venv/bin/python bench/recorder_bench.p
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import signal
@@ -33,6 +32,9 @@ from google.protobuf import __version__ as protobuf_version
 from cugar_metrics_client import BatchRecorder, Budget, Client, Execution, ToolCall
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.support.serverproc import wait_for_ready  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "recorder.md"
 CALLER_P99_TARGET_US = 10.0
 THROUGHPUT_TARGET = 50_000.0
@@ -148,30 +150,28 @@ def measure_throughput(target: str, executions: int, server_pid: int) -> Through
 
 
 def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
-    ready = workdir / "ready.json"
-    process = subprocess.Popen(
-        [
-            str(ROOT / ".venv" / "bin" / "cugar-metrics"),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--grpc-port",
-            "0",
-            "--metrics-port",
-            "0",
-            "--ready-file",
-            str(ready),
-            "--no-auth",
-            "--log-level",
-            "WARNING",
-        ],
-    )
-    deadline = time.monotonic() + 30
-    while not (ready.exists() and ready.stat().st_size > 0):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("the server did not start")
-        time.sleep(0.05)
-    return process, int(json.loads(ready.read_text())["grpc_port"])
+    ready, log = workdir / "ready.json", workdir / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                str(ROOT / ".venv" / "bin" / "cugar-metrics"),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--grpc-port",
+                "0",
+                "--metrics-port",
+                "0",
+                "--ready-file",
+                str(ready),
+                "--no-auth",
+                "--log-level",
+                "WARNING",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return process, int(wait_for_ready(process, ready, log, 30)["grpc_port"])
 
 
 def stop_server(process: subprocess.Popen[bytes]) -> None:

@@ -44,6 +44,9 @@ from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar.metrics.v1 import metrics_service_pb2_grpc as pb_grpc
 from server import procinfo, profiles, workload
 
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # after bench/: its `server`
+from tests.support.serverproc import wait_for_ready
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 PROTO = "cugar/metrics/v1/metrics_service.proto"
@@ -119,15 +122,7 @@ def start(name: str, argv: list[str], workdir: Path, log_dir: Path) -> Proc:
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 120
-    while not ready.exists():
-        if popen.poll() is not None:
-            raise RuntimeError(f"{name} exited with {popen.returncode}: see {logf.name}")
-        if time.monotonic() > deadline:
-            popen.kill()
-            raise RuntimeError(f"{name} did not become ready: see {logf.name}")
-        time.sleep(0.05)
-    return Proc(name, popen, json.loads(ready.read_text()))
+    return Proc(name, popen, wait_for_ready(popen, ready, Path(logf.name), 120, name))
 
 
 def real_server_argv() -> list[str]:

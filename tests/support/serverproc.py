@@ -14,6 +14,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = ROOT / ".venv" / "bin" / "cugar-metrics"
@@ -105,21 +106,38 @@ def launch(
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
         )
+    info = wait_for_ready(proc, ready, log, timeout, name)
+    assert info["pid"] == proc.pid
+    return ServerProcess(proc, int(info["grpc_port"]), int(info["metrics_port"]), log, host)
+
+
+class ServerStartError(RuntimeError):
+    """A server process that exited, or wrote no ready file in time; the message names its
+    log."""
+
+
+def wait_for_ready(
+    proc: subprocess.Popen[bytes], ready: Path, log: Path, timeout: float, name: str = "server"
+) -> dict[str, Any]:
+    """What `cugar-metrics serve --ready-file` wrote (pid, ports), once the file holds it.
+    Raises ServerStartError if the process exits first, or stops it and raises once
+    `timeout` seconds have passed."""
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            raise AssertionError(f"server {name} exited with {proc.returncode}: {log.read_text()}")
+            raise ServerStartError(
+                f"{name} exited with {proc.returncode}; its log {log}:\n"
+                + log.read_text(errors="replace")
+            )
         try:
-            info = json.loads(ready.read_text())
-            break
+            info: dict[str, Any] = json.loads(ready.read_text())
+            return info
         except (FileNotFoundError, json.JSONDecodeError):
-            pass
+            pass  # not yet written, or half written
         if time.monotonic() > deadline:
             stop_process(proc)
-            raise AssertionError(f"server {name} wrote no ready file in {timeout:.0f}s")
+            raise ServerStartError(f"{name} wrote no ready file in {timeout:.0f}s: see {log}")
         time.sleep(0.05)
-    assert info["pid"] == proc.pid
-    return ServerProcess(proc, int(info["grpc_port"]), int(info["metrics_port"]), log, host)
 
 
 def tool(name: str) -> str:

@@ -3,10 +3,8 @@ with a WARNING, and refuses any other address naming both choices."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import grpc
@@ -15,7 +13,7 @@ import pytest
 from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar.metrics.v1 import metrics_service_pb2_grpc as pb_grpc
 from tests.conftest import pb_execution
-from tests.support.serverproc import CLI, stop_process
+from tests.support.serverproc import CLI, stop_process, wait_for_ready
 
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("CUGAR_METRICS_")}
 
@@ -50,12 +48,7 @@ def test_serve_without_auth_flags_serves_on_loopback_with_a_warning(tmp_path: Pa
             env=CLEAN_ENV,
         )
     try:
-        deadline = time.monotonic() + 30
-        while not ready.exists():
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        port = json.loads(ready.read_text())["grpc_port"]
+        port = wait_for_ready(proc, ready, log, 30)["grpc_port"]
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             reply = pb_grpc.MetricsServiceStub(channel).RecordExecution(
                 pb.RecordExecutionRequest(execution=pb_execution("protected-1")), timeout=5
