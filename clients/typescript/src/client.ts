@@ -1,7 +1,8 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { type Client, type Interceptor, createClient } from "@connectrpc/connect";
+import { Code, type Client, ConnectError, type Interceptor, createClient } from "@connectrpc/connect";
 import type { SecureClientSessionOptions } from "node:http2";
 import { performance } from "node:perf_hooks";
+import { setTimeout as sleep } from "node:timers/promises";
 import { RoundRobinTransport } from "./balancer.js";
 import { millis } from "./durations.js";
 import {
@@ -10,14 +11,17 @@ import {
   translateError,
 } from "./errors.js";
 import {
+  DashboardScope,
   type ExecutionSchema,
+  type GetDashboardRequestSchema,
   type GetDashboardResponse,
   MetricsService,
   RecordResult,
   type RecordExecutionsResponse,
+  type WatchDashboardRequestSchema,
 } from "./gen/cugar/metrics/v1/metrics_service_pb.js";
-import { type RetryOptions, type RetryPolicy, retryPolicy, withRetries } from "./retry.js";
-import { CALL } from "./spec.js";
+import { type RetryOptions, type RetryPolicy, codeOfName, retryPolicy, withRetries } from "./retry.js";
+import { CALL, WATCH } from "./spec.js";
 
 /** The fields of an execution to record (plain object or `Execution` message). */
 export type ExecutionInit = MessageInitShape<typeof ExecutionSchema>;
@@ -95,7 +99,7 @@ export interface CallOptions {
   readonly signal?: AbortSignal;
 }
 
-/** Selects what `dashboard()` covers. */
+/** Selects what `dashboard()` and `watchDashboard()` cover. */
 export interface DashboardQuery {
   /** The most recent window, 1 minute to 1 hour, in milliseconds; unset: since start. */
   readonly windowMs?: number;
@@ -103,6 +107,90 @@ export interface DashboardQuery {
   readonly profile?: string;
   /** Only this domain's tool figures. */
   readonly domain?: string;
+  /** Only this model's rows and model golden signals (`ModelCall.model`, `_overflow` allowed). */
+  readonly model?: string;
+  /**
+   * `"replica"`: the answering replica's numbers only; `"cluster"`: it and its peers
+   * (`replicas`, `missingReplicas` and `partial` say who answered). Unset: the server's
+   * default, cluster when it is configured with peers.
+   */
+  readonly scope?: DashboardScopeName;
+}
+
+/** The scope of a dashboard, as `DashboardQuery.scope` names it. */
+export type DashboardScopeName = "replica" | "cluster";
+
+const SCOPES: Readonly<Record<DashboardScopeName, DashboardScope>> = Object.freeze({
+  replica: DashboardScope.REPLICA,
+  cluster: DashboardScope.CLUSTER,
+});
+
+/**
+ * The GetDashboard request of a query.
+ *
+ * @throws RangeError when `scope` is neither `"replica"` nor `"cluster"`.
+ */
+export function dashboardRequest(query: DashboardQuery = {}): MessageInitShape<typeof GetDashboardRequestSchema> {
+  let scope = DashboardScope.UNSPECIFIED;
+  if (query.scope !== undefined) {
+    if (!Object.hasOwn(SCOPES, query.scope)) {
+      throw new RangeError(`scope must be "replica" or "cluster", got ${JSON.stringify(query.scope)}`);
+    }
+    scope = SCOPES[query.scope];
+  }
+  return {
+    profile: query.profile ?? "",
+    domain: query.domain ?? "",
+    model: query.model ?? "",
+    scope,
+    ...(query.windowMs === undefined ? {} : { window: millis(query.windowMs) }),
+  };
+}
+
+/** How `watchDashboard()` watches. */
+export interface WatchOptions {
+  /**
+   * The time between two dashboards, in milliseconds (the server accepts 1 s to 1 h and
+   * answers INVALID_ARGUMENT naming `interval` otherwise). Default 5000 (spec `watch`).
+   */
+  readonly intervalMs?: number;
+  /**
+   * Open the stream again when it ends with UNAVAILABLE (the server drains, or the
+   * connection is lost). Default true; false ends the watch with that error.
+   */
+  readonly reconnect?: boolean;
+  /** Told of each reconnect, before its wait, with the error that ended the stream. */
+  readonly onReconnect?: (error: ConnectError) => void;
+  /** Stops the watch at any time, a wait before reconnecting included: the iteration ends. */
+  readonly signal?: AbortSignal;
+}
+
+/** Codes that end a watch's stream which is then opened again (spec `watch.reconnect_codes`). */
+export const WATCH_RECONNECT_CODES: ReadonlySet<Code> = new Set(
+  WATCH.reconnectCodes.map((name) => codeOfName(name)),
+);
+
+/**
+ * The wait, in milliseconds, before reopening a watch whose stream failed `failures` times
+ * in a row since its last response (0 for the first failure): 200 ms doubling up to 5 s
+ * (spec `watch`).
+ */
+export function watchBackoffMs(failures: number): number {
+  return Math.min(
+    WATCH.reconnectInitialBackoffMs * WATCH.reconnectBackoffMultiplier ** failures,
+    WATCH.reconnectMaxBackoffMs,
+  );
+}
+
+/** The WatchDashboard request of a query and watch options. */
+export function watchRequest(
+  query: DashboardQuery = {},
+  options: Pick<WatchOptions, "intervalMs"> = {},
+): MessageInitShape<typeof WatchDashboardRequestSchema> {
+  return {
+    dashboard: dashboardRequest(query),
+    interval: millis(options.intervalMs ?? WATCH.intervalMs),
+  };
 }
 
 /**
@@ -245,16 +333,74 @@ export class MetricsClient {
     query: DashboardQuery = {},
     options: CallOptions = {},
   ): Promise<GetDashboardResponse> {
-    const request = {
-      profile: query.profile ?? "",
-      domain: query.domain ?? "",
-      ...(query.windowMs === undefined ? {} : { window: millis(query.windowMs) }),
-    };
+    const request = dashboardRequest(query);
     return this.call(
       options,
       (call) => this.rpc.getDashboard(request, call),
       InvalidArgumentError,
     );
+  }
+
+  /**
+   * Follows a live dashboard: the server pushes a whole `GetDashboardResponse` every
+   * `intervalMs` (default 5 s), the first one at once, for as long as the caller iterates:
+   *
+   *     for await (const d of client.watchDashboard({ profile: "sales_rep" })) { ... }
+   *
+   * When the stream ends with UNAVAILABLE (the server drains and says "reconnect", or the
+   * connection is lost) it is opened again, on the next address when the name resolves to
+   * several, after a wait of 200 ms that doubles up to 5 s while reopening fails and is
+   * reset by a response; `onReconnect` is told of each with the error. `break` (or
+   * `return()`) cancels the stream, and so does `signal`, which also ends a wait; the
+   * iteration then ends without an error. The stream has no deadline.
+   *
+   * @throws InvalidArgumentError when the interval, the window or a filter is invalid
+   *   (violations on `interval`, `dashboard.window`, ...).
+   * @throws UnauthenticatedError, PermissionDeniedError when the API key is refused.
+   * @throws ConnectError with any other code (RESOURCE_EXHAUSTED when the server's watcher
+   *   limits are reached), and with UNAVAILABLE when `reconnect` is false.
+   * @throws RangeError when `scope` is neither `"replica"` nor `"cluster"`.
+   */
+  async *watchDashboard(
+    query: DashboardQuery = {},
+    options: WatchOptions = {},
+  ): AsyncGenerator<GetDashboardResponse, void, undefined> {
+    const request = watchRequest(query, options);
+    const reconnect = options.reconnect ?? true;
+    const { signal } = options;
+    let failures = 0; // failed streams in a row since the last response
+    while (!signal?.aborted) {
+      // One stream, cancelled when the caller aborts or stops iterating (finally).
+      const stream = new AbortController();
+      const cancel = () => stream.abort(signal?.reason);
+      signal?.addEventListener("abort", cancel, { once: true });
+      try {
+        for await (const response of this.rpc.watchDashboard(request, { signal: stream.signal })) {
+          failures = 0;
+          yield response;
+        }
+        return; // the server ended the stream without an error
+      } catch (error) {
+        if (signal?.aborted) return;
+        if (
+          !reconnect ||
+          !(error instanceof ConnectError) ||
+          !WATCH_RECONNECT_CODES.has(error.code)
+        ) {
+          throw translateError(error, InvalidArgumentError);
+        }
+        options.onReconnect?.(error);
+      } finally {
+        signal?.removeEventListener("abort", cancel);
+        stream.abort();
+      }
+      try {
+        await sleep(watchBackoffMs(failures), undefined, signal ? { signal } : {});
+      } catch {
+        return; // aborted while waiting
+      }
+      failures += 1;
+    }
   }
 
   /** Closes the HTTP/2 connections. Calls made afterwards open new ones. */

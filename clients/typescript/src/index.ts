@@ -2,6 +2,7 @@
 export {
   type CallOptions,
   type DashboardQuery,
+  type DashboardScopeName,
   DEFAULT_ATTEMPT_TIMEOUT_MS,
   DEFAULT_TIMEOUT_MS,
   type ExecutionInit,
@@ -10,8 +11,10 @@ export {
   type MetricsClientOptions,
   type RecordOutcome,
   type TlsOptions,
+  type WatchOptions,
   baseUrlOf,
   bearerAuth,
+  watchBackoffMs,
 } from "./client.js";
 export { millis, seconds, toSeconds } from "./durations.js";
 export {
@@ -37,7 +40,7 @@ export {
   type RecorderRetryOptions,
   type RecorderStats,
 } from "./recorder.js";
-export { CALL, CONNECTION, RATE_LIMIT, RECORDER } from "./spec.js";
+export { CALL, CONNECTION, RATE_LIMIT, RECORDER, WATCH } from "./spec.js";
 export { DEFAULT_RETRY, type RetryOptions, type RetryPolicy, backoffMs } from "./retry.js";
 export {
   type ApprovalInit,

@@ -312,11 +312,14 @@ export class Recorder {
       const wait = this.notBefore - performance.now();
       if (wait > 0) {
         if (mode === "full") return; // the retry timer takes over
+        // A retry due only after the deadline is not made: the wait ends there and nothing
+        // is sent (the timer may fire a hair before the deadline by performance.now()).
+        const dueInTime = this.notBefore <= deadline;
         // close() ends this wait at its timeout (a flush() may be waiting out a long delay).
         await sleep(Math.min(wait, deadline - performance.now()), undefined, {
           signal: this.abort.signal,
         }).catch(() => undefined);
-        if (this.abort.signal.aborted) return;
+        if (this.abort.signal.aborted || !dueInTime) return;
       }
       if (performance.now() >= deadline) return;
       const batch = this.buffer.splice(0, this.maxBatchSize);

@@ -46,3 +46,15 @@ export const RECORDER = Object.freeze({
   /** Codes whose batch is kept and retried (spec names). */
   retryableCodes: Object.freeze(["UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"] as const),
 });
+
+/** `watch`: `watchDashboard`, the WatchDashboard stream. */
+export const WATCH = Object.freeze({
+  /** A dashboard pushed every interval (the server accepts 1 s to 1 h). */
+  intervalMs: 5_000,
+  /** Codes that end a stream which is then opened again (spec names). */
+  reconnectCodes: Object.freeze(["UNAVAILABLE"] as const),
+  /** The wait before reopening, growing while reopening fails, reset by a response. */
+  reconnectInitialBackoffMs: 200,
+  reconnectMaxBackoffMs: 5_000,
+  reconnectBackoffMultiplier: 2,
+});

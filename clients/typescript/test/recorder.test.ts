@@ -298,6 +298,32 @@ describe("Recorder: the delivery contract", () => {
     }
   });
 
+  it("close() sends nothing at its timeout when the next retry is due only after it", async () => {
+    // Twenty recorders, each with one failed send and an hour of backoff ahead, closed with
+    // a 50 ms timeout: the wait for the retry ends at close's timeout, and none of them may
+    // then send the batch anyway (the timer ending the wait can fire a hair before the
+    // deadline by performance.now(), which made about a third of them send once more).
+    const runs = await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const client = new MetricsClient({ target: `127.0.0.1:${await unusedPort()}`, retry: { maxAttempts: 1 } });
+        const recorder = new Recorder(client, {
+          retry: { initialBackoffMs: 3_600_000, maxBackoffMs: 3_600_000 },
+          logger: captured(),
+        });
+        try {
+          recorder.record(execution(`due-later-${i}`, "demo"));
+          await recorder.flush();
+          const before = recorder.stats().failedSends;
+          const dropped = await recorder.close(50);
+          return [before, recorder.stats().failedSends, dropped];
+        } finally {
+          client.close();
+        }
+      }),
+    );
+    assert.deepEqual(runs, runs.map(() => [1, 1, 1]), "[failed sends before close, after close, dropped] per recorder");
+  });
+
   it("drops the oldest when the buffer is full, and sends the newest", async () => {
     const server = await startServer();
     const spy = sentIds();

@@ -6,10 +6,11 @@ import { dirname, join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { parse } from "yaml";
-import { DEFAULT_RETRY, MetricsClient, Recorder } from "../src/index.js";
+import { DEFAULT_RETRY, MetricsClient, Recorder, toSeconds, watchBackoffMs } from "../src/index.js";
+import { WATCH_RECONNECT_CODES, watchRequest } from "../src/client.js";
 import { RECORDER_RETRYABLE_CODES } from "../src/recorder.js";
 import { CALL_RETRYABLE_CODES, nameOfCode } from "../src/retry.js";
-import { CALL, CONNECTION, RATE_LIMIT, RECORDER } from "../src/spec.js";
+import { CALL, CONNECTION, RATE_LIMIT, RECORDER, WATCH } from "../src/spec.js";
 
 /** This file runs as clients/typescript/dist/test/spec.test.js. */
 const SPEC_FILE = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "spec.yaml");
@@ -41,6 +42,11 @@ const CONSTANTS: Record<string, unknown> = {
   "recorder.retry_max_backoff_seconds": RECORDER.retryMaxBackoffMs / 1000,
   "recorder.retry_backoff_multiplier": RECORDER.retryBackoffMultiplier,
   "recorder.retryable_codes": [...RECORDER.retryableCodes],
+  "watch.interval_seconds": WATCH.intervalMs / 1000,
+  "watch.reconnect_codes": [...WATCH.reconnectCodes],
+  "watch.reconnect_initial_backoff_seconds": WATCH.reconnectInitialBackoffMs / 1000,
+  "watch.reconnect_max_backoff_seconds": WATCH.reconnectMaxBackoffMs / 1000,
+  "watch.reconnect_backoff_multiplier": WATCH.reconnectBackoffMultiplier,
 };
 
 describe("clients/spec.yaml", () => {
@@ -107,6 +113,23 @@ describe("clients/spec.yaml", () => {
     } finally {
       await recorder.close();
     }
+  });
+
+  it("drives the defaults watchDashboard really uses", () => {
+    const w = spec["watch"] as Record<string, number>;
+    // The interval a watch asks for when the caller gives none.
+    const request = watchRequest({ profile: "sales_rep" });
+    assert.equal(toSeconds(request.interval as Parameters<typeof toSeconds>[0]), w["interval_seconds"]);
+    // The waits before reopening, after 0, 1, 2, ... failures in a row, and far beyond.
+    const initial = w["reconnect_initial_backoff_seconds"] as number;
+    const multiplier = w["reconnect_backoff_multiplier"] as number;
+    const max = w["reconnect_max_backoff_seconds"] as number;
+    const failures = [0, 1, 2, 3, 4, 5, 6, 100];
+    assert.deepEqual(
+      failures.map(watchBackoffMs),
+      failures.map((n) => ms(Math.min(initial * multiplier ** n, max))),
+    );
+    assert.deepEqual([...WATCH_RECONNECT_CODES].map(nameOfCode), w["reconnect_codes"]);
   });
 
   it("names status codes as the spec does", () => {
