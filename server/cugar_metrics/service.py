@@ -21,10 +21,10 @@ from cugar_metrics.aggregator import (
     Aggregator,
     Dashboard,
     build_dashboard,
-    merge_windows,
 )
 from cugar_metrics.auth import current_agent
 from cugar_metrics.cluster import MIN_WINDOW_SECONDS, Peers, check_window
+from cugar_metrics.clustermerge import merge_cluster
 from cugar_metrics.labels import LabelPolicy
 from cugar_metrics.model import Execution, RecordResult
 from cugar_metrics.watch import WatchHub
@@ -269,7 +269,9 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
                 seconds, now, request.profile, request.domain, request.model
             )
             if answer.states:
-                state = merge_windows([state, *(w for _, w in answer.states)])
+                state = merge_cluster(
+                    [state, *(w for _, w in answer.states)], self._aggregator.caps
+                )
             names += [name for name, _ in answer.states]
             missing = answer.missing
         response = dashboard_to_proto(
