@@ -24,7 +24,7 @@ from cugar_metrics.aggregator import (
 )
 from cugar_metrics.auth import current_agent
 from cugar_metrics.cluster import MIN_WINDOW_SECONDS, Peers, check_window
-from cugar_metrics.clustermerge import merge_cluster
+from cugar_metrics.clustermerge import ClusterMerger
 from cugar_metrics.labels import LabelPolicy
 from cugar_metrics.model import Execution, RecordResult
 from cugar_metrics.watch import WatchHub
@@ -76,6 +76,7 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
         self._replica = replica
         self._clock = clock
         self._peers = peers
+        self._merger = ClusterMerger(aggregator.caps)
         self._watch = watch if watch is not None else WatchHub()
         self._batch_gate = asyncio.Semaphore(1)
         self._labels = labels if labels is not None and labels.active else None
@@ -269,8 +270,8 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
                 seconds, now, request.profile, request.domain, request.model
             )
             if answer.states:
-                state = merge_cluster(
-                    [state, *(w for _, w in answer.states)], self._aggregator.caps
+                state = self._merger.merge(
+                    state, int(now // CHECKPOINT_SECONDS), [w for _, w in answer.states]
                 )
             names += [name for name, _ in answer.states]
             missing = answer.missing
