@@ -156,9 +156,12 @@ class ClusterMerger:
     state changed reuses the merged window instead of merging again. This replica's window
     is the same while its start, its 10-s tick and its ingest and model-call counts are (every
     record adds to them); a peer's is the same while its state body is (windowwire.BodyCache
-    then hands back the same decoded series)."""
+    then hands back the same decoded series).
 
-    def __init__(self, caps: Caps, size: int = 16) -> None:
+    At most `size` merged windows are kept, only those of the current tick: each holds every
+    series of the cluster (at the caps, a few MiB of sketch counts)."""
+
+    def __init__(self, caps: Caps, size: int = 8) -> None:
         self.caps = caps
         self._size = size
         self._kept: dict[tuple[Any, ...], tuple[WindowState, list[WindowState]]] = {}
@@ -190,10 +193,9 @@ class ClusterMerger:
             )
         state = merge_cluster([own, *peers], self.caps)
         self.merged += 1
+        self._kept = {k: v for k, v in self._kept.items() if k[1] == tick}
         if len(self._kept) >= self._size:
-            self._kept = {k: v for k, v in self._kept.items() if k[1] == tick}
-            if len(self._kept) >= self._size:
-                self._kept.clear()
+            self._kept.clear()
         # The peers' states are kept with it, so that the ids in the key stay theirs.
         self._kept[key] = (state, list(peers))
         return state

@@ -261,14 +261,16 @@ def encode_body(s: Snapshot) -> bytes:
     strings: dict[str, int] = {}
 
     def keys(series: dict[Any, Any], arity: int) -> npt.NDArray[np.int32]:
-        out: list[int] = []
-        for k in series:
-            for label in (k,) if arity == 1 else k:
-                i = strings.get(label)
-                if i is None:
-                    i = strings[label] = len(strings)
-                out.append(i)
-        return np.array(out, dtype="<i4")
+        out = np.empty((len(series), arity), dtype="<i4")
+        if not series:
+            return out.ravel()
+        columns = [list(series)] if arity == 1 else list(zip(*series, strict=True))
+        for j, column in enumerate(columns):
+            for label in dict.fromkeys(column):
+                if label not in strings:
+                    strings[label] = len(strings)
+            out[:, j] = list(map(strings.__getitem__, column))
+        return out.ravel()
 
     arrays: list[npt.NDArray[Any]] = []
     counters: dict[str, int] = {}
