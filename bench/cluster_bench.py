@@ -444,7 +444,9 @@ def render(result: dict[str, Any]) -> str:
             "",
             f"Before: the same script on commit {before['commit']} (state format version 1, "
             f"JSON with base64/zlib sketch counts, decoded and merged on every call), run "
-            f"{before['machine']['date']}, load average {before['load_before']}.",
+            f"{before['machine']['date']}, load average {before['load_before']}. That run had"
+            " no *every replica changed* rows: nothing was reused then, so every call was"
+            " such a call, and those rows are compared with its plain rows.",
             "",
             "| figure | before | after |",
             "|---|---:|---:|",
