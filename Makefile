@@ -6,7 +6,7 @@ export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV):$(PATH)
 
 .PHONY: help install run generate check-generate readme-options lint test test-server test-process \
 	test-scripts test-python-client test-go test-typescript test-java test-conformance test-monitoring \
-	test-readme-walk check bench bench-speed windows-memory windows-memory-server monitoring-check \
+	test-readme-walk check bench bench-speed windows-memory windows-memory-server cluster-bench monitoring-check \
 	load soak
 
 help: ## List the targets
@@ -104,3 +104,6 @@ windows-memory: install ## Aggregator at the caps over a simulated hour + 5 M de
 
 windows-memory-server: install ## The real server at the caps for MINUTES (default 10): RSS every 10 s
 	$(VENV)/python bench/windows_server_memory.py $(if $(MINUTES),--minutes $(MINUTES))
+
+cluster-bench: install ## 3 replicas at the caps: cluster GetDashboard p50/p95/p99, 100 watchers' CPU (about 5 minutes); writes bench/results/cluster.*
+	$(VENV)/python bench/cluster_bench.py --before bench/results/cluster-before.json

@@ -1,7 +1,8 @@
 """Server variants built only for the benchmark, each a process of its own like the real one.
 
-  noop-aio          grpc.aio server, a servicer that answers ACCEPTED and does no work (and
-                    an OTLP TraceService that answers every Export with success)
+  noop-aio          grpc.aio server, a servicer that answers ACCEPTED (an empty dashboard to
+                    GetDashboard) and does no work (and an OTLP TraceService that answers
+                    every Export with success)
   noop-threaded     grpc.server(ThreadPoolExecutor), the same do-nothing servicer
   real-threaded     grpc.server(ThreadPoolExecutor) running the real MetricsService (the same
                     validation and Aggregator as `cugar-metrics serve`) with the same per-RPC
@@ -39,6 +40,7 @@ _OPTIONS = [
 ]
 _ACCEPTED = pb.RecordExecutionResponse(result=pb.RECORD_RESULT_ACCEPTED)
 _EXPORTED = trace_service_pb2.ExportTraceServiceResponse()
+_EMPTY_DASHBOARD = pb.GetDashboardResponse()
 T = TypeVar("T")
 
 
@@ -58,6 +60,9 @@ class NoopService(pb_grpc.MetricsServiceServicer):  # type: ignore[misc]
 class AsyncNoopService(pb_grpc.MetricsServiceServicer):  # type: ignore[misc]
     async def RecordExecution(self, request: Any, context: Any) -> Any:
         return _ACCEPTED
+
+    async def GetDashboard(self, request: Any, context: Any) -> Any:
+        return _EMPTY_DASHBOARD
 
     async def RecordExecutions(self, request: Any, context: Any) -> Any:
         n = len(request.executions)

@@ -19,11 +19,18 @@ from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar.metrics.v1 import peer_service_pb2 as peer_pb
 from cugar.metrics.v1 import peer_service_pb2_grpc as peer_grpc
 from cugar_metrics import errors, validation
-from cugar_metrics.aggregator import MAX_WINDOW_SECONDS, Aggregator, WindowState
+from cugar_metrics.aggregator import (
+    CHECKPOINT_SECONDS,
+    MAX_WINDOW_SECONDS,
+    Aggregator,
+    WindowState,
+)
 from cugar_metrics.aggregator.persist import StateFormatError
 from cugar_metrics.aggregator.windowwire import (
-    WINDOW_FORMAT_VERSION,
+    WINDOW_FORMAT_VERSIONS,
+    BodyCache,
     decode_window,
+    encode_body,
     encode_window,
 )
 
@@ -35,6 +42,8 @@ MIN_WINDOW_SECONDS = 60
 MAX_STATE_BYTES = 16 * 1024 * 1024
 #: How often a `dns:///` peer name is resolved again.
 RESOLVE_SECONDS = 5.0
+#: Encoded window-state bodies a replica keeps for its peers (see PeerServicer).
+BODY_CACHE = 16
 
 
 def _split(target: str) -> tuple[str, int]:
@@ -121,6 +130,8 @@ class Peers:
         self._channels: dict[str, grpc.aio.Channel] = {}
         #: addresses that answered with this replica's own name
         self._selves: set[str] = set()
+        #: per peer, the last state body decoded (not decoded again while it is the same)
+        self._bodies: dict[str, BodyCache] = {}
 
     async def targets(self) -> list[str]:
         if self._dns is None:
@@ -160,9 +171,12 @@ class Peers:
         if reply.replica == self._replica:
             self._selves.add(target)
             return None
-        if reply.version != WINDOW_FORMAT_VERSION:
-            raise StateFormatError(f"window state version {reply.version}")
-        return reply.replica, decode_window(reply.state)
+        if reply.version not in request.versions:
+            raise StateFormatError(
+                f"window state version {reply.version}, not one of {list(request.versions)}"
+            )
+        cache = self._bodies.setdefault(target, BodyCache())
+        return reply.replica, decode_window(reply.state, reply.version, cache)
 
     async def fetch(
         self, seconds: float | None, end: float, profile: str, domain: str, model: str
@@ -170,7 +184,9 @@ class Peers:
         """Every peer's state for the window of `seconds` ending at `end`, concurrently;
         those that do not answer within the timeout are named as missing."""
         targets = await self.targets()
-        request = peer_pb.GetWindowStateRequest(profile=profile, domain=domain, model=model)
+        request = peer_pb.GetWindowStateRequest(
+            profile=profile, domain=domain, model=model, versions=WINDOW_FORMAT_VERSIONS
+        )
         if seconds is not None:
             request.window.FromNanoseconds(round(seconds * 1e9))
         end_ts = timestamp_pb2.Timestamp()
@@ -240,12 +256,41 @@ def check_window(
 
 
 class PeerServicer(peer_grpc.PeerServiceServicer):
+    """Serves this replica's window states. The body of a format-version-2 state (its
+    counters and distributions) is encoded once and reused for every request of the same
+    window start, within the same 10-s tick of this replica's clock, while its counts do not
+    change (no execution, rejection or model call recorded since): several replicas and
+    their dashboard watchers ask for the same state. Only the header (window end, gauges) is
+    written per request."""
+
     def __init__(
         self, aggregator: Aggregator, replica: str, clock: Callable[[], float] = time.time
     ) -> None:
         self._aggregator = aggregator
         self._replica = replica
         self._clock = clock
+        self._bodies: dict[tuple[float, int, int, int], bytes] = {}
+        #: bodies encoded, and reused, since start (for tests and the benchmark)
+        self.encoded = 0
+        self.reused = 0
+
+    def _body(self, state: WindowState, tick: int) -> bytes:
+        s = state.current
+        # Every record, rejection or model call adds to the window's ingest or model-call
+        # counts, which only grow for a given start within a tick.
+        key = (state.start, tick, sum(s.ingest.values()), sum(s.model_calls.values()))
+        body = self._bodies.get(key)
+        if body is not None:
+            self.reused += 1
+            return body
+        body = encode_body(s)
+        self.encoded += 1
+        if len(self._bodies) >= BODY_CACHE:
+            self._bodies = {k: v for k, v in self._bodies.items() if k[1] == tick}
+            if len(self._bodies) >= BODY_CACHE:
+                self._bodies.clear()
+        self._bodies[key] = body
+        return body
 
     async def GetWindowState(
         self, request: peer_pb.GetWindowStateRequest, context: grpc.aio.ServicerContext
@@ -261,10 +306,18 @@ class PeerServicer(peer_grpc.PeerServiceServicer):
         end = now
         if request.HasField("end_time"):
             end = min(now, request.end_time.ToNanoseconds() / 1e9)
+        version = max(set(request.versions) & set(WINDOW_FORMAT_VERSIONS), default=1)
         state = self._aggregator.window(end, seconds)
-        return peer_pb.GetWindowStateResponse(
-            version=WINDOW_FORMAT_VERSION, replica=self._replica, state=encode_window(state)
-        )
+        if version == 1:
+            data = encode_window(state, 1)
+        else:
+            tick = int(now // CHECKPOINT_SECONDS)
+            # Cached only when the window ends in this tick: the aggregator then has moved
+            # to it (an end in an earlier tick may find it before or after the move).
+            same_tick = int(end // CHECKPOINT_SECONDS) == tick
+            body = self._body(state, tick) if same_tick else None
+            data = encode_window(state, version, body)
+        return peer_pb.GetWindowStateResponse(version=version, replica=self._replica, state=data)
 
 
 def add_peer_service(servicer: PeerServicer, server: grpc.aio.Server) -> None:

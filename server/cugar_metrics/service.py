@@ -21,10 +21,10 @@ from cugar_metrics.aggregator import (
     Aggregator,
     Dashboard,
     build_dashboard,
-    merge_windows,
 )
 from cugar_metrics.auth import current_agent
 from cugar_metrics.cluster import MIN_WINDOW_SECONDS, Peers, check_window
+from cugar_metrics.clustermerge import ClusterMerger
 from cugar_metrics.labels import LabelPolicy
 from cugar_metrics.model import Execution, RecordResult
 from cugar_metrics.watch import WatchHub
@@ -76,6 +76,7 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
         self._replica = replica
         self._clock = clock
         self._peers = peers
+        self._merger = ClusterMerger(aggregator.caps)
         self._watch = watch if watch is not None else WatchHub()
         self._batch_gate = asyncio.Semaphore(1)
         self._labels = labels if labels is not None and labels.active else None
@@ -269,7 +270,9 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
                 seconds, now, request.profile, request.domain, request.model
             )
             if answer.states:
-                state = merge_windows([state, *(w for _, w in answer.states)])
+                state = self._merger.merge(
+                    state, int(now // CHECKPOINT_SECONDS), [w for _, w in answer.states]
+                )
             names += [name for name, _ in answer.states]
             missing = answer.missing
         response = dashboard_to_proto(

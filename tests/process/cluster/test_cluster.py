@@ -316,3 +316,46 @@ def test_watch_request_is_checked(tmp_path: Path) -> None:
     finally:
         channel.close()
         server.stop()
+
+
+def test_cluster_caps_profiles_after_the_merge(tmp_path: Path) -> None:
+    """Replicas with profiles {a, b}, {c, d}, {e}, each under --max-profiles 3: the cluster
+    keeps the 3 with the most executions (ties by name) and folds the others into
+    _overflow, every count kept."""
+    with _cluster(tmp_path, "--max-profiles", "3") as servers:
+        counts = [{"a": 5, "b": 1}, {"c": 3, "d": 3}, {"e": 3}]
+        channels = [_stub(s) for s in servers]
+        try:
+            for k, (_, stub) in enumerate(channels):
+                executions = [
+                    pb.Execution(
+                        execution_id=f"{profile}-{i}",
+                        profile=profile,
+                        outcome=pb.OUTCOME_SUCCESS,
+                        duration=_interval(0.25 * (i + 1)),
+                        steps=1,
+                    )
+                    for profile, n in counts[k].items()
+                    for i in range(n)
+                ]
+                reply = stub.RecordExecutions(
+                    pb.RecordExecutionsRequest(executions=executions), timeout=30
+                )
+                assert reply.accepted_count == len(executions)
+            for _, stub in channels:
+                d = stub.GetDashboard(pb.GetDashboardRequest(), timeout=10)
+                assert not d.partial
+                assert [(p.profile, p.total) for p in d.profiles] == [
+                    ("_overflow", 4),
+                    ("a", 5),
+                    ("c", 3),
+                    ("d", 3),
+                ]
+                assert d.executions.total == 15
+                mine = stub.GetDashboard(
+                    pb.GetDashboardRequest(scope=pb.DASHBOARD_SCOPE_REPLICA), timeout=10
+                )
+                assert "_overflow" not in [p.profile for p in mine.profiles]
+        finally:
+            for c, _ in channels:
+                c.close()

@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#cugar/metrics/v1/peer_service.proto\x12\x10\x63ugar.metrics.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc9\x01\n\x15GetWindowStateRequest\x12\x31\n\x06window\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationR\x06window\x12\x35\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07\x65ndTime\x12\x18\n\x07profile\x18\x03 \x01(\tR\x07profile\x12\x16\n\x06\x64omain\x18\x04 \x01(\tR\x06\x64omain\x12\x14\n\x05model\x18\x05 \x01(\tR\x05model\"b\n\x16GetWindowStateResponse\x12\x18\n\x07version\x18\x01 \x01(\rR\x07version\x12\x18\n\x07replica\x18\x02 \x01(\tR\x07replica\x12\x14\n\x05state\x18\x03 \x01(\x0cR\x05state2r\n\x0bPeerService\x12\x63\n\x0eGetWindowState\x12\'.cugar.metrics.v1.GetWindowStateRequest\x1a(.cugar.metrics.v1.GetWindowStateResponseB\xdc\x01\n\x14\x63om.cugar.metrics.v1B\x10PeerServiceProtoP\x01ZPgithub.com/cugar-metrics/cugar-metrics/clients/go/gen/cugar/metrics/v1;metricsv1\xa2\x02\x03\x43MX\xaa\x02\x10\x43ugar.Metrics.V1\xca\x02\x10\x43ugar\\Metrics\\V1\xe2\x02\x1c\x43ugar\\Metrics\\V1\\GPBMetadata\xea\x02\x12\x43ugar::Metrics::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#cugar/metrics/v1/peer_service.proto\x12\x10\x63ugar.metrics.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe5\x01\n\x15GetWindowStateRequest\x12\x31\n\x06window\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationR\x06window\x12\x35\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07\x65ndTime\x12\x18\n\x07profile\x18\x03 \x01(\tR\x07profile\x12\x16\n\x06\x64omain\x18\x04 \x01(\tR\x06\x64omain\x12\x14\n\x05model\x18\x05 \x01(\tR\x05model\x12\x1a\n\x08versions\x18\x06 \x03(\rR\x08versions\"b\n\x16GetWindowStateResponse\x12\x18\n\x07version\x18\x01 \x01(\rR\x07version\x12\x18\n\x07replica\x18\x02 \x01(\tR\x07replica\x12\x14\n\x05state\x18\x03 \x01(\x0cR\x05state2r\n\x0bPeerService\x12\x63\n\x0eGetWindowState\x12\'.cugar.metrics.v1.GetWindowStateRequest\x1a(.cugar.metrics.v1.GetWindowStateResponseB\xdc\x01\n\x14\x63om.cugar.metrics.v1B\x10PeerServiceProtoP\x01ZPgithub.com/cugar-metrics/cugar-metrics/clients/go/gen/cugar/metrics/v1;metricsv1\xa2\x02\x03\x43MX\xaa\x02\x10\x43ugar.Metrics.V1\xca\x02\x10\x43ugar\\Metrics\\V1\xe2\x02\x1c\x43ugar\\Metrics\\V1\\GPBMetadata\xea\x02\x12\x43ugar::Metrics::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,9 +35,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\024com.cugar.metrics.v1B\020PeerServiceProtoP\001ZPgithub.com/cugar-metrics/cugar-metrics/clients/go/gen/cugar/metrics/v1;metricsv1\242\002\003CMX\252\002\020Cugar.Metrics.V1\312\002\020Cugar\\Metrics\\V1\342\002\034Cugar\\Metrics\\V1\\GPBMetadata\352\002\022Cugar::Metrics::V1'
   _globals['_GETWINDOWSTATEREQUEST']._serialized_start=123
-  _globals['_GETWINDOWSTATEREQUEST']._serialized_end=324
-  _globals['_GETWINDOWSTATERESPONSE']._serialized_start=326
-  _globals['_GETWINDOWSTATERESPONSE']._serialized_end=424
-  _globals['_PEERSERVICE']._serialized_start=426
-  _globals['_PEERSERVICE']._serialized_end=540
+  _globals['_GETWINDOWSTATEREQUEST']._serialized_end=352
+  _globals['_GETWINDOWSTATERESPONSE']._serialized_start=354
+  _globals['_GETWINDOWSTATERESPONSE']._serialized_end=452
+  _globals['_PEERSERVICE']._serialized_start=454
+  _globals['_PEERSERVICE']._serialized_end=568
 # @@protoc_insertion_point(module_scope)

@@ -41,7 +41,11 @@ type GetWindowStateRequest struct {
 	// Optional. Checked as GetDashboardRequest.domain.
 	Domain string `protobuf:"bytes,4,opt,name=domain,proto3" json:"domain,omitempty"`
 	// Optional. Checked as GetDashboardRequest.model.
-	Model         string `protobuf:"bytes,5,opt,name=model,proto3" json:"model,omitempty"`
+	Model string `protobuf:"bytes,5,opt,name=model,proto3" json:"model,omitempty"`
+	// Optional. The `state` format versions the asking replica reads. The answer uses the
+	// newest of them that the answering replica writes; empty (a replica from before format
+	// version 2): version 1.
+	Versions      []uint32 `protobuf:"varint,6,rep,packed,name=versions,proto3" json:"versions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -111,22 +115,40 @@ func (x *GetWindowStateRequest) GetModel() string {
 	return ""
 }
 
+func (x *GetWindowStateRequest) GetVersions() []uint32 {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
 // GetWindowStateResponse is one replica's mergeable state for a window.
 type GetWindowStateResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The version of `state`'s format: 1. A replica refuses a state of another version.
+	// The version of `state`'s format: 2, or 1 when the request listed no version. A replica
+	// refuses a state of a version it did not ask for.
 	Version uint32 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
 	// The name of the replica that answered (GetDashboardResponse.replica).
 	Replica string `protobuf:"bytes,2,opt,name=replica,proto3" json:"replica,omitempty"`
-	// The window state, format version 1: UTF-8 JSON, an object with `start` and `end`
-	// (seconds since the epoch), `first_execution` (or null), `first_by_profile`, `layout`
-	// (the histogram bucket bounds and the sketch mapping: logarithmic, with its relative
-	// accuracy; the receiver refuses a state with a different layout), and one member per
-	// counter (`[label..., count]` rows) and per distribution (`[label..., {count, sum,
+	// The window state. Format version 2 (binary): a little-endian uint32 length, a UTF-8 JSON
+	// header of that length (`start`, `end`, `time`, `first_execution`, `first_by_profile`,
+	// `layout` and the gauges, as in version 1), then the zlib-compressed body: a uint32
+	// length, a UTF-8 JSON directory (`strings`: every label value once; rows per counter and
+	// per distribution; `bins`: the type of the sketch counts), then little-endian arrays,
+	// each padded to 8 bytes: per counter its keys (int32 indexes into `strings`) and values;
+	// per distribution its keys, count, sum, zero_count, offset, number of sketch counts,
+	// bucket-count flags and bucket counts; then every sketch count in row order (see
+	// server/cugar_metrics/aggregator/windowwire.py). The receiver refuses a state with a
+	// different layout.
+	//
+	// Format version 1: UTF-8 JSON, an object with `start` and `end` (seconds since the
+	// epoch), `first_execution` (or null), `first_by_profile`, `layout` (the histogram bucket
+	// bounds and the sketch mapping: logarithmic, with its relative accuracy), and one member
+	// per counter (`[label..., count]` rows) and per distribution (`[label..., {count, sum,
 	// buckets, zero_count, offset, bins}]` rows, `bins` being base64 of the zlib-compressed
 	// sketch key counts from key `offset` as little-endian int64; `buckets` may be empty in a
-	// window, whose slots may keep no bucket counts),
-	// plus the label sets and the last execution times by profile.
+	// window, whose slots may keep no bucket counts), plus the label sets and the last
+	// execution times by profile.
 	State         []byte `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -187,13 +209,14 @@ var File_cugar_metrics_v1_peer_service_proto protoreflect.FileDescriptor
 
 const file_cugar_metrics_v1_peer_service_proto_rawDesc = "" +
 	"\n" +
-	"#cugar/metrics/v1/peer_service.proto\x12\x10cugar.metrics.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc9\x01\n" +
+	"#cugar/metrics/v1/peer_service.proto\x12\x10cugar.metrics.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe5\x01\n" +
 	"\x15GetWindowStateRequest\x121\n" +
 	"\x06window\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06window\x125\n" +
 	"\bend_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x18\n" +
 	"\aprofile\x18\x03 \x01(\tR\aprofile\x12\x16\n" +
 	"\x06domain\x18\x04 \x01(\tR\x06domain\x12\x14\n" +
-	"\x05model\x18\x05 \x01(\tR\x05model\"b\n" +
+	"\x05model\x18\x05 \x01(\tR\x05model\x12\x1a\n" +
+	"\bversions\x18\x06 \x03(\rR\bversions\"b\n" +
 	"\x16GetWindowStateResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x18\n" +
 	"\areplica\x18\x02 \x01(\tR\areplica\x12\x14\n" +

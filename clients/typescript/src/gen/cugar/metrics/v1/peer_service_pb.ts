@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cugar/metrics/v1/peer_service.proto.
  */
 export const file_cugar_metrics_v1_peer_service: GenFile = /*@__PURE__*/
-  fileDesc("CiNjdWdhci9tZXRyaWNzL3YxL3BlZXJfc2VydmljZS5wcm90bxIQY3VnYXIubWV0cmljcy52MSKgAQoVR2V0V2luZG93U3RhdGVSZXF1ZXN0EikKBndpbmRvdxgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCghlbmRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHcHJvZmlsZRgDIAEoCRIOCgZkb21haW4YBCABKAkSDQoFbW9kZWwYBSABKAkiSQoWR2V0V2luZG93U3RhdGVSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgNEg8KB3JlcGxpY2EYAiABKAkSDQoFc3RhdGUYAyABKAwycgoLUGVlclNlcnZpY2USYwoOR2V0V2luZG93U3RhdGUSJy5jdWdhci5tZXRyaWNzLnYxLkdldFdpbmRvd1N0YXRlUmVxdWVzdBooLmN1Z2FyLm1ldHJpY3MudjEuR2V0V2luZG93U3RhdGVSZXNwb25zZULcAQoUY29tLmN1Z2FyLm1ldHJpY3MudjFCEFBlZXJTZXJ2aWNlUHJvdG9QAVpQZ2l0aHViLmNvbS9jdWdhci1tZXRyaWNzL2N1Z2FyLW1ldHJpY3MvY2xpZW50cy9nby9nZW4vY3VnYXIvbWV0cmljcy92MTttZXRyaWNzdjGiAgNDTViqAhBDdWdhci5NZXRyaWNzLlYxygIQQ3VnYXJcTWV0cmljc1xWMeICHEN1Z2FyXE1ldHJpY3NcVjFcR1BCTWV0YWRhdGHqAhJDdWdhcjo6TWV0cmljczo6VjFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("CiNjdWdhci9tZXRyaWNzL3YxL3BlZXJfc2VydmljZS5wcm90bxIQY3VnYXIubWV0cmljcy52MSKyAQoVR2V0V2luZG93U3RhdGVSZXF1ZXN0EikKBndpbmRvdxgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCghlbmRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHcHJvZmlsZRgDIAEoCRIOCgZkb21haW4YBCABKAkSDQoFbW9kZWwYBSABKAkSEAoIdmVyc2lvbnMYBiADKA0iSQoWR2V0V2luZG93U3RhdGVSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgNEg8KB3JlcGxpY2EYAiABKAkSDQoFc3RhdGUYAyABKAwycgoLUGVlclNlcnZpY2USYwoOR2V0V2luZG93U3RhdGUSJy5jdWdhci5tZXRyaWNzLnYxLkdldFdpbmRvd1N0YXRlUmVxdWVzdBooLmN1Z2FyLm1ldHJpY3MudjEuR2V0V2luZG93U3RhdGVSZXNwb25zZULcAQoUY29tLmN1Z2FyLm1ldHJpY3MudjFCEFBlZXJTZXJ2aWNlUHJvdG9QAVpQZ2l0aHViLmNvbS9jdWdhci1tZXRyaWNzL2N1Z2FyLW1ldHJpY3MvY2xpZW50cy9nby9nZW4vY3VnYXIvbWV0cmljcy92MTttZXRyaWNzdjGiAgNDTViqAhBDdWdhci5NZXRyaWNzLlYxygIQQ3VnYXJcTWV0cmljc1xWMeICHEN1Z2FyXE1ldHJpY3NcVjFcR1BCTWV0YWRhdGHqAhJDdWdhcjo6TWV0cmljczo6VjFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * GetWindowStateRequest names a window, as GetDashboardRequest does.
@@ -60,6 +60,15 @@ export type GetWindowStateRequest = Message<"cugar.metrics.v1.GetWindowStateRequ
    * @generated from field: string model = 5;
    */
   model: string;
+
+  /**
+   * Optional. The `state` format versions the asking replica reads. The answer uses the
+   * newest of them that the answering replica writes; empty (a replica from before format
+   * version 2): version 1.
+   *
+   * @generated from field: repeated uint32 versions = 6;
+   */
+  versions: number[];
 };
 
 /**
@@ -76,7 +85,8 @@ export const GetWindowStateRequestSchema: GenMessage<GetWindowStateRequest> = /*
  */
 export type GetWindowStateResponse = Message<"cugar.metrics.v1.GetWindowStateResponse"> & {
   /**
-   * The version of `state`'s format: 1. A replica refuses a state of another version.
+   * The version of `state`'s format: 2, or 1 when the request listed no version. A replica
+   * refuses a state of a version it did not ask for.
    *
    * @generated from field: uint32 version = 1;
    */
@@ -90,15 +100,25 @@ export type GetWindowStateResponse = Message<"cugar.metrics.v1.GetWindowStateRes
   replica: string;
 
   /**
-   * The window state, format version 1: UTF-8 JSON, an object with `start` and `end`
-   * (seconds since the epoch), `first_execution` (or null), `first_by_profile`, `layout`
-   * (the histogram bucket bounds and the sketch mapping: logarithmic, with its relative
-   * accuracy; the receiver refuses a state with a different layout), and one member per
-   * counter (`[label..., count]` rows) and per distribution (`[label..., {count, sum,
+   * The window state. Format version 2 (binary): a little-endian uint32 length, a UTF-8 JSON
+   * header of that length (`start`, `end`, `time`, `first_execution`, `first_by_profile`,
+   * `layout` and the gauges, as in version 1), then the zlib-compressed body: a uint32
+   * length, a UTF-8 JSON directory (`strings`: every label value once; rows per counter and
+   * per distribution; `bins`: the type of the sketch counts), then little-endian arrays,
+   * each padded to 8 bytes: per counter its keys (int32 indexes into `strings`) and values;
+   * per distribution its keys, count, sum, zero_count, offset, number of sketch counts,
+   * bucket-count flags and bucket counts; then every sketch count in row order (see
+   * server/cugar_metrics/aggregator/windowwire.py). The receiver refuses a state with a
+   * different layout.
+   *
+   * Format version 1: UTF-8 JSON, an object with `start` and `end` (seconds since the
+   * epoch), `first_execution` (or null), `first_by_profile`, `layout` (the histogram bucket
+   * bounds and the sketch mapping: logarithmic, with its relative accuracy), and one member
+   * per counter (`[label..., count]` rows) and per distribution (`[label..., {count, sum,
    * buckets, zero_count, offset, bins}]` rows, `bins` being base64 of the zlib-compressed
    * sketch key counts from key `offset` as little-endian int64; `buckets` may be empty in a
-   * window, whose slots may keep no bucket counts),
-   * plus the label sets and the last execution times by profile.
+   * window, whose slots may keep no bucket counts), plus the label sets and the last
+   * execution times by profile.
    *
    * @generated from field: bytes state = 3;
    */
