@@ -33,25 +33,23 @@ from typing import Any, TypeVar
 import numpy as np
 
 from cugar_metrics.aggregator import Caps, Snapshot, WindowState
-from cugar_metrics.aggregator.core import WINDOWED_COUNTERS, WINDOWED_DISTRIBUTIONS
+from cugar_metrics.aggregator.core import (
+    WINDOWED_COUNTERS,
+    WINDOWED_DISTRIBUTIONS,
+    merge_gauges,
+)
+from cugar_metrics.aggregator.series import SERIES
 from cugar_metrics.aggregator.sketch import FrozenDistribution
 from cugar_metrics.model import CAPPED_LABELS, OVERFLOW
 
 K = TypeVar("K", bound=Hashable)
 
 #: Snapshot fields keyed by profile first, by (domain, tool) first, by (provider, model)
-#: first; and which of them are distributions.
-_PROFILE_FIELDS = (
-    "executions",
-    "durations",
-    "steps",
-    "budget_spent",
-    "budget_utilization",
-    "budget_exceeded",
-    "approvals",
-)
-_TOOL_FIELDS = ("tool_calls", "tool_durations")
-_MODEL_FIELDS = ("model_calls", "model_tokens", "model_cost", "model_durations", "model_ttft")
+#: first: the windowed series of the table by their first labels.
+_WINDOWED = [s for s in SERIES if s.window == "sum"]
+_PROFILE_FIELDS = tuple(s.field for s in _WINDOWED if s.labels[:1] == ("profile",))
+_TOOL_FIELDS = tuple(s.field for s in _WINDOWED if s.labels[:2] == ("domain", "tool"))
+_MODEL_FIELDS = tuple(s.field for s in _WINDOWED if s.labels[:2] == ("provider", "model"))
 
 
 def merge_cluster(windows: Sequence[WindowState], caps: Caps) -> WindowState:
@@ -105,18 +103,7 @@ def merge_states(windows: Sequence[WindowState]) -> WindowState:
     (never collapsed), the gauges of the last window, the latest last execution and the
     earliest first executions."""
     parts = [w.current for w in windows]
-    last = parts[-1]
-    last_execution: dict[str, float] = {}
-    for p in parts:
-        for k, t in p.last_execution.items():
-            last_execution[k] = max(t, last_execution.get(k, t))
-    fields: dict[str, Any] = {
-        "time": last.time,
-        "last_execution": last_execution,
-        "label_values": last.label_values,
-        "dedup_entries": last.dedup_entries,
-        "dedup_evicted": last.dedup_evicted,
-    }
+    fields = merge_gauges(parts)
     for name in WINDOWED_COUNTERS:
         acc: dict[Any, Any] = dict(getattr(parts[0], name))
         for p in parts[1:]:
@@ -189,7 +176,7 @@ class ClusterMerger:
             return dataclasses.replace(
                 state,
                 end=end,
-                current=dataclasses.replace(state.current, time=peers[-1].current.time),
+                current=Snapshot(peers[-1].current.time, **state.current.values),
             )
         state = merge_cluster([own, *peers], self.caps)
         self.merged += 1
@@ -354,7 +341,7 @@ def cap_window(state: WindowState, caps: Caps) -> WindowState:
             first_by_profile[q] = min(at, first_by_profile.get(q, at))
     return dataclasses.replace(
         state,
-        current=dataclasses.replace(cur, **fields),
+        current=cur.replace(**fields),
         first_by_profile=first_by_profile,
     )
 

@@ -255,11 +255,9 @@ def _shrunk(part: Snapshot) -> Snapshot:
     return part.replace(**fields)
 
 
-def merge_parts(parts: Sequence[Snapshot], limit: int | None = SLOT_BINS) -> Snapshot:
-    """The sum of window parts (slots, windows, or the windows of several replicas with the
-    same mapping): counters added, distributions merged (sketch keys added, collapsed to
-    `limit` keys if given). Gauges are taken from the last part, the last execution times
-    are the latest of all parts."""
+def merge_gauges(parts: Sequence[Snapshot]) -> dict[str, Any]:
+    """The time and gauges of the sum of `parts`, as each series' table entry says: the
+    last part's values (`last`), or the latest value per key of all parts (`latest`)."""
     last = parts[-1]
     fields: dict[str, Any] = {"time": last.time}
     for name in _GAUGES:
@@ -271,6 +269,15 @@ def merge_parts(parts: Sequence[Snapshot], limit: int | None = SLOT_BINS) -> Sna
             fields[name] = latest
         else:
             fields[name] = getattr(last, name)
+    return fields
+
+
+def merge_parts(parts: Sequence[Snapshot], limit: int | None = SLOT_BINS) -> Snapshot:
+    """The sum of window parts (slots, windows, or the windows of several replicas with the
+    same mapping): counters added, distributions merged (sketch keys added, collapsed to
+    `limit` keys if given). Gauges are taken from the last part, the last execution times
+    are the latest of all parts."""
+    fields = merge_gauges(parts)
     for name in WINDOWED_COUNTERS:
         acc: dict[Any, float] = {}
         for p in parts:
