@@ -15,6 +15,10 @@ A label the file does not name is not restricted. `--max-values-per-agent N` let
 of `profile`, `domain` and `tool`; its further new values become `_overflow`, so one key
 cannot take every slot of the global caps. Both kinds of fold are counted in
 `cugar_label_folds_total{label, reason}` (reason `not_allowed` or `agent_cap`).
+
+The policy applies to every execution the server records: RecordExecution(s), and the
+executions assembled from OTLP spans (the agent is the key of the Export call that brought
+the agent span).
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ from typing import Final, Literal
 import yaml
 from prometheus_client import CollectorRegistry, Counter
 
+from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar_metrics.model import OVERFLOW, Execution
-from cugar_metrics.validation import Violation
+from cugar_metrics.validation import Limits, Violation, validate_execution
 
 #: The value a label outside its allow-list becomes when its action is `fold`.
 OTHER: Final = "_other"
@@ -174,3 +179,22 @@ class LabelPolicy:
             e._replace(profile=profile, tool_calls=tuple(calls), model_calls=tuple(models)),
             None,
         )
+
+
+def admit(
+    message: pb.Execution,
+    where: str,
+    limits: Limits,
+    now: float,
+    labels: LabelPolicy | None,
+    agent: str | None,
+) -> tuple[Execution | None, list[Violation]]:
+    """One execution message validated, then (when `labels` is given) under the label policy
+    for `agent`: the execution to record, or None and the violations refusing it. What
+    RecordExecution and the executions assembled from OTLP spans go through."""
+    execution, violations = validate_execution(message, where, limits, now)
+    if execution is not None and labels is not None:
+        execution, refusal = labels.apply(execution, where, agent)
+        if refusal is not None:
+            violations = [refusal]
+    return execution, violations

@@ -27,7 +27,7 @@ from cugar_metrics.aggregator import (
 )
 from cugar_metrics.auth import current_agent
 from cugar_metrics.cluster import MIN_WINDOW_SECONDS, Peers, check_window
-from cugar_metrics.labels import LabelPolicy
+from cugar_metrics.labels import LabelPolicy, admit
 from cugar_metrics.model import Execution, RecordResult
 from cugar_metrics.watch import WatchHub
 from cugar_metrics.wire import WireBatch
@@ -93,13 +93,9 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
                 )
             ]
         else:
-            execution, violations = validation.validate_execution(
-                request.execution, "execution", self._limits, now
+            execution, violations = admit(
+                request.execution, "execution", self._limits, now, self._labels, current_agent.get()
             )
-            if execution is not None and self._labels is not None:
-                execution, refusal = self._labels.apply(execution, "execution", current_agent.get())
-                if refusal is not None:
-                    violations = [refusal]
         if violations:
             self._aggregator.reject([violations[0].metric_reason], now)
             await context.abort_with_status(
