@@ -345,3 +345,65 @@ def test_otlp_executions_go_through_the_labels_file_and_the_keys_quota(tmp_path:
         assert s[("cugar_otlp_spans_total", (("result", "execution"),))] == 8
     finally:
         assert proc.stop() == 0
+
+
+def chat_span(n: int, model: str) -> trace_pb2.Span:
+    """An OTLP chat span with no agent above it: a model call recorded alone, id n."""
+    end = time.time_ns()
+    span = trace_pb2.Span(
+        trace_id=n.to_bytes(16, "big"),
+        span_id=n.to_bytes(8, "big"),
+        name=f"chat {model}",
+        start_time_unix_nano=end - 1_000_000_000,
+        end_time_unix_nano=end,
+    )
+    for key, value in (
+        ("gen_ai.operation.name", "chat"),
+        ("gen_ai.provider.name", "openai"),
+        ("gen_ai.request.model", model),
+    ):
+        span.attributes.add(key=key).value.string_value = value
+    span.attributes.add(key="gen_ai.usage.input_tokens").value.int_value = 10
+    return span
+
+
+@pytest.mark.parametrize("outside", ["fold", "reject"])
+def test_model_calls_recorded_alone_from_otlp_meet_the_labels_file(
+    tmp_path: Path, outside: str
+) -> None:
+    """A chat span with no agent span above it is a model call recorded alone; the labels
+    file's `model` rule folds it into _other or refuses it (a rejected span), as it does a
+    model call of a recorded execution."""
+    labels = tmp_path / "labels.yaml"
+    labels.write_text(f"model:\n  allow: ['gpt-4*']\n  outside: {outside}\n")
+    proc = launch(tmp_path, "--labels-file", str(labels), name=f"lone{outside}")
+    try:
+        request = trace_service_pb2.ExportTraceServiceRequest()
+        spans = request.resource_spans.add().scope_spans.add().spans
+        spans.extend([chat_span(1, "gpt-4o"), chat_span(2, "mystery-9"), chat_span(3, "gpt-4o")])
+        with grpc.insecure_channel(proc.target) as channel:
+            reply = trace_service_pb2_grpc.TraceServiceStub(channel).Export(request, timeout=10)
+            dashboard = pb_grpc.MetricsServiceStub(channel).GetDashboard(
+                pb.GetDashboardRequest(), timeout=5
+            )
+        models = {(m.provider, m.model): m.calls for m in dashboard.models}
+        s = samples(proc)
+        folds = s[("cugar_label_folds_total", (("label", "model"), ("reason", "not_allowed")))]
+        spans_by_result = {
+            r: s[("cugar_otlp_spans_total", (("result", r),))] for r in ("model_call", "rejected")
+        }
+        if outside == "fold":
+            assert reply.partial_success.rejected_spans == 0
+            assert models == {("openai", "gpt-4o"): 2, ("openai", "_other"): 1}
+            assert folds == 1
+            assert spans_by_result == {"model_call": 3, "rejected": 0}
+        else:
+            assert reply.partial_success.rejected_spans == 1
+            assert "span.model 'mystery-9' is not allowed by --labels-file" in (
+                reply.partial_success.error_message
+            )
+            assert models == {("openai", "gpt-4o"): 2}
+            assert folds == 0
+            assert spans_by_result == {"model_call": 2, "rejected": 1}
+    finally:
+        assert proc.stop() == 0
