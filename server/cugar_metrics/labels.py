@@ -15,6 +15,10 @@ A label the file does not name is not restricted. `--max-values-per-agent N` let
 of `profile`, `domain` and `tool`; its further new values become `_overflow`, so one key
 cannot take every slot of the global caps. Both kinds of fold are counted in
 `cugar_label_folds_total{label, reason}` (reason `not_allowed` or `agent_cap`).
+
+The policy applies to every execution the server records: RecordExecution(s), and the
+executions assembled from OTLP spans (the agent is the key of the Export call that brought
+the agent span); model calls recorded alone from OTLP meet the `model` rule.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ from typing import Final, Literal
 import yaml
 from prometheus_client import CollectorRegistry, Counter
 
-from cugar_metrics.model import OVERFLOW, Execution
-from cugar_metrics.validation import Violation
+from cugar.metrics.v1 import metrics_service_pb2 as pb
+from cugar_metrics.model import OVERFLOW, Execution, ModelCall
+from cugar_metrics.validation import Limits, Violation, validate_execution, validate_model_call
 
 #: The value a label outside its allow-list becomes when its action is `fold`.
 OTHER: Final = "_other"
@@ -141,15 +146,7 @@ class LabelPolicy:
         def check(label: str, value: str, path: str) -> str | Violation:
             rule = self.rules.get(label)
             if rule is not None and not rule.allows(value):
-                if rule.action == "reject":
-                    return Violation(
-                        path,
-                        f"{value!r} is not allowed by --labels-file "
-                        f"(allowed: {', '.join(rule.patterns)})",
-                        "NOT_ALLOWED",
-                    )
-                folds.append((label, "not_allowed"))
-                return OTHER
+                return _outside(rule, label, value, path, folds)
             if caps is not None and label in AGENT_CAPPED and value != OTHER:
                 values = caps.setdefault(label, set())
                 if value not in values and (label, value) not in claimed:
@@ -184,9 +181,74 @@ class LabelPolicy:
         for label, value in claimed:
             assert caps is not None
             caps.setdefault(label, set()).add(value)
-        for label, reason in folds:
-            self._folds.labels(label, reason).inc()
+        self._count(folds)
         return (
             e._replace(profile=profile, tool_calls=tuple(calls), model_calls=tuple(models)),
             None,
         )
+
+    def apply_model_call(
+        self, call: ModelCall, where: str
+    ) -> tuple[ModelCall | None, Violation | None]:
+        """A model call recorded alone (no execution around it) under the labels file's
+        `model` rule, as in `apply`: itself, folded, or the violation refusing it."""
+        rule = self.rules.get("model")
+        if rule is None or rule.allows(call.model):
+            return call, None
+        folds: list[tuple[str, str]] = []
+        model = _outside(rule, "model", call.model, f"{where}.model", folds)
+        if isinstance(model, Violation):
+            return None, model
+        self._count(folds)
+        return call._replace(model=model), None
+
+    def _count(self, folds: list[tuple[str, str]]) -> None:
+        for label, reason in folds:
+            self._folds.labels(label, reason).inc()
+
+
+def _outside(
+    rule: Rule, label: str, value: str, path: str, folds: list[tuple[str, str]]
+) -> str | Violation:
+    """A value outside `rule`: the violation refusing it, or OTHER (noted in `folds`)."""
+    if rule.action == "reject":
+        return Violation(
+            path,
+            f"{value!r} is not allowed by --labels-file (allowed: {', '.join(rule.patterns)})",
+            "NOT_ALLOWED",
+        )
+    folds.append((label, "not_allowed"))
+    return OTHER
+
+
+def admit(
+    message: pb.Execution,
+    where: str,
+    limits: Limits,
+    now: float,
+    labels: LabelPolicy | None,
+    agent: str | None,
+) -> tuple[Execution | None, list[Violation]]:
+    """One execution message validated, then (when `labels` is given) under the label policy
+    for `agent`: the execution to record, or None and the violations refusing it. What
+    RecordExecution and the executions assembled from OTLP spans go through."""
+    execution, violations = validate_execution(message, where, limits, now)
+    if execution is not None and labels is not None:
+        execution, refusal = labels.apply(execution, where, agent)
+        if refusal is not None:
+            violations = [refusal]
+    return execution, violations
+
+
+def admit_model_call(
+    message: pb.ModelCall, where: str, limits: Limits, now: float, labels: LabelPolicy | None
+) -> tuple[ModelCall | None, list[Violation]]:
+    """A model call that belongs to no execution (an OTLP model span with no agent above
+    it) validated, then under the labels file's `model` rule (no per-agent cap applies to
+    models)."""
+    call, violations = validate_model_call(message, where, limits, now)
+    if call is not None and labels is not None:
+        call, refusal = labels.apply_model_call(call, where)
+        if refusal is not None:
+            violations = [refusal]
+    return call, violations

@@ -253,7 +253,7 @@ async def create_server(config: Config, clock: Callable[[], float] = time.time) 
         profile_attribute=config.otlp_profile_attribute,
     )
     traces = otlp.TraceIngest(
-        aggregator, assembler, limits, otlp.OtlpMetrics(registry, assembler), clock
+        aggregator, assembler, limits, otlp.OtlpMetrics(registry, assembler), clock, labels
     )
     otlp.add_to_server(traces, server)
     health_servicer = health.aio.HealthServicer()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
@@ -25,7 +27,7 @@ from cugar_metrics.aggregator import (
 from cugar_metrics.auth import current_agent
 from cugar_metrics.cluster import MIN_WINDOW_SECONDS, Peers, check_window
 from cugar_metrics.clustermerge import ClusterMerger
-from cugar_metrics.labels import LabelPolicy
+from cugar_metrics.labels import LabelPolicy, admit
 from cugar_metrics.model import Execution, RecordResult
 from cugar_metrics.watch import WatchHub
 from cugar_metrics.wire import WireBatch
@@ -92,13 +94,9 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
                 )
             ]
         else:
-            execution, violations = validation.validate_execution(
-                request.execution, "execution", self._limits, now
+            execution, violations = admit(
+                request.execution, "execution", self._limits, now, self._labels, current_agent.get()
             )
-            if execution is not None and self._labels is not None:
-                execution, refusal = self._labels.apply(execution, "execution", current_agent.get())
-                if refusal is not None:
-                    violations = [refusal]
         if violations:
             self._aggregator.reject([violations[0].metric_reason], now)
             await context.abort_with_status(
@@ -125,7 +123,10 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
         # One batch at a time does its work: with several, every await of a health check
         # would queue behind a slice of each of them.
         async with self._batch_gate:
-            return await self._record_batch(request, n, now)
+            if not isinstance(request, WireBatch):
+                return await self._record_batch(request, n, now)
+            with collections_deferred():
+                return await self._record_batch(request, n, now)
 
     async def _record_batch(
         self, request: pb.RecordExecutionsRequest | WireBatch, n: int, now: float
@@ -218,20 +219,21 @@ class MetricsService(pb_grpc.MetricsServiceServicer):
         return kept, kept_positions
 
     async def _record(self, valid: list[Execution], now: float) -> list[RecordResult]:
-        """Records `valid` in slices of about SLICE_BYTES of work, yielding between them."""
+        """Records `valid` in slices of about SLICE_BYTES of work, yielding between them.
+        Empties `valid` as it goes: each slice's executions are freed with the slice, not
+        all at once at the end (hundreds of thousands of tool calls in a 16 MiB batch)."""
         recorded: list[RecordResult] = []
         agent = current_agent.get()  # the task's context: set by the auth interceptor
-        start = 0
-        while start < len(valid):
-            if start:
+        while valid:
+            if recorded:
                 await asyncio.sleep(0)
-            stop, work = start, 0
+            stop, work = 0, 0
             while stop < len(valid) and work < SLICE_BYTES:
                 e = valid[stop]
                 work += _EXECUTION_WORK + _CALL_WORK * (len(e.tool_calls) + len(e.approvals))
                 stop += 1
-            recorded += self._aggregator.record(valid[start:stop], now, agent)
-            start = stop
+            recorded += self._aggregator.record(valid[:stop], now, agent)
+            del valid[:stop]
         return recorded
 
     async def GetDashboard(
@@ -344,6 +346,34 @@ def _caller(context: grpc.aio.ServicerContext) -> str:
             return "key:" + hashlib.sha256(raw).hexdigest()[:16]
     host: str = str(context.peer()).rpartition(":")[0]
     return "peer:" + host
+
+
+_deferred = 0  # callers inside collections_deferred()
+_resume = False  # whether collections were on when the first of them entered
+
+
+@contextlib.contextmanager
+def collections_deferred() -> Iterator[None]:
+    """The garbage collector's automatic collections are off inside, and back on when the
+    last caller inside leaves if they were on when the first entered.
+
+    A large batch keeps its validated executions until they are recorded: up to 1000 x 1000
+    tool calls, named tuples, which the collector never untracks, so every collection of the
+    young generations would walk all of them (50-110 ms each, holding the event loop). They
+    are freed by reference counting as they are recorded; the deferred collection then runs
+    over what is left, at the first allocation after. Collections are deferred only while a
+    batch is worked on, a bounded time."""
+    global _deferred, _resume
+    if _deferred == 0:
+        _resume = gc.isenabled()
+        gc.disable()
+    _deferred += 1
+    try:
+        yield
+    finally:
+        _deferred -= 1
+        if _deferred == 0 and _resume:
+            gc.enable()
 
 
 def decode_batch(data: bytes) -> pb.RecordExecutionsRequest | WireBatch:

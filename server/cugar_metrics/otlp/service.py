@@ -1,11 +1,14 @@
 """The OTLP/gRPC trace receiver: `opentelemetry.proto.collector.trace.v1.TraceService/Export`.
 
 An Export call's spans go through the assembler (assembly.py); the executions it makes ready
-are validated by the same rules as any recorded execution and recorded, as are model calls
-with no agent above them. A span that cannot be used (ids of the wrong length, or an execution
-that fails validation) is counted in `partial_success.rejected_spans` with an
-`error_message`, as the OTLP specification asks: the request as a whole is never refused for
-them. Re-exported agent spans count once: their execution id is the trace and span id.
+are validated by the same rules as any recorded execution, go through the same label policy
+(`--labels-file`, and `--max-values-per-agent` for the Export call's key) and are recorded,
+as are model calls with no agent above them (under the labels file's `model` rule). A span
+that cannot be used (ids of the wrong length, or an execution or lone model call that fails
+validation or the labels file) is counted in
+`partial_success.rejected_spans` with an `error_message`, as the OTLP specification asks:
+the request as a whole is never refused for them. Re-exported agent spans count once: their
+execution id is the trace and span id.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from cugar_metrics import validation
 from cugar_metrics.aggregator import Aggregator
+from cugar_metrics.auth import current_agent
+from cugar_metrics.labels import LabelPolicy, admit, admit_model_call
 from cugar_metrics.model import Execution, ModelCall
 from cugar_metrics.otlp.assembly import RESULTS, Assembler, Output
 
@@ -62,8 +67,10 @@ class TraceIngest(trace_service_pb2_grpc.TraceServiceServicer):
         limits: validation.Limits,
         metrics: OtlpMetrics,
         clock: Callable[[], float] = time.time,
+        labels: LabelPolicy | None = None,
     ) -> None:
         self._aggregator = aggregator
+        self._labels = labels if labels is not None and labels.active else None
         self._assembler = assembler
         self._limits = limits
         self._metrics = metrics
@@ -113,10 +120,11 @@ class TraceIngest(trace_service_pb2_grpc.TraceServiceServicer):
         (and takes them out of the other results of `out.counts`)."""
         executions: list[Execution] = []
         rejected = 0
+        agent = current_agent.get()  # the key of the Export call (None without keys)
         for message, span_ids in out.executions:
-            execution, violations = validation.validate_execution(
-                message, "span", self._limits, now
-            )
+            # The label policy as for RecordExecution(s): a value outside the labels file is
+            # refused (a rejected span) or folded, and the key's per-agent quota applies.
+            execution, violations = admit(message, "span", self._limits, now, self._labels, agent)
             if execution is None:
                 rejected += len(span_ids)
                 out.counts["execution"] -= 1
@@ -128,7 +136,7 @@ class TraceIngest(trace_service_pb2_grpc.TraceServiceServicer):
                 executions.append(execution)
         lone: list[tuple[str, ModelCall]] = []
         for span_id, span_call in out.lone_model_calls:
-            call, violations = validation.validate_model_call(span_call, "span", self._limits, now)
+            call, violations = admit_model_call(span_call, "span", self._limits, now, self._labels)
             if call is None:
                 rejected += 1
                 out.counts["model_call"] -= 1

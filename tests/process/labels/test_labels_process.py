@@ -4,6 +4,7 @@ reject and fold, the per-agent caps, and a labels file that cannot be used."""
 from __future__ import annotations
 
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.trace.v1 import trace_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
 from cugar.metrics.v1 import metrics_service_pb2 as pb
@@ -314,5 +317,141 @@ def test_without_keys_the_per_agent_cap_folds_nothing(tmp_path: Path) -> None:
         }
         s = samples(proc)
         assert s[("cugar_label_folds_total", (("label", "profile"), ("reason", "agent_cap")))] == 0
+    finally:
+        assert proc.stop() == 0
+
+
+def agent_span(n: int, profile: str) -> trace_pb2.Span:
+    """An OTLP agent span: one execution of `profile`, id n."""
+    end = time.time_ns()
+    span = trace_pb2.Span(
+        trace_id=n.to_bytes(16, "big"),
+        span_id=n.to_bytes(8, "big"),
+        name=f"invoke_agent {profile}",
+        start_time_unix_nano=end - 2_000_000_000,
+        end_time_unix_nano=end,
+    )
+    span.attributes.add(key="gen_ai.operation.name").value.string_value = "invoke_agent"
+    span.attributes.add(key="gen_ai.agent.name").value.string_value = profile
+    return span
+
+
+def test_otlp_executions_go_through_the_labels_file_and_the_keys_quota(tmp_path: Path) -> None:
+    """An execution assembled from OTLP spans meets the same policy as a recorded one, with
+    the same per-key state: agent A's 8 profiles over OTLP fill its 5 slots (3 fold into
+    _overflow), a profile outside the labels file is refused as a rejected span, and A's
+    direct RecordExecutions afterwards finds its slots taken."""
+    keys = make_keys(tmp_path)
+    a = keys.add("agent-a", "recorder")
+    labels = tmp_path / "labels.yaml"
+    labels.write_text('profile:\n  allow: ["squat_*"]\n  outside: reject\n')
+    proc = launch(
+        tmp_path,
+        "--auth-keys-file",
+        str(keys.path),
+        "--max-values-per-agent",
+        "5",
+        "--labels-file",
+        str(labels),
+        name="otlplabels",
+    )
+    try:
+        request = trace_service_pb2.ExportTraceServiceRequest()
+        spans = request.resource_spans.add().scope_spans.add().spans
+        spans.extend(agent_span(i + 1, f"squat_{i}") for i in range(8))
+        spans.append(agent_span(100, "intruder"))
+        with grpc.insecure_channel(proc.target) as channel:
+            export = trace_service_pb2_grpc.TraceServiceStub(channel).Export
+            reply = export(request, metadata=bearer(a), timeout=10)
+            assert reply.partial_success.rejected_spans == 1
+            assert "span.profile 'intruder' is not allowed by --labels-file" in (
+                reply.partial_success.error_message
+            )
+            stub = pb_grpc.MetricsServiceStub(channel)
+            direct = stub.RecordExecutions(
+                pb.RecordExecutionsRequest(
+                    executions=[
+                        pb_execution("d-0", profile="squat_0"),
+                        pb_execution("d-1", profile="squat_9"),
+                    ]
+                ),
+                metadata=bearer(a),
+                timeout=10,
+            )
+            assert (direct.accepted_count, direct.rejected_count) == (2, 0)
+            dashboard = stub.GetDashboard(
+                pb.GetDashboardRequest(), metadata=bearer(keys.by_name["read-agent"]), timeout=5
+            )
+        assert {p.profile: p.total for p in dashboard.profiles} == {
+            "squat_0": 2,
+            **{f"squat_{i}": 1 for i in range(1, 5)},
+            "_overflow": 4,
+        }
+        s = samples(proc)
+        assert s[("cugar_label_folds_total", (("label", "profile"), ("reason", "agent_cap")))] == 4
+        assert s[("cugar_otlp_spans_total", (("result", "rejected"),))] == 1
+        assert s[("cugar_otlp_spans_total", (("result", "execution"),))] == 8
+    finally:
+        assert proc.stop() == 0
+
+
+def chat_span(n: int, model: str) -> trace_pb2.Span:
+    """An OTLP chat span with no agent above it: a model call recorded alone, id n."""
+    end = time.time_ns()
+    span = trace_pb2.Span(
+        trace_id=n.to_bytes(16, "big"),
+        span_id=n.to_bytes(8, "big"),
+        name=f"chat {model}",
+        start_time_unix_nano=end - 1_000_000_000,
+        end_time_unix_nano=end,
+    )
+    for key, value in (
+        ("gen_ai.operation.name", "chat"),
+        ("gen_ai.provider.name", "openai"),
+        ("gen_ai.request.model", model),
+    ):
+        span.attributes.add(key=key).value.string_value = value
+    span.attributes.add(key="gen_ai.usage.input_tokens").value.int_value = 10
+    return span
+
+
+@pytest.mark.parametrize("outside", ["fold", "reject"])
+def test_model_calls_recorded_alone_from_otlp_meet_the_labels_file(
+    tmp_path: Path, outside: str
+) -> None:
+    """A chat span with no agent span above it is a model call recorded alone; the labels
+    file's `model` rule folds it into _other or refuses it (a rejected span), as it does a
+    model call of a recorded execution."""
+    labels = tmp_path / "labels.yaml"
+    labels.write_text(f"model:\n  allow: ['gpt-4*']\n  outside: {outside}\n")
+    proc = launch(tmp_path, "--labels-file", str(labels), name=f"lone{outside}")
+    try:
+        request = trace_service_pb2.ExportTraceServiceRequest()
+        spans = request.resource_spans.add().scope_spans.add().spans
+        spans.extend([chat_span(1, "gpt-4o"), chat_span(2, "mystery-9"), chat_span(3, "gpt-4o")])
+        with grpc.insecure_channel(proc.target) as channel:
+            reply = trace_service_pb2_grpc.TraceServiceStub(channel).Export(request, timeout=10)
+            dashboard = pb_grpc.MetricsServiceStub(channel).GetDashboard(
+                pb.GetDashboardRequest(), timeout=5
+            )
+        models = {(m.provider, m.model): m.calls for m in dashboard.models}
+        s = samples(proc)
+        folds = s[("cugar_label_folds_total", (("label", "model"), ("reason", "not_allowed")))]
+        spans_by_result = {
+            r: s[("cugar_otlp_spans_total", (("result", r),))] for r in ("model_call", "rejected")
+        }
+        if outside == "fold":
+            assert reply.partial_success.rejected_spans == 0
+            assert models == {("openai", "gpt-4o"): 2, ("openai", "_other"): 1}
+            assert folds == 1
+            assert spans_by_result == {"model_call": 3, "rejected": 0}
+        else:
+            assert reply.partial_success.rejected_spans == 1
+            assert "span.model 'mystery-9' is not allowed by --labels-file" in (
+                reply.partial_success.error_message
+            )
+            assert models == {("openai", "gpt-4o"): 2}
+            assert folds == 0
+            assert spans_by_result == {"model_call": 2, "rejected": 1}
     finally:
         assert proc.stop() == 0
