@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
 BENCH = Path(__file__).resolve().parent
@@ -52,14 +51,10 @@ sys.path.insert(0, str(BENCH))
 from cugar.metrics.v1 import metrics_service_pb2 as pb  # noqa: E402
 from cugar.metrics.v1 import metrics_service_pb2_grpc as pb_grpc  # noqa: E402
 from server import procinfo  # noqa: E402
+from tests.process.windows.load import cap_batch as windows_cap_batch  # noqa: E402
+from tests.process.windows.load import duration  # noqa: E402
 from tests.support.serverproc import ServerProcess, launch  # noqa: E402
 
-DECISIONS = (
-    pb.APPROVAL_DECISION_APPROVED,
-    pb.APPROVAL_DECISION_DENIED,
-    pb.APPROVAL_DECISION_TIMEOUT,
-    pb.APPROVAL_DECISION_CANCELLED,
-)
 TARGET_P99_MS = 50.0
 WATCHERS = 100
 
@@ -74,71 +69,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _duration(seconds: float) -> duration_pb2.Duration:
-    d = duration_pb2.Duration()
-    d.FromNanoseconds(round(seconds * 1e9))
-    return d
-
-
-def _seconds(rng: random.Random) -> float:
-    return math.exp(rng.uniform(math.log(1e-6), math.log(3600.0)))
-
-
-def _spread(rng: random.Random) -> duration_pb2.Duration:
-    return _duration(_seconds(rng))
-
-
-def cap_batch(
-    rng: random.Random, prefix: str, seq: int, size: int = 500
-) -> pb.RecordExecutionsRequest:
-    """`size` executions with fresh ids; 400 or more cover every capped series."""
-    out = []
-    for i in range(size):
-        n = seq + i
-        failed = (i // 200) % 2 == 1
-        shift = seq // size
-        pair = (i + shift) % 200
-        model_seconds = _seconds(rng)
-        out.append(
-            pb.Execution(
-                execution_id=f"{prefix}-{n}",
-                profile=f"profile_{i % 50:02d}",
-                outcome=pb.OUTCOME_FAILURE if failed else pb.OUTCOME_SUCCESS,
-                error_type=f"error_{(i + shift) % 100:03d}" if failed else "",
-                duration=_spread(rng),
-                steps=rng.randint(1, 300),
-                budget=pb.Budget(spent=rng.uniform(0, 20), limit=10),
-                approvals=[
-                    pb.Approval(
-                        decision=DECISIONS[(i // 50) % 4],
-                        wait=_spread(rng),
-                        operation=pb.APPROVAL_OPERATION_EXECUTE,
-                    )
-                ],
-                tool_calls=[
-                    pb.ToolCall(
-                        tool=f"tool_{pair % 10}",
-                        domain=f"domain_{pair // 10:02d}",
-                        status=pb.TOOL_CALL_STATUS_SUCCESS,
-                        duration=_spread(rng),
-                    )
-                ],
-                model_calls=[
-                    pb.ModelCall(
-                        provider=f"provider_{(i + shift) % 5}",
-                        model=f"model_{(i + shift) % 50:02d}",
-                        operation=pb.MODEL_OPERATION_CHAT,
-                        status=pb.MODEL_CALL_STATUS_SUCCESS,
-                        duration=_duration(model_seconds),
-                        time_to_first_token=_duration(model_seconds * rng.random()),
-                        input_tokens=rng.randint(1, 4000),
-                        output_tokens=rng.randint(1, 1000),
-                        cost=rng.uniform(0, 0.05),
-                    )
-                ],
-            )
-        )
-    return pb.RecordExecutionsRequest(executions=out)
+def cap_batch(rng: random.Random, prefix: str, seq: int, size: int = 500) -> Any:
+    """`size` executions with fresh ids, each with a model call: every capped series."""
+    return windows_cap_batch(rng, prefix, seq, size, models=True)
 
 
 def metric(server: ServerProcess, name: str) -> float:
@@ -220,15 +153,15 @@ def latency(servers: list[ServerProcess], noop: str, calls: int, sent: int) -> d
     own = pb_grpc.MetricsServiceStub(grpc.insecure_channel(servers[0].target))
     base = pb_grpc.MetricsServiceStub(grpc.insecure_channel(noop))
     cluster, replica = pb.DASHBOARD_SCOPE_CLUSTER, pb.DASHBOARD_SCOPE_REPLICA
-    hour = pb.GetDashboardRequest(window=_duration(3600), scope=cluster)
-    five = pb.GetDashboardRequest(window=_duration(300), scope=cluster)
+    hour = pb.GetDashboardRequest(window=duration(3600), scope=cluster)
+    five = pb.GetDashboardRequest(window=duration(300), scope=cluster)
     kinds: dict[str, tuple[Any, pb.GetDashboardRequest]] = {
         "cluster, 1 h": (own, hour),
         "cluster, 5 min": (own, five),
         "cluster, 1 h, every replica changed": (own, hour),
         "cluster, 5 min, every replica changed": (own, five),
-        "replica, 1 h": (own, pb.GetDashboardRequest(window=_duration(3600), scope=replica)),
-        "replica, 5 min": (own, pb.GetDashboardRequest(window=_duration(300), scope=replica)),
+        "replica, 1 h": (own, pb.GetDashboardRequest(window=duration(3600), scope=replica)),
+        "replica, 5 min": (own, pb.GetDashboardRequest(window=duration(300), scope=replica)),
         "do-nothing server": (base, pb.GetDashboardRequest()),
     }
     # Warm up and check the cluster answer: every execution, every capped series.
@@ -314,19 +247,19 @@ async def _watch(
 
 
 async def watch(servers: list[ServerProcess], seconds: float, distinct: bool) -> dict[str, Any]:
-    interval = _duration(1)
+    interval = duration(1)
     if distinct:
         requests = [
             pb.WatchDashboardRequest(
                 dashboard=pb.GetDashboardRequest(
-                    window=_duration(60 + 30 * i), profile=f"profile_{i % 50:02d}"
+                    window=duration(60 + 30 * i), profile=f"profile_{i % 50:02d}"
                 ),
                 interval=interval,
             )
             for i in range(WATCHERS)
         ]
     else:
-        same = pb.GetDashboardRequest(window=_duration(300))
+        same = pb.GetDashboardRequest(window=duration(300))
         requests = [pb.WatchDashboardRequest(dashboard=same, interval=interval)] * WATCHERS
     target = servers[0]
     pids = [s.proc.pid for s in servers]

@@ -80,6 +80,46 @@ _DISTRIBUTIONS: dict[str, tuple[int, Sequence[float], bool]] = {
 }
 
 
+#: The gauges (read at the end of a window), as the series table declares them.
+_GAUGES = [s for s in SERIES if s.window != "sum"]
+
+
+def _layout() -> dict[str, Any]:
+    return {**LAYOUT, **MODEL_LAYOUT}
+
+
+def _header_doc(w: WindowState) -> dict[str, Any]:
+    """What both formats write as JSON: the window's times, the layout and the gauges."""
+    s = w.current
+    doc: dict[str, Any] = {
+        "start": w.start,
+        "end": w.end,
+        "time": s.time,
+        "first_execution": w.first_execution,
+        "first_by_profile": dict(w.first_by_profile),
+        "layout": _layout(),
+    }
+    for g in _GAUGES:
+        value = getattr(s, g.field)
+        doc[g.field] = dict(value) if g.labels else value
+    return doc
+
+
+def _header_fields(h: dict[str, Any]) -> dict[str, Any]:
+    """The time and gauges of a header written by `_header_doc`, checked."""
+    if h.get("layout") != _layout():
+        raise StateFormatError(
+            "bucket layout or sketch mapping differs from this build's: "
+            f"received {json.dumps(h.get('layout'))}"
+        )
+    fields: dict[str, Any] = {"time": _float(h.get("time"), "time")}
+    for g in _GAUGES:
+        value = _float if g.floats else _int
+        raw = h.get(g.field)
+        fields[g.field] = _map(raw, g.field, value) if g.labels else value(raw, g.field)
+    return fields
+
+
 def _labels(key: object) -> list[Any]:
     return list(key) if isinstance(key, tuple) else [key]
 
@@ -150,18 +190,7 @@ def _checked(
 def _encode_v1(w: WindowState) -> bytes:
     """`w` as format-version-1 bytes."""
     s = w.current
-    doc: dict[str, Any] = {
-        "start": w.start,
-        "end": w.end,
-        "time": s.time,
-        "first_execution": w.first_execution,
-        "first_by_profile": dict(w.first_by_profile),
-        "layout": {**LAYOUT, **MODEL_LAYOUT},
-        "last_execution": dict(s.last_execution),
-        "label_values": dict(s.label_values),
-        "dedup_entries": s.dedup_entries,
-        "dedup_evicted": s.dedup_evicted,
-    }
+    doc = _header_doc(w)
     for name in _COUNTERS:
         doc[name] = [[*_labels(k), v] for k, v in getattr(s, name).items()]
     for name in _DISTRIBUTIONS:
@@ -177,18 +206,7 @@ def _decode_v1(data: bytes) -> WindowState:
         raise StateFormatError(f"window state is not JSON: {e}") from None
     if not isinstance(h, dict):
         raise StateFormatError("window state is not an object")
-    if h.get("layout") != {**LAYOUT, **MODEL_LAYOUT}:
-        raise StateFormatError(
-            "bucket layout or sketch mapping differs from this build's: "
-            f"received {json.dumps(h.get('layout'))}"
-        )
-    fields: dict[str, Any] = {
-        "time": _float(h.get("time"), "time"),
-        "last_execution": _map(h.get("last_execution"), "last_execution", _float),
-        "label_values": _map(h.get("label_values"), "label_values", _int),
-        "dedup_entries": _int(h.get("dedup_entries"), "dedup_entries"),
-        "dedup_evicted": _int(h.get("dedup_evicted"), "dedup_evicted"),
-    }
+    fields = _header_fields(h)
     for name, (arity, floats) in _COUNTERS.items():
         value = _float if floats else _int
         fields[name] = {
@@ -213,27 +231,8 @@ def _decode_v1(data: bytes) -> WindowState:
 _BINS_TYPES = {"u1": "u1", "u2": "<u2", "u4": "<u4", "i8": "<i8"}
 
 
-def _layout() -> dict[str, Any]:
-    return {**LAYOUT, **MODEL_LAYOUT}
-
-
 def _header(w: WindowState) -> bytes:
-    s = w.current
-    return json.dumps(
-        {
-            "start": w.start,
-            "end": w.end,
-            "time": s.time,
-            "first_execution": w.first_execution,
-            "first_by_profile": w.first_by_profile,
-            "layout": _layout(),
-            "last_execution": s.last_execution,
-            "label_values": s.label_values,
-            "dedup_entries": s.dedup_entries,
-            "dedup_evicted": s.dedup_evicted,
-        },
-        separators=(",", ":"),
-    ).encode()
+    return json.dumps(_header_doc(w), separators=(",", ":")).encode()
 
 
 def encode_body(s: Snapshot) -> bytes:
@@ -367,18 +366,7 @@ def _decode_v2(data: bytes, cache: BodyCache | None = None) -> WindowState:
         raise StateFormatError(f"window state header is not JSON: {e}") from None
     if not isinstance(h, dict):
         raise StateFormatError("window state header is not an object")
-    if h.get("layout") != _layout():
-        raise StateFormatError(
-            "bucket layout or sketch mapping differs from this build's: "
-            f"received {json.dumps(h.get('layout'))}"
-        )
-    fields: dict[str, Any] = {
-        "time": _float(h.get("time"), "time"),
-        "last_execution": _map(h.get("last_execution"), "last_execution", _float),
-        "label_values": _map(h.get("label_values"), "label_values", _int),
-        "dedup_entries": _int(h.get("dedup_entries"), "dedup_entries"),
-        "dedup_evicted": _int(h.get("dedup_evicted"), "dedup_evicted"),
-    }
+    fields = _header_fields(h)
     packed = data[4 + n :]
     if cache is not None and cache.series is not None and cache.body == packed:
         series = cache.series

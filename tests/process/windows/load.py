@@ -28,16 +28,42 @@ DECISIONS = (
 )
 
 
-def _spread(rng: random.Random) -> duration_pb2.Duration:
+def duration(seconds: float) -> duration_pb2.Duration:
     d = duration_pb2.Duration()
-    d.FromNanoseconds(round(math.exp(rng.uniform(math.log(1e-6), math.log(3600.0))) * 1e9))
+    d.FromNanoseconds(round(seconds * 1e9))
     return d
 
 
+def _seconds(rng: random.Random) -> float:
+    """Log-uniform from 1 us to 1 h."""
+    return math.exp(rng.uniform(math.log(1e-6), math.log(3600.0)))
+
+
+def _spread(rng: random.Random) -> duration_pb2.Duration:
+    return duration(_seconds(rng))
+
+
+def _model_call(rng: random.Random, k: int) -> pb.ModelCall:
+    """A chat call of one of 50 provider/model pairs (the `model` cap)."""
+    seconds = _seconds(rng)
+    return pb.ModelCall(
+        provider=f"provider_{k % 5}",
+        model=f"model_{k % 50:02d}",
+        operation=pb.MODEL_OPERATION_CHAT,
+        status=pb.MODEL_CALL_STATUS_SUCCESS,
+        duration=duration(seconds),
+        time_to_first_token=duration(seconds * rng.random()),
+        input_tokens=rng.randint(1, 4000),
+        output_tokens=rng.randint(1, 1000),
+        cost=rng.uniform(0, 0.05),
+    )
+
+
 def cap_batch(
-    rng: random.Random, prefix: str, seq: int, size: int = 500
+    rng: random.Random, prefix: str, seq: int, size: int = 500, *, models: bool = False
 ) -> pb.RecordExecutionsRequest:
-    """`size` executions (400 or more cover every capped series) with fresh ids."""
+    """`size` executions (400 or more cover every capped series) with fresh ids; with
+    `models`, each with one model call (50 or more cover the `model` cap)."""
     out = []
     for i in range(size):
         n = seq + i
@@ -67,6 +93,7 @@ def cap_batch(
                         duration=_spread(rng),
                     )
                 ],
+                model_calls=[_model_call(rng, i + seq // size)] if models else [],
             )
         )
     return pb.RecordExecutionsRequest(executions=out)
