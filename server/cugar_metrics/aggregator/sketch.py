@@ -223,6 +223,8 @@ def merged_quantiles(
     dists: Iterable[FrozenDistribution], qs: Sequence[float]
 ) -> list[float | None]:
     """Quantiles of the union of several distributions (same mapping), one pass."""
+    if isinstance(dists, list | tuple) and len(dists) == 1:
+        return _quantiles(dists[0], qs)  # a dashboard row: nothing to add up
     parts = [d for d in dists if d.count > 0]
     total = sum(d.count for d in parts)
     if total == 0:
@@ -249,6 +251,25 @@ def merged_quantiles(
             continue
         idx = int(cum.searchsorted(rank - zero, side="right"))
         idx = min(idx, len(cum) - 1)
+        out.append(float(_MAPPING.value(lo + idx)))
+    return out
+
+
+def _quantiles(d: FrozenDistribution, qs: Sequence[float]) -> list[float | None]:
+    """merged_quantiles of one distribution, without the lists and sums of several."""
+    total = d.count
+    if total <= 0:
+        return [None for _ in qs]
+    zero = d.zero_count
+    bins = d.bins
+    lo, cum = (d.offset, bins.cumsum()) if len(bins) else (0, _EMPTY_BINS)
+    out: list[float | None] = []
+    for q in qs:
+        rank = q * (total - 1)
+        if rank < zero:
+            out.append(0.0)
+            continue
+        idx = min(int(cum.searchsorted(rank - zero, side="right")), len(cum) - 1)
         out.append(float(_MAPPING.value(lo + idx)))
     return out
 
