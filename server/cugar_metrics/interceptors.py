@@ -60,6 +60,19 @@ def _split(full_method: str) -> tuple[str, str]:
 class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, metrics: RpcMetrics) -> None:
         self._m = metrics
+        #: Labelled children by (service, method) and by (service, method, code): found once
+        #: (prometheus_client's labels() takes a lock and builds a key at every call).
+        self._per_method: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._per_code: dict[tuple[str, str, str], Any] = {}
+
+    def _handled(self, service: str, method: str, code: str) -> Any:
+        key = (service, method, code)
+        child = self._per_code.get(key)
+        if child is None:
+            child = self._m.handled.labels("unary", service, method, code)
+            if len(self._per_code) < 10_000:  # bounded by the methods served
+                self._per_code[key] = child
+        return child
 
     async def intercept_service(
         self,
@@ -71,9 +84,16 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return handler
         service, method = _split(details.method)
         behavior = handler.unary_unary
-        started = self._m.started.labels("unary", service, method)
-        seconds = self._m.seconds.labels("unary", service, method)
-        handled = self._m.handled
+        children = self._per_method.get((service, method))
+        if children is None:
+            children = (
+                self._m.started.labels("unary", service, method),
+                self._m.seconds.labels("unary", service, method),
+            )
+            if len(self._per_method) < 10_000:  # bounded by the methods served
+                self._per_method[(service, method)] = children
+        started, seconds = children
+        handled = self._handled
 
         async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started.inc()
@@ -92,7 +112,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 return response
             finally:
                 name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
-                handled.labels("unary", service, method, name).inc()
+                handled(service, method, name).inc()
                 seconds.observe(time.perf_counter() - t0)  # last: a complete record
 
         return grpc.unary_unary_rpc_method_handler(
