@@ -30,16 +30,9 @@ import dataclasses
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, TypeVar
 
-import numpy as np
-
-from cugar_metrics.aggregator import Caps, Snapshot, WindowState
-from cugar_metrics.aggregator.core import (
-    WINDOWED_COUNTERS,
-    WINDOWED_DISTRIBUTIONS,
-    merge_gauges,
-)
+from cugar_metrics.aggregator import Caps, Snapshot, WindowState, merge_windows
 from cugar_metrics.aggregator.series import SERIES
-from cugar_metrics.aggregator.sketch import FrozenDistribution
+from cugar_metrics.aggregator.sketch import FrozenDistribution, merge
 from cugar_metrics.model import CAPPED_LABELS, OVERFLOW
 
 K = TypeVar("K", bound=Hashable)
@@ -53,88 +46,8 @@ _MODEL_FIELDS = tuple(s.field for s in _WINDOWED if s.labels[:2] == ("provider",
 
 
 def merge_cluster(windows: Sequence[WindowState], caps: Caps) -> WindowState:
-    """The windows of several replicas as one (see merge_states), within `caps`."""
-    return cap_window(merge_states(windows), caps)
-
-
-def merge(parts: Sequence[FrozenDistribution]) -> FrozenDistribution:
-    """The union of distributions with the same mapping: counts, sums, bucket counts (when
-    every part has them) and sketch keys added, exactly (as sketch.merge without a limit)."""
-    if len(parts) == 1:
-        return parts[0]
-    count = zero = 0
-    total = 0.0
-    all_buckets = True
-    with_bins: list[FrozenDistribution] = []
-    lo = hi = 0
-    for d in parts:
-        count += d.count
-        total += d.sum
-        zero += d.zero_count
-        if not d.buckets:
-            all_buckets = False
-        n = len(d.bins)
-        if n:
-            o = d.offset
-            if not with_bins:
-                lo, hi = o, o + n
-            else:
-                lo = o if o < lo else lo
-                hi = o + n if o + n > hi else hi
-            with_bins.append(d)
-    buckets: tuple[int, ...] = ()
-    if all_buckets:
-        buckets = tuple(map(sum, zip(*(d.buckets for d in parts), strict=True)))
-    if not with_bins:
-        return FrozenDistribution(count, total, buckets, zero)
-    if len(with_bins) == 1:
-        only = with_bins[0]
-        return FrozenDistribution(count, total, buckets, zero, only.offset, only.bins)
-    acc = np.zeros(hi - lo, dtype=np.int64)
-    for d in with_bins:
-        a = d.offset - lo
-        acc[a : a + len(d.bins)] += d.bins
-    return FrozenDistribution(count, total, buckets, zero, lo, acc)
-
-
-def merge_states(windows: Sequence[WindowState]) -> WindowState:
-    """One window from the windows of several replicas over the same interval, as
-    aggregator.merge_windows: counters summed, distributions merged by adding sketch keys
-    (never collapsed), the gauges of the last window, the latest last execution and the
-    earliest first executions."""
-    parts = [w.current for w in windows]
-    fields = merge_gauges(parts)
-    for name in WINDOWED_COUNTERS:
-        acc: dict[Any, Any] = dict(getattr(parts[0], name))
-        for p in parts[1:]:
-            get = acc.get
-            for k, v in getattr(p, name).items():
-                acc[k] = get(k, 0) + v
-        fields[name] = acc
-    for name in WINDOWED_DISTRIBUTIONS:
-        groups: dict[Any, list[FrozenDistribution]] = {
-            k: [d] for k, d in getattr(parts[0], name).items()
-        }
-        for p in parts[1:]:
-            for k, d in getattr(p, name).items():
-                g = groups.get(k)
-                if g is None:
-                    groups[k] = [d]
-                else:
-                    g.append(d)
-        fields[name] = {k: merge(g) for k, g in groups.items()}
-    first_by_profile: dict[str, float] = {}
-    for w in windows:
-        for profile, t in w.first_by_profile.items():
-            first_by_profile[profile] = min(t, first_by_profile.get(profile, t))
-    firsts = [w.first_execution for w in windows if w.first_execution is not None]
-    return WindowState(
-        min(w.start for w in windows),
-        max(w.end for w in windows),
-        Snapshot(**fields),
-        min(firsts) if firsts else None,
-        first_by_profile,
-    )
+    """The windows of several replicas as one (aggregator.merge_windows), within `caps`."""
+    return cap_window(merge_windows(windows), caps)
 
 
 class ClusterMerger:
@@ -350,4 +263,4 @@ def cap_window(state: WindowState, caps: Caps) -> WindowState:
 _BY_PROFILE_ONLY = frozenset({"steps", "budget_spent", "budget_utilization", "budget_exceeded"})
 
 
-__all__ = ["ClusterMerger", "cap_window", "merge", "merge_cluster", "merge_states"]
+__all__ = ["ClusterMerger", "cap_window", "merge_cluster"]

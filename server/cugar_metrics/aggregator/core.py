@@ -278,17 +278,25 @@ def merge_parts(parts: Sequence[Snapshot], limit: int | None = SLOT_BINS) -> Sna
     `limit` keys if given). Gauges are taken from the last part, the last execution times
     are the latest of all parts."""
     fields = merge_gauges(parts)
+    first, rest = parts[0], parts[1:]
     for name in WINDOWED_COUNTERS:
-        acc: dict[Any, float] = {}
-        for p in parts:
+        acc: dict[Any, float] = dict(getattr(first, name))
+        for p in rest:
+            get = acc.get
             for k, v in getattr(p, name).items():
-                acc[k] = acc.get(k, 0) + v
+                acc[k] = get(k, 0) + v
         fields[name] = acc
     for name in WINDOWED_DISTRIBUTIONS:
-        groups: dict[Any, list[FrozenDistribution]] = {}
-        for p in parts:
+        groups: dict[Any, list[FrozenDistribution]] = {
+            k: [d] for k, d in getattr(first, name).items()
+        }
+        for p in rest:
             for k, d in getattr(p, name).items():
-                groups.setdefault(k, []).append(d)
+                g = groups.get(k)
+                if g is None:
+                    groups[k] = [d]
+                else:
+                    g.append(d)
         fields[name] = {k: merge(g, limit) for k, g in groups.items()}
     return Snapshot(**fields)
 

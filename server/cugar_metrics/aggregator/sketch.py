@@ -187,32 +187,45 @@ def compact(d: FrozenDistribution, limit: int = SLOT_BINS) -> FrozenDistribution
 
 def merge(parts: Sequence[FrozenDistribution], limit: int | None = None) -> FrozenDistribution:
     """The union of distributions with the same mapping: counts, sums, buckets (when all
-    parts have them) and sketch keys added; collapsed to `limit` keys if given."""
+    parts have them) and sketch keys added; collapsed to `limit` keys if given. One pass
+    over the parts; a part's sketch counts are shared, not copied, when it is the only one
+    with any (frozen counts are never written to)."""
     if len(parts) == 1 and limit is None:
         return parts[0]
     count = zero = 0
     total = 0.0
-    with_bins = []
     all_buckets = True
+    with_bins: list[tuple[FrozenDistribution, Bins]] = []
+    lo = hi = 0
     for d in parts:
         count += d.count
         total += d.sum
         zero += d.zero_count
-        if len(d.bins):
-            with_bins.append(d)
         if not d.buckets:
             all_buckets = False
+        bins = d.bins  # once: a thin slot's counts are built at each read
+        n = len(bins)
+        if n:
+            o = d.offset
+            if not with_bins:
+                lo, hi = o, o + n
+            else:
+                lo = o if o < lo else lo
+                hi = o + n if o + n > hi else hi
+            with_bins.append((d, bins))
     buckets: tuple[int, ...] = ()
     if parts and all_buckets:
-        buckets = tuple(int(x) for x in np.sum([d.buckets for d in parts], axis=0))
+        buckets = tuple(map(sum, zip(*(d.buckets for d in parts), strict=True)))
     if not with_bins:
         return FrozenDistribution(count, total, buckets, zero)
-    lo = min(d.offset for d in with_bins)
-    hi = max(d.offset + len(d.bins) for d in with_bins)
-    acc = np.zeros(hi - lo, dtype=np.int64)
-    for d in with_bins:
-        acc[d.offset - lo : d.offset - lo + len(d.bins)] += d.bins
-    out = FrozenDistribution(count, total, buckets, zero, lo, acc)
+    if len(with_bins) == 1:
+        out = FrozenDistribution(count, total, buckets, zero, lo, with_bins[0][1])
+    else:
+        acc = np.zeros(hi - lo, dtype=np.int64)
+        for d, bins in with_bins:
+            a = d.offset - lo
+            acc[a : a + len(bins)] += bins
+        out = FrozenDistribution(count, total, buckets, zero, lo, acc)
     if limit is not None:
         out = compact(out, limit)
         return FrozenDistribution(count, total, buckets, zero, out.offset, out.bins)
@@ -222,41 +235,15 @@ def merge(parts: Sequence[FrozenDistribution], limit: int | None = None) -> Froz
 def merged_quantiles(
     dists: Iterable[FrozenDistribution], qs: Sequence[float]
 ) -> list[float | None]:
-    """Quantiles of the union of several distributions (same mapping), one pass."""
-    if isinstance(dists, list | tuple) and len(dists) == 1:
-        return _quantiles(dists[0], qs)  # a dashboard row: nothing to add up
-    parts = [d for d in dists if d.count > 0]
-    total = sum(d.count for d in parts)
-    if total == 0:
+    """Quantiles of the union of several distributions (same mapping): of their merge, or of
+    the one distribution (a dashboard row: nothing to add up)."""
+    parts = dists if isinstance(dists, list | tuple) else list(dists)
+    if not parts:
         return [None for _ in qs]
-    zero = sum(d.zero_count for d in parts)
-    with_bins = [d for d in parts if len(d.bins)]
-    if len(with_bins) == 1:  # the usual case of a dashboard row: nothing to add up
-        lo, cum = with_bins[0].offset, with_bins[0].bins.cumsum()
-    elif with_bins:
-        lo = min(d.offset for d in with_bins)
-        hi = max(d.offset + len(d.bins) for d in with_bins)
-        acc = np.zeros(hi - lo, dtype=np.int64)
-        for d in with_bins:
-            acc[d.offset - lo : d.offset - lo + len(d.bins)] += d.bins
-        cum = acc.cumsum()
-    else:
-        lo, cum = 0, np.zeros(0, dtype=np.int64)
-    out: list[float | None] = []
-    for q in qs:
-        # DDSketch's rank rule: the value of the (q * (n - 1))-th observation, from 0.
-        rank = q * (total - 1)
-        if rank < zero:
-            out.append(0.0)
-            continue
-        idx = int(cum.searchsorted(rank - zero, side="right"))
-        idx = min(idx, len(cum) - 1)
-        out.append(float(_MAPPING.value(lo + idx)))
-    return out
+    return _quantiles(merge(parts), qs)
 
 
 def _quantiles(d: FrozenDistribution, qs: Sequence[float]) -> list[float | None]:
-    """merged_quantiles of one distribution, without the lists and sums of several."""
     total = d.count
     if total <= 0:
         return [None for _ in qs]
@@ -265,6 +252,7 @@ def _quantiles(d: FrozenDistribution, qs: Sequence[float]) -> list[float | None]
     lo, cum = (d.offset, bins.cumsum()) if len(bins) else (0, _EMPTY_BINS)
     out: list[float | None] = []
     for q in qs:
+        # DDSketch's rank rule: the value of the (q * (n - 1))-th observation, from 0.
         rank = q * (total - 1)
         if rank < zero:
             out.append(0.0)

@@ -18,7 +18,7 @@ from cugar_metrics.aggregator import Aggregator, WindowState, merge_windows
 from cugar_metrics.aggregator.persist import StateFormatError
 from cugar_metrics.aggregator.windowwire import BodyCache, decode_window, encode_window
 from cugar_metrics.cluster import PeerMetrics, Peers, PeerServicer, own_addresses, parse_peers
-from cugar_metrics.clustermerge import ClusterMerger, merge_cluster, merge_states
+from cugar_metrics.clustermerge import ClusterMerger, merge_cluster
 from tests.server.persistence.helpers import demo_execution
 from tests.server.persistence.test_persist import T0, assert_same_state, populated
 
@@ -38,8 +38,6 @@ def test_a_window_state_survives_the_wire_and_merges_as_the_original() -> None:
             assert back.first_by_profile == w.first_by_profile
             assert_same_state(back.current, w.current)
             assert_same_state(merge_windows([w, back]).current, merge_windows([w, w]).current)
-            # The cluster's merge is the aggregator's (no key collapsed either way).
-            assert_same_state(merge_states([w, back]).current, merge_windows([w, back]).current)
 
 
 def test_an_empty_window_survives_the_wire() -> None:
