@@ -53,7 +53,7 @@ from cugar.metrics.v1 import metrics_service_pb2_grpc as pb_grpc  # noqa: E402
 from server import procinfo  # noqa: E402
 from tests.process.windows.load import cap_batch as windows_cap_batch  # noqa: E402
 from tests.process.windows.load import duration  # noqa: E402
-from tests.support.serverproc import ServerProcess, launch  # noqa: E402
+from tests.support.serverproc import ServerProcess, launch, stop_process  # noqa: E402
 
 TARGET_P99_MS = 50.0
 WATCHERS = 100
@@ -466,7 +466,7 @@ def main() -> None:
     finally:
         for s in servers:
             s.stop()
-        procinfo.stop(noop, timeout=10)
+        stop_process(noop, timeout=10)
     shutil.rmtree(workdir)
     if args.before:
         result["before"] = json.loads(args.before.read_text())

@@ -55,10 +55,9 @@ from server import procinfo, workload
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.append(str(ROOT))  # after bench/: its `server` package
-from tests.support.serverproc import wait_for_ready  # noqa: E402
+from tests.support.serverproc import CLI, serve_command, stop_process, wait_for_ready  # noqa: E402
 
 RESULTS = BENCH / "results"
-CLI = ROOT / ".venv" / "bin" / "cugar-metrics"
 PROTO = "cugar/metrics/v1/metrics_service.proto"
 CALL = "cugar.metrics.v1.MetricsService/RecordExecution"
 
@@ -121,7 +120,7 @@ class Server:
         return f"127.0.0.1:{self.grpc_port}"
 
     def stop(self) -> int:
-        return procinfo.stop(self.popen, timeout=30)
+        return stop_process(self.popen, timeout=30)
 
     def ingest(self) -> dict[str, float]:
         """cugar_ingest_executions_total by result, and cugar_dedup_entries."""
@@ -148,22 +147,7 @@ def start_server(
     ready = workdir / f"{name}.ready.json"
     log_path = workdir / f"{name}.log"
     ready.unlink(missing_ok=True)
-    argv = [
-        str(CLI),
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--grpc-port",
-        "0",
-        "--metrics-port",
-        "0",
-        "--ready-file",
-        str(ready),
-        "--replica",
-        name,
-        "--log-level",
-        "WARNING",
-    ]
+    argv = serve_command(ready, "--host", "127.0.0.1", "--replica", name, "--log-level", "WARNING")
     if security and kind in ("secured", "auth"):
         argv += ["--auth-keys-file", str(security.keys_file), "--metrics-open"]
     else:

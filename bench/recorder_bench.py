@@ -33,7 +33,7 @@ from cugar_metrics_client import BatchRecorder, Budget, Client, Execution, ToolC
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.support.serverproc import wait_for_ready  # noqa: E402
+from tests.support.serverproc import serve_command, wait_for_ready  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "recorder.md"
 CALLER_P99_TARGET_US = 10.0
@@ -153,21 +153,7 @@ def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     ready, log = workdir / "ready.json", workdir / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [
-                str(ROOT / ".venv" / "bin" / "cugar-metrics"),
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--grpc-port",
-                "0",
-                "--metrics-port",
-                "0",
-                "--ready-file",
-                str(ready),
-                "--no-auth",
-                "--log-level",
-                "WARNING",
-            ],
+            serve_command(ready, "--host", "127.0.0.1", "--no-auth", "--log-level", "WARNING"),
             stdout=out,
             stderr=subprocess.STDOUT,
         )

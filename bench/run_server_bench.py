@@ -45,7 +45,7 @@ from cugar.metrics.v1 import metrics_service_pb2_grpc as pb_grpc
 from server import procinfo, profiles, workload
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # after bench/: its `server`
-from tests.support.serverproc import wait_for_ready
+from tests.support.serverproc import stop_process, wait_for_ready
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -108,7 +108,7 @@ class Proc:
         return f"127.0.0.1:{self.info['grpc_port']}"
 
     def stop(self) -> int:
-        return procinfo.stop(self.popen, timeout=20)
+        return stop_process(self.popen, timeout=20)
 
 
 def start(name: str, argv: list[str], workdir: Path, log_dir: Path) -> Proc:

@@ -7,7 +7,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import subprocess
 from dataclasses import dataclass
 
@@ -132,15 +131,3 @@ def machine(ghz: str) -> dict[str, object]:
         "protobuf": google.protobuf.__version__,
         "ghz": ghz_version(ghz),
     }
-
-
-def stop(popen: subprocess.Popen[bytes], timeout: float) -> int:
-    """SIGTERM (the server drains and exits 0), SIGKILL after `timeout`; the exit code."""
-    if popen.poll() is None:
-        popen.send_signal(signal.SIGTERM)
-        try:
-            popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            popen.kill()
-            popen.wait()
-    return int(popen.returncode)

@@ -62,6 +62,22 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20) -> int:
     return proc.returncode
 
 
+def serve_command(ready: Path, *args: str, grpc_port: int = 0) -> list[str]:
+    """`cugar-metrics serve` on `grpc_port` (0: a free one) and a free metrics port, writing
+    its ports to the `ready` file, with the flags in `args`."""
+    return [
+        str(CLI),
+        "serve",
+        "--grpc-port",
+        str(grpc_port),
+        "--metrics-port",
+        "0",
+        "--ready-file",
+        str(ready),
+        *args,
+    ]
+
+
 def launch(
     directory: Path,
     *args: str,
@@ -87,21 +103,7 @@ def launch(
     ready.unlink(missing_ok=True)  # a restart under the same name waits for its own file
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [
-                str(CLI),
-                "serve",
-                "--host",
-                host,
-                "--grpc-port",
-                str(grpc_port),
-                "--metrics-port",
-                "0",
-                "--ready-file",
-                str(ready),
-                "--replica",
-                name,
-                *args,
-            ],
+            serve_command(ready, "--host", host, "--replica", name, *args, grpc_port=grpc_port),
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},

@@ -79,24 +79,28 @@ class StateFormatError(ValueError):
 # --- encode ---------------------------------------------------------------------------------
 
 
-def _dist(d: FrozenDistribution) -> dict[str, Any]:
+def dist_fields(d: FrozenDistribution) -> dict[str, Any]:
+    """A distribution as JSON, but for its sketch counts (each format writes them its way)."""
     return {
         "count": d.count,
         "sum": d.sum,
         "buckets": list(d.buckets),
         "zero_count": d.zero_count,
         "offset": d.offset,
-        "bins": [int(n) for n in d.bins],
     }
 
 
-def encode_series(series: Series, value: Any, dist: Callable[[FrozenDistribution], Any]) -> Any:
+def _dist(d: FrozenDistribution) -> dict[str, Any]:
+    return {**dist_fields(d), "bins": [int(n) for n in d.bins]}
+
+
+def encode_series(series: Series, value: Any) -> Any:
     """One series of a snapshot as JSON: an object for a counter or gauge with one label,
-    else rows of label values and a value (`dist` of it for a histogram)."""
+    else rows of label values and a value (a distribution for a histogram)."""
     if series.kind == "histogram":
         if series.arity == 1:
-            return [[k, dist(d)] for k, d in value.items()]
-        return [[*k, dist(d)] for k, d in value.items()]
+            return [[k, _dist(d)] for k, d in value.items()]
+        return [[*k, _dist(d)] for k, d in value.items()]
     if series.arity == 1:
         return dict(value)
     return [[*k, v] for k, v in value.items()]
@@ -125,7 +129,7 @@ def encode(state: SavedState) -> bytes:
         "start_time": state.start_time,
         "model_layout": MODEL_LAYOUT,
         **{
-            series.field: encode_series(series, getattr(s, series.field), _dist)
+            series.field: encode_series(series, getattr(s, series.field))
             for series in SERIES
             if series.saved != "no"
         },
@@ -260,20 +264,16 @@ def _label_sets(v: object, what: str) -> dict[str, frozenset[str]]:
     return sets
 
 
-def decode_series(
-    series: Series,
-    raw: object,
-    dist: Callable[[object, str, Sequence[float], bool], FrozenDistribution] = _frozen,
-) -> dict[Any, Any]:
+def decode_series(series: Series, raw: object) -> dict[Any, Any]:
     """One series as `encode_series` wrote it, checked: its shape, its numbers, the values
-    of its closed labels, its fixed keys. `dist` reads a histogram's distribution."""
+    of its closed labels, its fixed keys."""
     what = series.field
     if series.fixed:
         return _fixed(raw, what, series.fixed, series.fixed_added)
 
     def value(v: object, at: str) -> Any:
         if series.kind == "histogram":
-            return dist(v, at, series.buckets, series.sketch)
+            return _frozen(v, at, series.buckets, series.sketch)
         return _float(v, at) if series.floats else _int(v, at)
 
     out: dict[Any, Any]

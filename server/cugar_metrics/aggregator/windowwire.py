@@ -60,6 +60,7 @@ from cugar_metrics.aggregator.persist import (
     _keyed,
     _map,
     _opt_float,
+    dist_fields,
 )
 from cugar_metrics.aggregator.series import SERIES
 from cugar_metrics.aggregator.sketch import FrozenDistribution
@@ -132,11 +133,7 @@ def _wire_dist(d: FrozenDistribution) -> dict[str, Any]:
     """A distribution with its sketch key counts as base64 of zlib-compressed little-endian
     int64s (compact: most keys of a wide sketch are empty)."""
     return {
-        "count": d.count,
-        "sum": d.sum,
-        "buckets": list(d.buckets),
-        "zero_count": d.zero_count,
-        "offset": d.offset,
+        **dist_fields(d),
         "bins": base64.b64encode(
             zlib.compress(np.asarray(d.bins, dtype="<i8").tobytes(), 1)
         ).decode(),

@@ -13,7 +13,7 @@ import pytest
 from cugar.metrics.v1 import metrics_service_pb2 as pb
 from cugar.metrics.v1 import metrics_service_pb2_grpc as pb_grpc
 from tests.conftest import pb_execution
-from tests.support.serverproc import CLI, stop_process, wait_for_ready
+from tests.support.serverproc import CLI, serve_command, stop_process, wait_for_ready
 
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("CUGAR_METRICS_")}
 
@@ -33,16 +33,7 @@ def test_serve_without_auth_flags_serves_on_loopback_with_a_warning(tmp_path: Pa
     ready, log = tmp_path / "ready.json", tmp_path / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [
-                str(CLI),
-                "serve",
-                "--grpc-port",
-                "0",
-                "--metrics-port",
-                "0",
-                "--ready-file",
-                str(ready),
-            ],
+            serve_command(ready),
             stdout=out,
             stderr=subprocess.STDOUT,
             env=CLEAN_ENV,

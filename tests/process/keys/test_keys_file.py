@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.server.auth.helpers import make_keys
-from tests.support.serverproc import CLI, stop_process
+from tests.support.serverproc import CLI, serve_command, stop_process
 
 OTHER_UID, OTHER_GID = 4242, 4343
 
@@ -107,17 +107,7 @@ def test_a_running_server_that_cannot_read_the_result_is_warned(tmp_path: Path) 
                 "setpriv",
                 f"--inh-caps={drop}",
                 f"--bounding-set={drop}",
-                str(CLI),
-                "serve",
-                "--grpc-port",
-                "0",
-                "--metrics-port",
-                "0",
-                "--ready-file",
-                str(ready),
-                "--auth-keys-file",
-                str(keys.path),
-                "--metrics-open",
+                *serve_command(ready, "--auth-keys-file", str(keys.path), "--metrics-open"),
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
