@@ -353,18 +353,27 @@ class BodyCache:
         self.series: dict[str, Any] | None = None
 
 
-def _decode_v2(data: bytes, cache: BodyCache | None = None) -> WindowState:
+def _prefixed_json(data: bytes, what: str, short: str) -> tuple[dict[str, Any], int]:
+    """A JSON object (`what`) after its u32 little-endian length, and where the bytes after
+    it start; `short` says what is wrong when there is no length."""
     if len(data) < 4:
-        raise StateFormatError("window state shorter than its header length")
+        raise StateFormatError(short)
     n = int.from_bytes(data[:4], "little")
     try:
-        h = json.loads(data[4 : 4 + n])
+        doc = json.loads(data[4 : 4 + n])
     except ValueError as e:
-        raise StateFormatError(f"window state header is not JSON: {e}") from None
-    if not isinstance(h, dict):
-        raise StateFormatError("window state header is not an object")
+        raise StateFormatError(f"{what} is not JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise StateFormatError(f"{what} is not an object")
+    return doc, 4 + n
+
+
+def _decode_v2(data: bytes, cache: BodyCache | None = None) -> WindowState:
+    h, end = _prefixed_json(
+        data, "window state header", "window state shorter than its header length"
+    )
     fields = _header_fields(h)
-    packed = data[4 + n :]
+    packed = data[end:]
     if cache is not None and cache.series is not None and cache.body == packed:
         series = cache.series
     else:
@@ -398,22 +407,16 @@ def _decode_body(packed: bytes) -> dict[str, Any]:
         body = zlib.decompress(packed)
     except zlib.error as e:
         raise StateFormatError(f"window state body is not zlib data: {e}") from None
-    if len(body) < 4:
-        raise StateFormatError("window state body shorter than its directory length")
-    dn = int.from_bytes(body[:4], "little")
-    try:
-        directory = json.loads(body[4 : 4 + dn])
-    except ValueError as e:
-        raise StateFormatError(f"window state directory is not JSON: {e}") from None
-    if not isinstance(directory, dict):
-        raise StateFormatError("window state directory is not an object")
+    directory, start = _prefixed_json(
+        body, "window state directory", "window state body shorter than its directory length"
+    )
     strings = directory.get("strings")
     if not isinstance(strings, list) or not all(isinstance(x, str) for x in strings):
         raise StateFormatError("directory.strings: not a list of strings")
     kind = directory.get("bins")
     if kind not in _BINS_TYPES:
         raise StateFormatError(f"directory.bins: {kind!r} is not one of {list(_BINS_TYPES)}")
-    reader = _Reader(body, 4 + dn)
+    reader = _Reader(body, start)
 
     def labels(name: str, rows: int, arity: int) -> list[Any]:
         idx = reader.take("<i4", rows * arity, f"{name} keys")
