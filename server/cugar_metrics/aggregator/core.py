@@ -35,6 +35,7 @@ from cugar_metrics.aggregator.series import (
     TTFT_BUCKETS,
     UTILIZATION_BUCKETS,
     Series,
+    by_field,
     empty_value,
     windowed,
 )
@@ -173,7 +174,7 @@ class Snapshot:
 
 
 #: Every series by its field, in the table's order.
-_FIELDS: dict[str, Series] = {s.field: s for s in SERIES}
+_FIELDS: dict[str, Series] = by_field()
 
 
 class _ProfileSeries:

@@ -38,7 +38,7 @@ from cugar_metrics.aggregator.core import (
     Snapshot,
 )
 from cugar_metrics.aggregator.dedup import DedupState
-from cugar_metrics.aggregator.series import SERIES, Series
+from cugar_metrics.aggregator.series import SERIES, Series, by_field
 from cugar_metrics.aggregator.sketch import RELATIVE_ACCURACY, FrozenDistribution
 from cugar_metrics.model import CAPPED_LABELS
 
@@ -60,7 +60,8 @@ LAYOUT: dict[str, Any] = {
 MODEL_LAYOUT: dict[str, Any] = {
     s.layout: list(s.buckets) for s in SERIES if s.kind == "histogram" and s.since == "model"
 }
-_LATER_LABELS = ("model",)
+#: The capped labels that came with them (the overflow counts a file before them lacks).
+_LATER_LABELS = by_field()["overflow"].fixed_added
 
 #: The series sections of the header: one that cannot be restored is dropped on its own
 #: (restored empty, reported) and the rest of the state is kept.
